@@ -1,0 +1,1 @@
+"""Model importers (front ends) that turn framework files into edgekit IR."""
