@@ -60,9 +60,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def _register() -> None:
     # Each command lives in its own module; importing them here keeps startup cheap
     # (heavy libraries are imported inside the commands).
-    from edgekit.cli import targets_cmd
+    from edgekit.cli import model_cmds, targets_cmd
 
-    cli.add_command(targets_cmd.targets)
+    for cmd in (model_cmds.inspect, model_cmds.run, model_cmds.convert, targets_cmd.targets):
+        cli.add_command(cmd)
 
 
 def main() -> None:

@@ -1,1 +1,5 @@
-"""TensorFlow Lite (.tflite) front end: a bounds-checked flatbuffer reader and schema enums."""
+"""TFLite frontend: a bounds-checked flatbuffer reader and the importer to the IR."""
+
+from edgekit.frontends.tflite.importer import SUPPORTED_TFLITE_OPS, load_tflite
+
+__all__ = ["SUPPORTED_TFLITE_OPS", "load_tflite"]

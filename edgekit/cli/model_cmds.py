@@ -1,0 +1,147 @@
+"""``edgekit inspect``, ``edgekit run`` and ``edgekit convert``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from edgekit.cli.common import (human_bytes, human_count, input_shape_option, load_arrays,
+                                load_model_cli)
+from edgekit.errors import BadInputError
+
+console = Console()
+
+
+def print_inspect(graph, load_seconds: float | None = None, con: Console | None = None) -> None:
+    from edgekit.ir.stats import graph_stats
+
+    con = con or console
+    st = graph_stats(graph)
+    table = Table(title=f"{graph.name}  ({graph.metadata.get('source_format', 'ir')})", show_lines=False)
+    for col, just in (("#", "right"), ("op", "left"), ("input", "left"), ("output", "left"),
+                      ("dtype", "left"), ("params", "right"), ("MACs", "right"), ("act. bytes", "right")):
+        table.add_column(col, justify=just)
+    for layer in st.layers:
+        op = layer.op + (f"+{layer.activation}" if layer.activation not in ("", "NONE") else "")
+        table.add_row(str(layer.index), op, " ".join(str(s) for s in layer.inputs), str(layer.output),
+                      layer.dtype, f"{layer.params:,}", f"{layer.macs:,}", f"{layer.activation_bytes:,}")
+    table.add_section()
+    table.add_row("", "total", "", "", "", f"{st.params:,}", f"{st.macs:,}", "")
+    con.print(table)
+    ins = ", ".join(f"{t.name} {list(t.shape)} {t.dtype.value}" for t in graph.input_tensors())
+    outs = ", ".join(f"{t.name} {list(t.shape)} {t.dtype.value}" for t in graph.output_tensors())
+    con.print(f"inputs: {ins}\noutputs: {outs}")
+    con.print(f"{len(st.layers)} ops, {st.params:,} parameters ({human_bytes(st.param_bytes)}), "
+              f"{human_count(st.macs)} MACs, largest activation {human_bytes(st.largest_activation_bytes)}, "
+              f"activations live at once (unshared) {human_bytes(st.peak_live_bytes)}"
+              + (f", imported in {load_seconds * 1000:.0f} ms" if load_seconds is not None else ""))
+
+
+@click.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-layer table as JSON.")
+@input_shape_option
+def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
+    """Show the per-layer table of MODEL: op, shapes, params, MACs, activation bytes."""
+    from edgekit.ir.stats import graph_stats
+
+    graph, seconds = load_model_cli(model, input_shapes)
+    if as_json:
+        doc = graph_stats(graph).to_dict()
+        doc.update(name=graph.name, source_format=graph.metadata.get("source_format"),
+                   inputs=[{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.value}
+                           for t in graph.input_tensors()],
+                   outputs=[{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.value}
+                            for t in graph.output_tensors()],
+                   import_seconds=round(seconds, 4))
+        click.echo(json.dumps(doc, indent=1))
+        return
+    print_inspect(graph, seconds)
+
+
+def _bind_run_inputs(graph, data):
+    if isinstance(data, np.ndarray):
+        if len(graph.inputs) != 1:
+            raise BadInputError(f"the model has {len(graph.inputs)} inputs {graph.inputs}: "
+                                "give an .npz with one array per input name")
+        return {graph.inputs[0]: data}
+    if set(graph.inputs) <= set(data):
+        return {n: data[n] for n in graph.inputs}
+    if len(graph.inputs) == 1:
+        for key in ("x", "input", "inputs"):
+            if key in data:
+                return {graph.inputs[0]: data[key]}
+        if len(data) == 1:
+            return {graph.inputs[0]: next(iter(data.values()))}
+    raise BadInputError(f"the .npz holds {sorted(data)}; the model's inputs are {graph.inputs}")
+
+
+@click.command()
+@click.argument("model")
+@click.option("--input", "-i", "input_path", required=True, metavar="FILE",
+              help=".npy (single-input models) or .npz (one array per input name, or 'x').")
+@click.option("--out", "-o", "out_path", metavar="FILE",
+              help="Write outputs: .npy (first output) or .npz (all outputs by name).")
+@click.option("--layout", type=click.Choice(["source", "ir"]), default="source", show_default=True,
+              help="Array layout: 'source' = as the original model (NCHW for ONNX/PyTorch), 'ir' = NHWC.")
+@click.option("--dump", "dump_path", metavar="FILE.npz", help="Also save every intermediate tensor.")
+@input_shape_option
+def run(model: str, input_path: str, out_path: str | None, layout: str, dump_path: str | None,
+        input_shapes: tuple[str, ...]) -> None:
+    """Run MODEL on inputs with the numpy reference interpreter."""
+    import time
+
+    from edgekit.reference.interpreter import Interpreter
+
+    graph, _ = load_model_cli(model, input_shapes)
+    feeds = _bind_run_inputs(graph, load_arrays(input_path))
+    t0 = time.perf_counter()
+    result = Interpreter(graph).run(feeds, layout=layout, dump=bool(dump_path))
+    seconds = time.perf_counter() - t0
+    outputs = {n: result[n] for n in graph.outputs}
+    table = Table(title=f"outputs ({seconds * 1000:.1f} ms)")
+    for col in ("output", "shape", "dtype", "min", "max", "argmax (first 8)"):
+        table.add_column(col)
+    for name, v in outputs.items():
+        am = ""
+        if v.ndim >= 2 and v.shape[-1] > 1:
+            am = " ".join(str(int(a)) for a in v.reshape(-1, v.shape[-1]).argmax(-1)[:8])
+        table.add_row(name, str(list(v.shape)), str(v.dtype), f"{v.min():.6g}", f"{v.max():.6g}", am)
+    console.print(table)
+    if out_path:
+        _save(out_path, outputs)
+        console.print(f"wrote {out_path}")
+    if dump_path:
+        _save(dump_path, result, npz=True)
+        console.print(f"wrote {len(result)} tensors to {dump_path}")
+
+
+def _save(path: str, arrays: dict[str, np.ndarray], npz: bool = False) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if npz or p.suffix == ".npz":
+        # Tensor names may hold '/' or ';': keep them readable but valid as npz keys.
+        np.savez(p, **{k: v for k, v in arrays.items()})
+    else:
+        np.save(p, next(iter(arrays.values())))
+
+
+@click.command()
+@click.argument("model")
+@click.option("--to", "fmt", type=click.Choice(["ir"]), required=True,
+              help="Output format: 'ir' writes edgekit IR (JSON + .npz weights).")
+@click.option("--out", "-o", "out_path", required=True, metavar="PATH", help="Output file.")
+@input_shape_option
+def convert(model: str, fmt: str, out_path: str, input_shapes: tuple[str, ...]) -> None:
+    """Convert MODEL to another format."""
+    from edgekit.ir import save
+
+    graph, _ = load_model_cli(model, input_shapes)
+    if fmt == "ir":
+        js, npz = save(graph, out_path)
+        console.print(f"wrote {js} and {npz}")
