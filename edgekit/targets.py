@@ -52,6 +52,7 @@ file and the field, e.g. ``targets/foo.toml: field 'memories[1].size': expected 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import tomllib
@@ -96,10 +97,26 @@ UART_KINDS = ("cmsdk",)
 # float; neon, dotprod, i8mm, bf16, sve, sve2: A-profile SIMD extensions; cuda: an NVIDIA GPU.
 FEATURES = frozenset(
     {
-        "dsp", "fpu", "fpu-dp", "fp16", "mve", "mve-fp",
-        "neon", "dotprod", "i8mm", "bf16", "sve", "sve2",
+        "dsp",
+        "fpu",
+        "fpu-dp",
+        "fp16",
+        "mve",
+        "mve-fp",
+        "neon",
+        "dotprod",
+        "i8mm",
+        "bf16",
+        "sve",
+        "sve2",
         "cuda",
-        "sse2", "sse4.2", "avx", "avx2", "fma", "avx512f", "avx512vnni",
+        "sse2",
+        "sse4.2",
+        "avx",
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512vnni",
     }
 )
 
@@ -116,11 +133,20 @@ class InvalidSizeError(BadInputError, ValueError):
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _UNITS = {
-    "": 1, "b": 1,
-    "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
-    "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
-    "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
-    "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kb": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1 << 30,
+    "gib": 1 << 30,
+    "t": 1 << 40,
+    "tb": 1 << 40,
+    "tib": 1 << 40,
 }
 
 
@@ -323,9 +349,7 @@ def _as_dir_list(targets_dir: DirsArg) -> list[Path]:
     return [Path(d) for d in targets_dir]
 
 
-def search_path(
-    targets_dir: DirsArg = None,
-) -> list[Path]:
+def search_path(targets_dir: DirsArg = None) -> list[Path]:
     """Directories searched for target files, first match wins.
 
     Order: the directories the caller gives (one path or several), then each directory of
@@ -336,7 +360,7 @@ def search_path(
     dirs: list[Path] = []
     for d in _as_dir_list(targets_dir):
         if not d.is_dir():
-            raise TargetError(f"targets directory {str(d)!r} (from --targets-dir) is not a directory")
+            raise TargetError(f"targets directory {str(d)!r} is not a directory")
         dirs.append(d)
     env = os.environ.get(ENV_VAR, "")
     for entry in env.split(os.pathsep):
@@ -369,26 +393,19 @@ def _target_files(dirs: Sequence[Path]) -> dict[str, Path]:
     return found
 
 
-def target_names(
-    targets_dir: DirsArg = None,
-) -> list[str]:
+def target_names(targets_dir: DirsArg = None) -> list[str]:
     """Sorted names of all targets on the search path (the files are not parsed)."""
     return sorted(_target_files(search_path(targets_dir)))
 
 
-def list_targets(
-    targets_dir: DirsArg = None,
-) -> list[Target]:
+def list_targets(targets_dir: DirsArg = None) -> list[Target]:
     """Load every target on the search path (a user file overrides a built-in one of the same
     name). Sorted by family (mcu, linux, jetson, host), then name."""
     targets = [_load_file(f) for f in _target_files(search_path(targets_dir)).values()]
     return sorted(targets, key=lambda t: (_FAMILY_RANK[t.family], t.name))
 
 
-def load_target(
-    name_or_path: PathArg,
-    targets_dir: DirsArg = None,
-) -> Target:
+def load_target(name_or_path: PathArg, targets_dir: DirsArg = None) -> Target:
     """Load a target by name (searching :func:`search_path`) or from a ``.toml`` file path."""
     text = os.fspath(name_or_path)
     looks_like_path = (
@@ -432,8 +449,14 @@ class _Checker:
     def fail(self, field: str, msg: str) -> TargetError:
         return TargetError(f"{self.shown}: field {field!r}: {msg}")
 
-    def table(self, data: Mapping[str, Any], field: str, prefix: str,
-              required: Iterable[str], optional: Iterable[str]) -> None:
+    def table(
+        self,
+        data: Mapping[str, Any],
+        field: str,
+        prefix: str,
+        required: Iterable[str],
+        optional: Iterable[str],
+    ) -> None:
         required, optional = tuple(required), tuple(optional)
         allowed = set(required) | set(optional)
         for key in data:
@@ -447,8 +470,14 @@ class _Checker:
             if key not in data:
                 raise self.fail(prefix + key, "missing required field")
 
-    def str_(self, data: Mapping[str, Any], key: str, prefix: str, default: Any = ...,
-             choices: Sequence[str] | None = None) -> Any:
+    def str_(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        prefix: str,
+        default: Any = ...,
+        choices: Sequence[str] | None = None,
+    ) -> Any:
         field = prefix + key
         if key not in data:
             if default is ...:
@@ -463,8 +492,9 @@ class _Checker:
             raise self.fail(field, "must not be empty")
         return value
 
-    def int_(self, data: Mapping[str, Any], key: str, prefix: str, default: Any = ...,
-             minimum: int = 0) -> Any:
+    def int_(
+        self, data: Mapping[str, Any], key: str, prefix: str, default: Any = ..., minimum: int = 0
+    ) -> Any:
         field = prefix + key
         if key not in data:
             if default is ...:
@@ -477,8 +507,7 @@ class _Checker:
             raise self.fail(field, f"must be >= {minimum}, got {value}")
         return value
 
-    def str_list(self, data: Mapping[str, Any], key: str, prefix: str,
-                 default: Any = ...) -> Any:
+    def str_list(self, data: Mapping[str, Any], key: str, prefix: str, default: Any = ...) -> Any:
         field = prefix + key
         if key not in data:
             if default is ...:
@@ -503,13 +532,26 @@ class _Checker:
 
 def _tname(value: Any) -> str:
     return {
-        bool: "boolean", int: "integer", float: "float", str: "string",
-        list: "list", dict: "table",
+        bool: "boolean",
+        int: "integer",
+        float: "float",
+        str: "string",
+        list: "list",
+        dict: "table",
     }.get(type(value), type(value).__name__)
 
 
-_TOP_REQUIRED = ("name", "family", "description", "cpu", "arch", "features",
-                 "memories", "toolchain", "default_backend")
+_TOP_REQUIRED = (
+    "name",
+    "family",
+    "description",
+    "cpu",
+    "arch",
+    "features",
+    "memories",
+    "toolchain",
+    "default_backend",
+)
 _TOP_OPTIONAL = ("clock_hz", "emulator", "cuda", "boards", "notes")
 
 
@@ -535,8 +577,10 @@ def _parse(c: _Checker, data: dict[str, Any], path: Path) -> Target:
     if not _NAME_RE.match(name):
         raise c.fail("name", f"must be lowercase letters, digits, '.', '_' or '-', got {name!r}")
     if name != path.stem:
-        raise c.fail("name", f"{name!r} does not match the file name {path.name!r} "
-                             f"(expected name = {path.stem!r})")
+        raise c.fail(
+            "name",
+            f"{name!r} does not match the file name {path.name!r} (expected name = {path.stem!r})",
+        )
     family = c.str_(data, "family", "", choices=FAMILIES)
     description = c.str_(data, "description", "")
     cpu = c.str_(data, "cpu", "")
@@ -545,8 +589,9 @@ def _parse(c: _Checker, data: dict[str, Any], path: Path) -> Target:
     features = c.str_list(data, "features", "")
     for i, feat in enumerate(features):
         if feat not in FEATURES:
-            raise c.fail(f"features[{i}]",
-                         f"unknown feature {feat!r} (known: {', '.join(sorted(FEATURES))})")
+            raise c.fail(
+                f"features[{i}]", f"unknown feature {feat!r} (known: {', '.join(sorted(FEATURES))})"
+            )
     if len(set(features)) != len(features):
         dup = next(f for f in features if features.count(f) > 1)
         raise c.fail("features", f"feature {dup!r} listed twice")
@@ -609,8 +654,9 @@ def _parse_memories(c: _Checker, value: Any, family: str) -> tuple[MemoryRegion,
         c.table(item, f"memories[{i}]", prefix, ("name", "kind", "size"), ("base",))
         name = c.str_(item, "name", prefix)
         if name in seen:
-            raise c.fail(prefix + "name",
-                         f"duplicate region name {name!r} (also memories[{seen[name]}])")
+            raise c.fail(
+                prefix + "name", f"duplicate region name {name!r} (also memories[{seen[name]}])"
+            )
         seen[name] = i
         kind = c.str_(item, "kind", prefix, choices=MEMORY_KINDS)
         try:
@@ -625,13 +671,14 @@ def _parse_memories(c: _Checker, value: Any, family: str) -> tuple[MemoryRegion,
         regions.append(MemoryRegion(name=name, kind=kind, size=size, base=base))
 
     placed = sorted((r.base, r.end, i, r.name) for i, r in enumerate(regions) if r.base is not None)
-    for (b0, e0, i0, n0), (b1, _e1, i1, n1) in zip(placed, placed[1:]):
+    for (b0, e0, i0, n0), (b1, _e1, i1, n1) in itertools.pairwise(placed):
         if b1 < e0:
             later = max(i0, i1)
             other = n0 if later == i1 else n1
-            raise c.fail(f"memories[{later}].base",
-                         f"region {regions[later].name!r} overlaps region {other!r} "
-                         f"({b1:#x} < {e0:#x})")
+            raise c.fail(
+                f"memories[{later}].base",
+                f"region {regions[later].name!r} overlaps region {other!r} ({b1:#x} < {e0:#x})",
+            )
 
     kinds = {r.kind for r in regions}
     if family == "mcu":
@@ -658,8 +705,13 @@ def _parse_emulator(c: _Checker, em: Mapping[str, Any] | None) -> Emulator | Non
     if em is None:
         return None
     p = "emulator."
-    c.table(em, "[emulator]", p, ("kind", "binary"),
-            ("machine", "cpu", "uart", "uart_base", "timer_base", "sysroot"))
+    c.table(
+        em,
+        "[emulator]",
+        p,
+        ("kind", "binary"),
+        ("machine", "cpu", "uart", "uart_base", "timer_base", "sysroot"),
+    )
     kind = c.str_(em, "kind", p, choices=EMULATOR_KINDS)
     emulator = Emulator(
         kind=kind,
@@ -675,8 +727,10 @@ def _parse_emulator(c: _Checker, em: Mapping[str, Any] | None) -> Emulator | Non
         if emulator.machine is None:
             raise c.fail(p + "machine", "missing required field (a qemu-system emulator needs -M)")
         if emulator.uart_base is None:
-            raise c.fail(p + "uart_base",
-                         "missing required field (a qemu-system emulator needs its UART address)")
+            raise c.fail(
+                p + "uart_base",
+                "missing required field (a qemu-system emulator needs its UART address)",
+            )
     else:
         for key in ("machine", "uart", "uart_base", "timer_base"):
             if key in em:

@@ -41,7 +41,7 @@ def _report(ctx: click.Context, exc: BaseException, code: int, internal: bool = 
     prefix = "internal error" if internal else "error"
     msg = f"{type(exc).__name__}: {exc}" if internal else str(exc)
     err_console.print(f"[bold red]{prefix}:[/bold red] ", end="")
-    err_console.print(msg, markup=False, highlight=False)
+    err_console.print(msg, markup=False, highlight=False, soft_wrap=True)
     if internal and not verbose:
         err_console.print("(run with --verbose for the traceback)")
     sys.exit(code)
@@ -60,9 +60,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def _register() -> None:
     # Each command lives in its own module; importing them here keeps startup cheap
     # (heavy libraries are imported inside the commands).
-    from edgekit.cli import model_cmds, targets_cmd
+    from edgekit.cli import demo_cmd, model_cmds, targets_cmd
 
-    for cmd in (model_cmds.inspect, model_cmds.run, model_cmds.convert, targets_cmd.targets):
+    for cmd in (model_cmds.inspect, model_cmds.run, model_cmds.convert, targets_cmd.targets,
+                demo_cmd.demo):
         cli.add_command(cmd)
 
 

@@ -25,10 +25,10 @@ def print_inspect(graph, load_seconds: float | None = None, con: Console | None 
     table = Table(title=f"{graph.name}  ({graph.metadata.get('source_format', 'ir')})", show_lines=False)
     for col, just in (("#", "right"), ("op", "left"), ("input", "left"), ("output", "left"),
                       ("dtype", "left"), ("params", "right"), ("MACs", "right"), ("act. bytes", "right")):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, no_wrap=col in ("op", "output", "params", "MACs"))
     for layer in st.layers:
         op = layer.op + (f"+{layer.activation}" if layer.activation not in ("", "NONE") else "")
-        table.add_row(str(layer.index), op, " ".join(str(s) for s in layer.inputs), str(layer.output),
+        table.add_row(str(layer.index), op, " ".join(_shape(s) for s in layer.inputs), _shape(layer.output),
                       layer.dtype, f"{layer.params:,}", f"{layer.macs:,}", f"{layer.activation_bytes:,}")
     table.add_section()
     table.add_row("", "total", "", "", "", f"{st.params:,}", f"{st.macs:,}", "")
@@ -40,6 +40,10 @@ def print_inspect(graph, load_seconds: float | None = None, con: Console | None 
               f"{human_count(st.macs)} MACs, largest activation {human_bytes(st.largest_activation_bytes)}, "
               f"activations live at once (unshared) {human_bytes(st.peak_live_bytes)}"
               + (f", imported in {load_seconds * 1000:.0f} ms" if load_seconds is not None else ""))
+
+
+def _shape(shape) -> str:
+    return "x".join(str(d) for d in shape) if shape else "scalar"
 
 
 @click.command()

@@ -44,8 +44,14 @@ def _ram_cell(t: Target) -> str:
 
 
 @click.group(invoke_without_command=True)
-@click.option("--targets-dir", "targets_dirs", multiple=True, metavar="DIR",
-              type=click.Path(path_type=Path), help=_DIR_OPTION_HELP)
+@click.option(
+    "--targets-dir",
+    "targets_dirs",
+    multiple=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path),
+    help=_DIR_OPTION_HELP,
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def targets(ctx: click.Context, targets_dirs: tuple[Path, ...], as_json: bool) -> None:
@@ -73,8 +79,15 @@ def targets(ctx: click.Context, targets_dirs: tuple[Path, ...], as_json: bool) -
         else:
             emu = t.emulator.machine or f"{t.emulator.binary} -cpu {t.emulator.cpu or 'max'}"
         cells = (
-            t.name, t.family, t.cpu, format_hz(t.clock_hz), flash, _ram_cell(t),
-            " ".join(sorted(t.features)) or "-", t.default_backend, emu,
+            t.name,
+            t.family,
+            t.cpu,
+            format_hz(t.clock_hz),
+            flash,
+            _ram_cell(t),
+            " ".join(sorted(t.features)) or "-",
+            t.default_backend,
+            emu,
         )
         table.add_row(*(Text(c) for c in cells))
     console = _console()
@@ -85,8 +98,14 @@ def targets(ctx: click.Context, targets_dirs: tuple[Path, ...], as_json: bool) -
 
 @targets.command("show")
 @click.argument("name")
-@click.option("--targets-dir", "targets_dirs", multiple=True, metavar="DIR",
-              type=click.Path(path_type=Path), help=_DIR_OPTION_HELP)
+@click.option(
+    "--targets-dir",
+    "targets_dirs",
+    multiple=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path),
+    help=_DIR_OPTION_HELP,
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.pass_context
 def show(ctx: click.Context, name: str, targets_dirs: tuple[Path, ...], as_json: bool) -> None:
@@ -152,8 +171,11 @@ def show(ctx: click.Context, name: str, targets_dirs: tuple[Path, ...], as_json:
             cells = (m.name, m.kind, format_size(m.size), f"{m.size:,}", base, end)
             mem.add_row(*(Text(c) for c in cells))
         console.print(mem)
-        totals = [f"{k} {format_size(t.total(k))}" for k in ("flash", "sram", "psram", "dram")
-                  if t.memory(k)]
+        totals = [
+            f"{k} {format_size(t.total(k))}"
+            for k in ("flash", "sram", "psram", "dram")
+            if t.memory(k)
+        ]
         console.print("total: " + ", ".join(totals))
     else:
         console.print("memory regions: none listed")

@@ -380,12 +380,12 @@ def tanh(x, x_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
 
 
 def mean(x, x_qp: QuantParams, out_qp: QuantParams, *, axes, keep_dims: bool = False) -> np.ndarray:
-    """MEAN int8 over ``axes`` as TFLite Micro computes it.
-
-    Same scale and zero point in and out: the int32 sum of the raw values divided by
-    the element count, truncated toward zero. Otherwise: (sum - zp_in * n) scaled by
-    double(s_in) / double(s_out) folded with 1/n into one multiplier
-    ((m << k) / n with k = floor(log2 n), capped), + zp_out, clamped.
+    """MEAN int8 over ``axes`` as TFLite Micro computes it (``QuantizedMeanOrSum``, used
+    whether or not the input and output quantization are equal): (sum - zp_in * n)
+    times the multiplier of double(s_in) / double(s_out) folded with 1/n
+    ((m << k) / n with k = floor(log2 n), capped at 32 and 31 + shift), double-rounding
+    requantization, + zp_out, clamped. (Older TFLM builds truncated sum / n when the
+    quantization was equal; the pinned tflite_micro does not.)
     """
     x = _i8(x)
     s_in, zp_in = _per_tensor(x_qp, "mean input")
@@ -395,8 +395,6 @@ def mean(x, x_qp: QuantParams, out_qp: QuantParams, *, axes, keep_dims: bool = F
     total = fp.wrap_int32(x.astype(np.int64).sum(axis=ax, keepdims=keep_dims))
     if n == 0:
         return np.zeros(total.shape, dtype=np.int8)
-    if zp_in == zp_out and np.float32(s_in) == np.float32(s_out):
-        return fp.wrap_int32(fp.trunc_div(total, n)).astype(np.int8)
     mult, shift = fp.requantize_multiplier(s_in, s_out)
     k = n.bit_length() - 1
     k = min(k, 32, 31 + shift)
