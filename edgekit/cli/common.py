@@ -68,3 +68,16 @@ def human_count(n: int) -> str:
         if n >= div:
             return f"{n / div:.2f}{unit}"
     return str(n)
+
+
+def make_console(stderr: bool = False):
+    """A rich console; when the output is not a terminal, tables get 140 columns
+    instead of rich's 80 so layer tables stay readable in logs and pipes."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 140
+    return Console(stderr=stderr, width=width)

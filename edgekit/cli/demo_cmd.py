@@ -10,7 +10,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from edgekit.cli.common import make_console
+
+console = make_console()
 
 
 def bundled(name: str) -> str:

@@ -10,11 +10,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from edgekit.cli.common import (human_bytes, human_count, input_shape_option, load_arrays,
+from edgekit.cli.common import (make_console, human_bytes, human_count, input_shape_option, load_arrays,
                                 load_model_cli)
 from edgekit.errors import BadInputError
 
-console = Console()
+console = make_console()
 
 
 def print_inspect(graph, load_seconds: float | None = None, con: Console | None = None) -> None:

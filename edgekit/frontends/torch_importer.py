@@ -23,6 +23,7 @@ import math
 import operator
 import sys
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -85,7 +86,9 @@ def load_torch(spec, example_inputs: tuple | None = None,
         if input_shapes is not None:
             _check_program_shapes(ep, input_shapes)
     try:
-        ep = ep.run_decompositions({})  # functional ATen, composite ops kept
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            ep = ep.run_decompositions({})  # functional ATen, composite ops kept
     except Exception:  # noqa: BLE001 - an already-normalized program is fine as is
         pass
     return _Importer(torch, ep, name, overrides).run()
@@ -178,8 +181,6 @@ def _as_tuple(torch, examples, where: str) -> tuple:
 def _shapes_to_inputs(torch, shapes, where: str) -> tuple:
     try:
         shapes = [list(s) for s in shapes]
-        if shapes and all(isinstance(s, (int, np.integer)) for s in shapes):  # pragma: no cover
-            shapes = [shapes]
     except TypeError:
         # one flat shape, e.g. [1, 3, 32, 32]
         shapes = [list(shapes)]
@@ -222,7 +223,9 @@ def _example_inputs(torch, module, example_inputs, input_shapes, found, pyfile) 
 
 def _export(torch, module, examples: tuple, name: str):
     try:
-        return torch.export.export(module, examples, strict=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.export.export(module, examples, strict=False)
     except EdgekitError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -487,12 +490,11 @@ class _Importer:
         r = len(v.shape)
         if r == rank:
             return v.name
-        if rank == 4:
-            src = self.reshape(v.name, (1,) * (4 - r) + v.shape, f"{hint}_4d")
-            return self.from_source_order(src, f"{hint}_nhwc")
         if r == 4:
             raise self.unsupported(f"broadcasting a 4-D tensor to rank {rank} is not supported")
-        return v.name  # numpy broadcasting aligns trailing axes, as torch does
+        # torch aligns trailing axes: give the operand the result's rank with leading 1s
+        src = self.reshape(v.name, (1,) * (rank - r) + v.shape, f"{hint}_rank{rank}")
+        return self.from_source_order(src, f"{hint}_nhwc") if rank == 4 else src
 
     def out_shape(self, node=None) -> tuple[int, ...]:
         node = node or self.node
@@ -587,6 +589,9 @@ class _Importer:
             if arg is None:
                 continue
             v = self.vals.get(arg) if isinstance(arg, self.torch.fx.Node) else None
+            if isinstance(v, _Unusable):
+                raise self.unsupported(f"output {v.index} of {v.op} is not supported (only its first)",
+                                       op=v.op)
             if not isinstance(v, _Val) or v.is_const:
                 raise BadInputError(f"model output {i} ({getattr(arg, 'name', arg)!r}) does not depend on "
                                     "the model inputs; edgekit needs outputs computed from inputs")
@@ -693,6 +698,9 @@ class _Importer:
                 continue
             if any(not single_consumer(g, op.outputs[0]) for op in ops[:-1]):
                 continue
+            acts = [op.attrs.get("activation", "NONE") for op in ops]
+            if acts != ["NONE", "RELU6", "NONE", "NONE"]:
+                continue  # a later pass fused something into the chain
             prod.attrs["activation"] = "RELU_N1_TO_1"
             prod.outputs = [last.outputs[0]]
             for op in ops:
@@ -1153,7 +1161,8 @@ def _batch_norm(im, node, a):
         raise im.unsupported(f"batch norm over a {r}-D input (only [N, C] and [N, C, H, W])")
     gamma = np.ones(c, np.float32) if a.get("weight") is None else im.const(a["weight"], "the weight").reshape(-1)
     beta = np.zeros(c, np.float32) if a.get("bias") is None else im.const(a["bias"], "the bias").reshape(-1)
-    eps = float(a.get("eps", a.get("epsilon", 1e-5)) or 1e-5)
+    eps = a.get("eps", a.get("epsilon"))
+    eps = 1e-5 if eps is None else float(eps)
     n = node.name
     ins = [x.name, im.const_tensor(gamma, f"{n}_gamma"), im.const_tensor(beta, f"{n}_beta"),
            im.const_tensor(mean, f"{n}_mean"), im.const_tensor(var, f"{n}_var")]
@@ -1175,9 +1184,15 @@ def _cat(im, node, a):
         raise im.unsupported("concatenation of constants only")
     if len(vals) == 1:
         return vals[0]
-    names = [im.operand(v, r, im.tmp(f"in{i}")) if v.is_const else v.name for i, v in enumerate(vals)]
     if any(len(v.shape) != r for v in vals):
         raise im.unsupported("concatenation of tensors of different ranks")
+    names = []
+    for i, v in enumerate(vals):
+        if v.is_const:
+            arr = np.asarray(v.const, np.float32)
+            names.append(im.const_tensor(arr.transpose(NCHW_TO_NHWC) if r == 4 else arr, im.tmp(f"in{i}")))
+        else:
+            names.append(v.name)
     axis = _ir_axis(int(a.get("dim", 0) or 0), r)
     return im.result(im.emit(OpType.CONCATENATION, names, _ir_shape(out), {"axis": axis}))
 

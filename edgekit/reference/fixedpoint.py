@@ -109,27 +109,42 @@ def round_half_away_f32(x) -> np.ndarray:
 def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
     """gemmlowp ``SaturatingRoundingDoublingHighMul`` for int32 (ARM VQRDMULH).
 
-    Returns round((a * b) / 2^31) with the nudge rounding halves away from zero,
-    saturating the single overflow case (-2^31 * -2^31) to 2^31 - 1.
+    gemmlowp adds a nudge of 2^30 (1 - 2^30 for negative products) and divides by
+    2^31 truncating toward zero; for every int64 product that equals
+    floor((a * b + 2^30) / 2^31), which is what is computed here. The one overflow
+    case, -2^31 * -2^31, saturates to 2^31 - 1.
     """
     a = _i64(a)
     b = _i64(b)
-    ab = a * b  # |a*b| <= 2^62: exact in int64
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    res = trunc_div(ab + nudge, 1 << 31)
-    overflow = (a == b) & (a == INT32_MIN)
-    return np.where(overflow, INT32_MAX, res)
+    ab = np.asarray(a * b)  # |a*b| <= 2^62: exact in int64
+    ab += 1 << 30
+    ab >>= 31
+    if np.any(a == INT32_MIN) and np.any(b == INT32_MIN):
+        overflow = np.broadcast_to((a == INT32_MIN) & (b == INT32_MIN), ab.shape)
+        ab = np.where(overflow, INT32_MAX, ab)
+    return ab
 
 
 def rounding_divide_by_pot(x, exponent) -> np.ndarray:
-    """gemmlowp ``RoundingDivideByPOT``: arithmetic right shift rounding to nearest,
-    halves away from zero. ``exponent`` in [0, 31], scalar or array."""
+    """gemmlowp ``RoundingDivideByPOT``: x / 2^exponent rounded to nearest, halves away
+    from zero (``exponent`` in [0, 31], scalar or array broadcast against ``x``).
+
+    gemmlowp's mask/threshold formulation equals floor((x + 2^(e-1) - [x < 0]) / 2^e)
+    for e > 0, which is what is computed here.
+    """
     x = _i64(x)
     e = _i64(exponent)
-    mask = (np.int64(1) << e) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0).astype(np.int64)
-    return (x >> e) + (remainder > threshold).astype(np.int64)
+    if e.ndim == 0:
+        ei = int(e)
+        if ei == 0:
+            return np.array(x, copy=True)
+        out = np.asarray(x + ((1 << (ei - 1)) - 1))
+        out += (x >= 0)
+        out >>= ei
+        return out
+    half = (np.int64(1) << e) >> 1
+    neg = (x >> 63) * (e > 0)
+    return (x + half + neg) >> e
 
 
 def saturating_rounding_multiply_by_pot(x, exponent: int) -> np.ndarray:
@@ -168,10 +183,12 @@ def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
     """
     x = _i64(x)
     shift = _i64(shift)
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    shifted = wrap_int32(x << left)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+    if np.any(shift > 0):
+        x = wrap_int32(x << np.maximum(shift, 0))
+    r = saturating_rounding_doubling_high_mul(x, multiplier)
+    if np.any(shift < 0):
+        r = rounding_divide_by_pot(r, np.maximum(-shift, 0))
+    return r
 
 
 def multiply_by_quantized_multiplier_smaller_than_one_exp(x, multiplier, left_shift) -> np.ndarray:

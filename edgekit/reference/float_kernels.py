@@ -149,30 +149,53 @@ def _check_nhwc(x, name="input"):
         raise BadInputError(f"{name} must be NHWC (4-D), got shape {x.shape}")
 
 
+_CHUNK_BYTES = 64 << 20  # bound on the im2col patch matrix built at once
+
+
 def _conv_accumulate(xp, w, stride, dilation, out_hw, dtype=np.float64):
-    """sum over taps of patch @ w_tap.T; ``xp`` padded [N,H,W,Cin], ``w`` [Cout,KH,KW,Cin]."""
+    """Convolution sums by im2col + matmul, in chunks of the batch.
+
+    ``xp`` padded [N,H,W,Cin] (already holding the values to multiply), ``w``
+    [Cout,KH,KW,Cin]; returns [N,OH,OW,Cout] in ``dtype``.
+    """
     n = xp.shape[0]
     cout, kh, kw, cin = w.shape
     oh, ow = out_hw
-    acc = np.zeros((n * oh * ow, cout), dtype=dtype)
-    w = w.astype(dtype, copy=False)
-    for ky, kx, view in _window_taps(xp, (kh, kw), stride, dilation, out_hw):
-        patch = np.ascontiguousarray(view, dtype=dtype).reshape(-1, cin)
-        acc += patch @ w[:, ky, kx, :].T
-    return acc.reshape(n, oh, ow, cout)
+    k = kh * kw * cin
+    wm = np.ascontiguousarray(w.reshape(cout, k).astype(dtype).T)  # [K, Cout], (ky, kx, c) order
+    xp = xp.astype(dtype, copy=False)
+    out = np.empty((n, oh, ow, cout), dtype=dtype)
+    per_item = max(1, oh * ow * k * np.dtype(dtype).itemsize)
+    chunk = max(1, _CHUNK_BYTES // per_item)
+    for s0 in range(0, n, chunk):
+        part = xp[s0:s0 + chunk]
+        taps = [view for _, _, view in _window_taps(part, (kh, kw), stride, dilation, out_hw)]
+        if len(taps) == 1:
+            patches = np.ascontiguousarray(taps[0]).reshape(-1, k)
+        else:
+            patches = np.stack(taps, axis=3).reshape(-1, k)
+        out[s0:s0 + part.shape[0]] = (patches @ wm).reshape(part.shape[0], oh, ow, cout)
+    return out
 
 
 def _depthwise_accumulate(xp, w, depth_multiplier, stride, dilation, out_hw, dtype=np.float64):
-    """Depthwise sum over taps; ``xp`` padded [N,H,W,Cin], ``w`` [1,KH,KW,Cin*M]."""
+    """Depthwise sums, one multiply-add per kernel tap; ``xp`` padded [N,H,W,Cin],
+    ``w`` [1,KH,KW,Cin*M]; output channel c*M + m reads input channel c."""
     _, kh, kw, cout = w.shape
+    xp = xp.astype(dtype, copy=False)
     if depth_multiplier != 1:
-        xp = np.repeat(xp, depth_multiplier, axis=3)  # channel c -> c*M .. c*M+M-1
+        xp = np.repeat(xp, depth_multiplier, axis=3)
     n = xp.shape[0]
     oh, ow = out_hw
     acc = np.zeros((n, oh, ow, cout), dtype=dtype)
     w = w.astype(dtype, copy=False)
-    for ky, kx, view in _window_taps(xp, (kh, kw), stride, dilation, out_hw):
-        acc += view * w[0, ky, kx, :]
+    chunk = max(1, (1 << 18) // max(1, oh * ow * cout))  # keep the working set in cache
+    for s0 in range(0, n, chunk):
+        a = acc[s0:s0 + chunk]
+        tmp = np.empty_like(a)
+        for ky, kx, view in _window_taps(xp[s0:s0 + chunk], (kh, kw), stride, dilation, out_hw):
+            np.multiply(view, w[0, ky, kx, :], out=tmp)
+            a += tmp
     return acc
 
 

@@ -97,20 +97,37 @@ def _channel_scales(w_qp: QuantParams, n: int, axis: int, what: str) -> np.ndarr
     return scales
 
 
-def _requant_out(acc, mult, shift, zp_out, act_min, act_max) -> np.ndarray:
-    """int32 accumulator -> int8 output: MultiplyByQuantizedMultiplier, + zp, clamp."""
-    v = fp.multiply_by_quantized_multiplier(fp.wrap_int32(acc), mult, shift) + zp_out
-    return _to_int8(v, act_min, act_max)
+_STEP_ELEMS = 1 << 16  # elements requantized per step (keeps the int64 temporaries in cache)
 
 
-def _add_bias(acc_f64, bias, n_out) -> np.ndarray:
-    acc = np.rint(acc_f64).astype(np.int64)
+def _requant_out(acc, bias, mult, shift, zp_out, act_min, act_max) -> np.ndarray:
+    """Accumulators [..., C] (exact integers, any numeric dtype) + int32 bias ->
+    wrap to int32 -> MultiplyByQuantizedMultiplier (per channel) -> + zp -> clamp -> int8."""
+    c = acc.shape[-1]
     if bias is not None:
         b = np.asarray(bias)
-        if b.shape != (n_out,):
-            raise BadInputError(f"bias must have shape ({n_out},), got {b.shape}")
-        acc = acc + b.astype(np.int64)
-    return acc
+        if b.shape != (c,):
+            raise BadInputError(f"bias must have shape ({c},), got {b.shape}")
+        b = b.astype(np.int64)
+    flat = acc.reshape(-1, c)
+    out = np.empty(flat.shape, dtype=np.int8)
+    step = max(1, _STEP_ELEMS // max(1, c))
+    for r0 in range(0, flat.shape[0], step):
+        v = flat[r0:r0 + step].astype(np.int64)  # float sums hold exact integers
+        if bias is not None:
+            v += b
+        v = fp.multiply_by_quantized_multiplier(fp.wrap_int32(v), mult, shift)
+        v += zp_out
+        np.clip(v, act_min, act_max, out=v)
+        out[r0:r0 + step] = v
+    return out.reshape(acc.shape)
+
+
+def _exact_dtype(depth: int):
+    """float32 when every partial sum of ``depth`` int8 products (|x - zp| <= 255,
+    |w| <= 127) is an integer below 2^24, so any summation order is exact; else float64
+    (exact below 2^53)."""
+    return np.float32 if depth * 255 * 128 < (1 << 24) else np.float64
 
 
 # ----------------------------------------------------------------------------------
@@ -143,9 +160,10 @@ def conv2d(x, w, bias, x_qp: QuantParams, w_qp: QuantParams, out_qp: QuantParams
     stride, dilation = _pair(stride), _pair(dilation)
     p = _resolve_pads(pads, x.shape[1:3], (kh, kw), stride, dilation)
     out_hw = output_hw(x.shape[1:3], (kh, kw), stride, dilation, p)
-    xo = x.astype(np.float64) - zp_in  # padded taps then contribute 0, as TFLM skips them
-    acc = _conv_accumulate(_pad_hw(xo, p), w, stride, dilation, out_hw)
-    return _requant_out(_add_bias(acc, bias, cout), mult, shift, zp_out, act_min, act_max)
+    dtype = _exact_dtype(kh * kw * w.shape[3])
+    xo = x.astype(dtype) - dtype(zp_in)  # padded taps then contribute 0, as TFLM skips them
+    acc = _conv_accumulate(_pad_hw(xo, p), w, stride, dilation, out_hw, dtype)
+    return _requant_out(acc, bias, mult, shift, zp_out, act_min, act_max)
 
 
 def depthwise_conv2d(x, w, bias, x_qp: QuantParams, w_qp: QuantParams, out_qp: QuantParams, *,
@@ -172,9 +190,9 @@ def depthwise_conv2d(x, w, bias, x_qp: QuantParams, w_qp: QuantParams, out_qp: Q
     stride, dilation = _pair(stride), _pair(dilation)
     p = _resolve_pads(pads, x.shape[1:3], (kh, kw), stride, dilation)
     out_hw = output_hw(x.shape[1:3], (kh, kw), stride, dilation, p)
-    xo = x.astype(np.float64) - zp_in
-    acc = _depthwise_accumulate(_pad_hw(xo, p), w, m, stride, dilation, out_hw)
-    return _requant_out(_add_bias(acc, bias, cout), mult, shift, zp_out, act_min, act_max)
+    xo = x.astype(np.int32) - np.int32(zp_in)  # |sum| <= KH*KW*255*127: int32 is exact
+    acc = _depthwise_accumulate(_pad_hw(xo, p), w, m, stride, dilation, out_hw, np.int32)
+    return _requant_out(acc, bias, mult, shift, zp_out, act_min, act_max)
 
 
 def fully_connected(x, w, bias, x_qp: QuantParams, w_qp: QuantParams, out_qp: QuantParams, *,
@@ -200,12 +218,13 @@ def fully_connected(x, w, bias, x_qp: QuantParams, w_qp: QuantParams, out_qp: Qu
     if per_channel:
         fscales = _channel_scales(w_qp, cout, 0, "fully_connected")
         mult, shift = fp.fc_per_channel_multipliers(s_in, fscales, s_out)
-        wf = w.astype(np.float64)
+        w_zp = 0
     else:
         mult, shift = fp.fc_per_tensor_multiplier(s_in, w_qp.scale[0], s_out)
-        wf = w.astype(np.float64) - int(w_qp.zero_point[0])
-    acc = (x2.astype(np.float64) - zp_in) @ wf.T
-    out = _requant_out(_add_bias(acc, bias, cout), mult, shift, zp_out, act_min, act_max)
+        w_zp = int(w_qp.zero_point[0])
+    dtype = _exact_dtype(2 * w.shape[1])  # |w - zp_w| may reach 255 when zp_w != 0
+    acc = (x2.astype(dtype) - dtype(zp_in)) @ (w.astype(dtype) - dtype(w_zp)).T
+    out = _requant_out(acc, bias, mult, shift, zp_out, act_min, act_max)
     return out.reshape(out_shape)
 
 

@@ -163,7 +163,7 @@ class Padding(nn.Module):
 
 def padding():
     torch.manual_seed(5)
-    return Padding().eval(), (torch.randn(1, 3, 11, 9),)
+    return Padding().eval(), (torch.randn(1, 3, 12, 10),)
 
 
 class Misc(nn.Module):
