@@ -397,6 +397,7 @@ class _Importer:
         self.overrides = dict(overrides) if overrides else None
         self.relu_src: dict[str, str] = {}   # RELU output -> its input (to form RELU6 from clamp chains)
         self.clamp_chains: list[tuple] = []  # hardtanh(-1, 1) decompositions, fused after the passes
+        self.zero_pads: dict[str, tuple] = {}  # PAD output -> (input, (top, left, bottom, right)), H/W only
         self.node = None
 
     # -- errors -------------------------------------------------------------
@@ -825,6 +826,12 @@ def _conv(im: _Importer, node, a) -> _Val:
         ph, pw = _pair(pad) or (0, 0)
         pads = (ph, pw, ph, pw)
     cin, cout = x.shape[1], w.shape[0]
+    src = x.name
+    padded = im.zero_pads.get(x.name)
+    if padded is not None and len(node.args[0].users) == 1:
+        # an explicit zero padding of H/W just before the conv: let the conv pad instead
+        src = padded[0]
+        pads = tuple(p + q for p, q in zip(pads, padded[1]))
     attrs = {"strides": stride, "dilations": dil, "pads": pads}
     if groups == 1:
         op, filt = OpType.CONV_2D, w.transpose(0, 2, 3, 1)
@@ -834,7 +841,7 @@ def _conv(im: _Importer, node, a) -> _Val:
     else:
         raise im.unsupported(f"grouped convolution (groups={groups} with {cin} input channels) is not "
                              "supported; only groups=1 and depthwise (groups=in_channels)")
-    ins = [x.name, im.const_tensor(filt, f"{node.name}_filter")]
+    ins = [src, im.const_tensor(filt, f"{node.name}_filter")]
     if b is not None:
         ins.append(im.const_tensor(b.reshape(-1), f"{node.name}_bias"))
     return im.result(im.emit(op, ins, _ir_shape(im.out_shape()), attrs))
@@ -1288,7 +1295,10 @@ def _pad(im, node, a):
     flat = tuple(v for i in range(r) for v in per_axis[order[i]])
     if not any(flat):
         return x
-    return im.result(im.emit(OpType.PAD, [x.name], _ir_shape(im.out_shape()), {"pads": flat, "value": value}))
+    out = im.emit(OpType.PAD, [x.name], _ir_shape(im.out_shape()), {"pads": flat, "value": value})
+    if r == 4 and value == 0.0 and not any(flat[:2]) and not any(flat[6:]):
+        im.zero_pads[out] = (x.name, (flat[2], flat[4], flat[3], flat[5]))
+    return im.result(out)
 
 
 @_handles("aten.native_dropout")

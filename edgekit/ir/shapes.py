@@ -133,7 +133,7 @@ def resolve_reshape(x: Shape, shape) -> Shape:
 
 
 def op_macs(op_type: OpType, in_shapes: list[Shape | None], out_shapes: list[Shape], attrs: dict) -> int:
-    """Multiply-accumulates of one op (0 for data movement)."""
+    """Multiply-accumulates of one op (0 for pooling, adds and data movement)."""
     out = out_shapes[0]
     if op_type is OpType.CONV_2D:
         _, kh, kw, cin = in_shapes[1]
@@ -144,8 +144,7 @@ def op_macs(op_type: OpType, in_shapes: list[Shape | None], out_shapes: list[Sha
     if op_type is OpType.FULLY_CONNECTED:
         cout, k = in_shapes[1]
         return int(np.prod(out)) // cout * cout * k
-    if op_type is OpType.AVERAGE_POOL_2D:
-        return int(np.prod(out)) * attrs["kernel"][0] * attrs["kernel"][1]
-    if op_type in (OpType.ADD, OpType.SUB, OpType.MUL, OpType.BATCH_NORM):
+    if op_type in (OpType.MUL, OpType.BATCH_NORM):
         return int(np.prod(out))
+    # Pools, adds and data movement: no multiplies (counted as MLPerf Tiny counts MACs).
     return 0

@@ -18,6 +18,11 @@ from edgekit.frontends.torch_importer import SUPPORTED_TORCH_OPS, load_torch  # 
 from edgekit.ir import verify  # noqa: E402
 from edgekit.reference.interpreter import Interpreter  # noqa: E402
 
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"),
+    pytest.mark.filterwarnings("ignore:The tensor attributes:UserWarning"),
+]
+
 MODELS_FILE = Path(__file__).with_name("torch_models.py")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,7 +73,8 @@ def _ops(graph, op_type: str):
     return [op for op in graph.ops if op.type.value == op_type]
 
 
-NUMERIC_MODELS = ["small_cnn", "depthwise_separable", "residual", "concat", "mlp", "padding", "misc"]
+NUMERIC_MODELS = ["small_cnn", "depthwise_separable", "residual", "concat", "mlp", "padding", "misc",
+                  "pad_then_conv"]
 
 
 @pytest.mark.parametrize("factory", NUMERIC_MODELS)
@@ -176,6 +182,25 @@ def test_padding_count_include_pad():
     assert any(tuple(m.attrs["pads"]) == (0, 0, 1, 1) for m in maxes)
 
 
+def test_zero_pad_absorbed_into_conv():
+    model, examples = _build("pad_then_conv")
+    graph = load_torch(model, example_inputs=examples)
+    assert "PAD" not in graph.op_types()
+    conv, dw = _ops(graph, "CONV_2D")[0], _ops(graph, "DEPTHWISE_CONV_2D")[0]
+    assert tuple(conv.attrs["pads"]) == (0, 0, 1, 1)  # (top, left, bottom, right)
+    assert tuple(dw.attrs["pads"]) == (2, 1, 0, 1)
+    assert conv.attrs["activation"] == "RELU"
+
+
+@pytest.mark.parametrize("factory", ["depthwise_separable", "padding", "misc"])
+def test_core_aten_program(factory):
+    """A program already decomposed to core ATen (convolution, addmm, clamp, _softmax, view, ...)."""
+    model, examples = _build(factory)
+    ep = torch.export.export(model, examples, strict=False).run_decompositions()
+    graph = load_torch(ep)
+    _compare(graph, model, _random_like(examples, 11))
+
+
 def test_spec_file_factory():
     graph = load_torch(f"{MODELS_FILE}:depthwise_separable")
     model, examples = _build("depthwise_separable")
@@ -207,6 +232,9 @@ def test_exported_program_object():
     ep = torch.export.export(model, examples, strict=False)
     graph = load_torch(ep)
     _compare(graph, model, _random_like(examples, 6))
+    assert load_torch(ep, input_shapes=[[1, 4, 8, 16]]).op_types() == graph.op_types()
+    with pytest.raises(BadInputError, match="takes inputs of shapes"):
+        load_torch(ep, input_shapes=[[1, 4, 8, 8]])
 
 
 def test_state_dict(tmp_path):

@@ -166,6 +166,24 @@ def padding():
     return Padding().eval(), (torch.randn(1, 3, 12, 10),)
 
 
+class PadThenConv(nn.Module):
+    """Explicit zero padding in front of convs (TF-style "same"): absorbed into the conv pads."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2)
+        self.dw = nn.Conv2d(4, 4, 3, groups=4)
+
+    def forward(self, x):
+        x = self.conv(F.pad(x, (0, 1, 0, 1)))  # (left, right, top, bottom)
+        return self.dw(F.pad(F.relu(x), (1, 1, 2, 0)))
+
+
+def pad_then_conv():
+    torch.manual_seed(10)
+    return PadThenConv().eval(), (torch.randn(1, 3, 9, 8),)
+
+
 class Misc(nn.Module):
     """Layout-sensitive ops: permute, mean over some axes, softmax over channels, ..."""
 

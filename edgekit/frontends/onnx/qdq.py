@@ -224,6 +224,13 @@ class _Fuser:
                     return False
             ins = [xq] + list(op.inputs[1:])
         self._rewire(op, act, q, ins)
+        if op.type is OpType.AVERAGE_POOL_2D and g.tensor(ins[0]).quant != oq and self._global_window(op):
+            # A window over the whole input is a MEAN, whose int8 kernel rescales to the
+            # output parameters in one rounding (pool + requantize would round twice).
+            act_name = op.attrs.get("activation", "NONE")
+            if act_name == "NONE":
+                op.type, op.attrs = OpType.MEAN, {"axes": (1, 2), "keep_dims": True}
+                return True
         if op.type in _SAME_QUANT and g.tensor(ins[0]).quant != oq:
             mid = self.name(out)
             g.add_tensor(mid, g.tensor(out).shape, DType.INT8, g.tensor(ins[0]).quant)
@@ -238,6 +245,11 @@ class _Fuser:
             op.attrs["activation"] = "RELU" if act.type is OpType.RELU else "RELU6"
             self.g.ops.remove(act)
         self.g.ops.remove(q)
+
+    def _global_window(self, op: Op) -> bool:
+        h, w = self.g.tensor(op.inputs[0]).shape[1:3]
+        return (tuple(op.attrs["kernel"]) == (h, w) and not any(op.attrs.get("pads", (0, 0, 0, 0)))
+                and tuple(self.g.tensor(op.outputs[0]).shape[1:3]) == (1, 1))
 
     def _int8_const(self, name: str) -> str | None:
         qc = self.qinfo.get(name)
