@@ -21,6 +21,7 @@ from edgekit.reference.interpreter import Interpreter  # noqa: E402
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"),
     pytest.mark.filterwarnings("ignore:The tensor attributes:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*LeafSpec:FutureWarning"),
 ]
 
 MODELS_FILE = Path(__file__).with_name("torch_models.py")
