@@ -47,7 +47,7 @@ def demo() -> None:
     table.add_column("true", justify="right")
     table.add_column("predicted", justify="right")
     table.add_column("confidence", justify="right")
-    for i in range(min(len(x), 8)):
+    for i in range(min(len(x), 4)):
         art = _ascii(x[i, 0])
         ok = "[green]" if pred[i] == y[i] else "[red]"
         table.add_row(art, str(y[i]), f"{ok}{pred[i]}", f"{probs[i, pred[i]]:.3f}")

@@ -80,7 +80,7 @@ def test_same_pads_match_tflite_definition(n, k, s, dil):
 # ---------------------------------------------------------------------------------- convolutions
 
 
-@profile(40)
+@profile(100)
 @given(st.data())
 def test_conv2d(data):
     d = data.draw
@@ -101,7 +101,7 @@ def test_conv2d(data):
     run(model, [x], F.conv2d(x, wt, b, stride=stride, pads=pads, dilation=dil, activation=act))
 
 
-@profile(40)
+@profile(100)
 @given(st.data())
 def test_depthwise_conv2d(data):
     d = data.draw
@@ -125,7 +125,7 @@ def test_depthwise_conv2d(data):
                                        depth_multiplier=m, activation=act))
 
 
-@profile(40)
+@profile(100)
 @given(st.data())
 def test_fully_connected(data):
     d = data.draw
@@ -165,14 +165,14 @@ def _pool(d, op):
     return model, x, dict(pool=(kh, kw), stride=stride, pads=pads, activation=act)
 
 
-@profile(30)
+@profile(60)
 @given(st.data())
 def test_average_pool2d(data):
     model, x, kw = _pool(data.draw, OPS.AVERAGE_POOL_2D)
     run(model, [x], F.average_pool2d(x, **kw))
 
 
-@profile(20)
+@profile(40)
 @given(st.data())
 def test_max_pool2d(data):
     model, x, kw = _pool(data.draw, OPS.MAX_POOL_2D)
@@ -182,7 +182,7 @@ def test_max_pool2d(data):
 # ---------------------------------------------------------------------------------- elementwise
 
 
-@profile(40)
+@profile(100)
 @given(st.data(), st.sampled_from(["add", "sub", "mul"]))
 def test_binary(data, which):
     d = data.draw
@@ -203,7 +203,7 @@ def test_binary(data, which):
     run(model, [a, b], fn(a, b, activation=act), rtol=0, atol=0)
 
 
-@profile(30)
+@profile(60)
 @given(st.data())
 def test_softmax(data):
     d = data.draw
@@ -218,7 +218,7 @@ def test_softmax(data):
     run(model, [x], F.softmax(x, beta=beta), rtol=1e-5, atol=1e-7)
 
 
-@profile(20)
+@profile(60)
 @given(st.data(), st.sampled_from(["LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1"]))
 def test_unary(data, which):
     d = data.draw
@@ -233,7 +233,7 @@ def test_unary(data, which):
     run(model, [x], fn(x), rtol=2e-6, atol=1e-7)
 
 
-@profile(30)
+@profile(60)
 @given(st.data())
 def test_mean(data):
     d = data.draw
@@ -253,7 +253,7 @@ def test_mean(data):
     run(model, [x], F.mean(x, axes=axes, keep_dims=keep))
 
 
-@profile(15)
+@profile(30)
 @given(st.data())
 def test_pad_concat_transpose_reshape(data):
     d = data.draw
@@ -309,7 +309,7 @@ def test_batch_norm_matches_formula():
 # ---------------------------------------------------------------------------------- hybrid
 
 
-@profile(40)
+@profile(100)
 @given(st.data())
 def test_conv2d_hybrid(data):
     d = data.draw
@@ -339,7 +339,7 @@ def test_conv2d_hybrid(data):
     run(model, [x], got, rtol=1e-6, atol=1e-6)
 
 
-@profile(40)
+@profile(100)
 @given(st.data())
 def test_fully_connected_hybrid(data):
     d = data.draw

@@ -1253,7 +1253,7 @@ def _dequantize(c: Converter, node, a):
         if q.dtype.kind not in "iu" or q.dtype.itemsize > 4 or q.dtype == np.uint32:
             raise c.unsupported(f"dequantization of {q.dtype} data")
         axis = None
-        if scale.size > 1 or scale.ndim == 1:
+        if scale.size > 1:
             axis = c.norm_axis(a.get("axis", 1), max(q.ndim, 1))
             if q.ndim and scale.size not in (1, q.shape[axis]):
                 raise c.malformed(f"{scale.size} scales for axis {axis} of size {q.shape[axis]}")
