@@ -16,7 +16,7 @@ from edgekit.errors import BadInputError  # noqa: E402
 from edgekit.ir.dtypes import QuantParams  # noqa: E402
 from edgekit.reference import float_kernels as F  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not orc.HAVE_LITERT, reason="ai_edge_litert (LiteRT) is not installed")
+needs_litert = pytest.mark.skipif(not orc.HAVE_LITERT, reason="ai_edge_litert (LiteRT) is not installed")
 
 S = orc.schema
 OPS = S.BuiltinOperator if S is not None else None
@@ -66,6 +66,7 @@ def window(d, h, w, max_k=3, dilation=True):
 # ---------------------------------------------------------------------------------- geometry
 
 
+@needs_litert
 @profile(200)
 @given(st.integers(1, 40), st.integers(1, 7), st.integers(1, 4), st.integers(1, 3))
 def test_same_pads_match_tflite_definition(n, k, s, dil):
@@ -80,6 +81,7 @@ def test_same_pads_match_tflite_definition(n, k, s, dil):
 # ---------------------------------------------------------------------------------- convolutions
 
 
+@needs_litert
 @profile(100)
 @given(st.data())
 def test_conv2d(data):
@@ -101,6 +103,7 @@ def test_conv2d(data):
     run(model, [x], F.conv2d(x, wt, b, stride=stride, pads=pads, dilation=dil, activation=act))
 
 
+@needs_litert
 @profile(100)
 @given(st.data())
 def test_depthwise_conv2d(data):
@@ -125,6 +128,7 @@ def test_depthwise_conv2d(data):
                                        depth_multiplier=m, activation=act))
 
 
+@needs_litert
 @profile(100)
 @given(st.data())
 def test_fully_connected(data):
@@ -165,6 +169,7 @@ def _pool(d, op):
     return model, x, dict(pool=(kh, kw), stride=stride, pads=pads, activation=act)
 
 
+@needs_litert
 @profile(60)
 @given(st.data())
 def test_average_pool2d(data):
@@ -172,6 +177,7 @@ def test_average_pool2d(data):
     run(model, [x], F.average_pool2d(x, **kw))
 
 
+@needs_litert
 @profile(40)
 @given(st.data())
 def test_max_pool2d(data):
@@ -182,6 +188,7 @@ def test_max_pool2d(data):
 # ---------------------------------------------------------------------------------- elementwise
 
 
+@needs_litert
 @profile(100)
 @given(st.data(), st.sampled_from(["add", "sub", "mul"]))
 def test_binary(data, which):
@@ -203,6 +210,7 @@ def test_binary(data, which):
     run(model, [a, b], fn(a, b, activation=act), rtol=0, atol=0)
 
 
+@needs_litert
 @profile(60)
 @given(st.data())
 def test_softmax(data):
@@ -218,6 +226,7 @@ def test_softmax(data):
     run(model, [x], F.softmax(x, beta=beta), rtol=1e-5, atol=1e-7)
 
 
+@needs_litert
 @profile(60)
 @given(st.data(), st.sampled_from(["LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1"]))
 def test_unary(data, which):
@@ -233,6 +242,7 @@ def test_unary(data, which):
     run(model, [x], fn(x), rtol=2e-6, atol=1e-7)
 
 
+@needs_litert
 @profile(60)
 @given(st.data())
 def test_mean(data):
@@ -253,6 +263,7 @@ def test_mean(data):
     run(model, [x], F.mean(x, axes=axes, keep_dims=keep))
 
 
+@needs_litert
 @profile(30)
 @given(st.data())
 def test_pad_concat_transpose_reshape(data):
@@ -309,6 +320,7 @@ def test_batch_norm_matches_formula():
 # ---------------------------------------------------------------------------------- hybrid
 
 
+@needs_litert
 @profile(100)
 @given(st.data())
 def test_conv2d_hybrid(data):
@@ -316,7 +328,7 @@ def test_conv2d_hybrid(data):
     rng = rng_for(d)
     n, h, w, cin, cout = (d(st.integers(1, 3)), d(st.integers(1, 8)), d(st.integers(1, 8)),
                           d(st.integers(1, 4)), d(st.integers(1, 5)))
-    (kh, kw), stride, dil, padding, pads, (oh, ow) = window(d, h, w, dilation=False)
+    (kh, kw), stride, dil, padding, pads, (oh, ow) = window(d, h, w)
     act = d(st.sampled_from(ACTS))
     per_channel = d(st.booleans()) and cout > 1
     x = rng.normal(size=(n, h, w, cin)).astype(F32)
@@ -330,15 +342,16 @@ def test_conv2d_hybrid(data):
     b = rng.normal(size=cout).astype(F32)
     opt = S.Conv2DOptionsT()
     opt.padding, opt.strideH, opt.strideW = orc.PADDING[padding], stride[0], stride[1]
-    opt.dilationHFactor = opt.dilationWFactor = 1
+    opt.dilationHFactor, opt.dilationWFactor = dil
     opt.fusedActivationFunction = orc.ACT[act]
     model = orc.single_op_model(OPS.CONV_2D,
                                 [spec(x.shape), spec(wt.shape, np.int8, quant=qw, data=wt), spec((cout,), data=b)],
                                 [spec((n, oh, ow, cout))], OPTS.Conv2DOptions, opt)
-    got = F.conv2d_hybrid(x, wt, qw, b, stride=stride, pads=pads, activation=act)
+    got = F.conv2d_hybrid(x, wt, qw, b, stride=stride, pads=pads, dilation=dil, activation=act)
     run(model, [x], got, rtol=1e-6, atol=1e-6)
 
 
+@needs_litert
 @profile(100)
 @given(st.data())
 def test_fully_connected_hybrid(data):

@@ -297,7 +297,7 @@ class Converter:
                                     f"input_shapes={{{name!r}: [...]}}")
             shape = []
             for i, d in enumerate(declared):
-                if d.HasField("dim_value") and d.dim_value > 0:
+                if d.HasField("dim_value"):
                     shape.append(int(d.dim_value))
                 elif i == 0:
                     shape.append(1)  # unknown batch: compile for one sample
@@ -1225,10 +1225,8 @@ def _quantize(c: Converter, node, a):
         out_dt, zp_val = DType.INT8, zp_val - 128
     elif dt == np.int8:
         out_dt = DType.INT8
-    elif dt == np.int16:
-        out_dt = DType.INT16
     else:
-        raise c.unsupported(f"quantization to {dt} (int8, uint8 and int16 are supported)")
+        raise c.unsupported(f"quantization to {dt} (int8 and uint8 are supported)")
     q = QuantParams.per_tensor(s, zp_val)
     y = c.emit(OpType.QUANTIZE, [x], out=c.out_name(node.output[0]), dtype=out_dt, quant=q)
     if dt == np.uint8:
