@@ -66,7 +66,6 @@ def window(d, h, w, max_k=3, dilation=True):
 # ---------------------------------------------------------------------------------- geometry
 
 
-@needs_litert
 @profile(200)
 @given(st.integers(1, 40), st.integers(1, 7), st.integers(1, 4), st.integers(1, 3))
 def test_same_pads_match_tflite_definition(n, k, s, dil):

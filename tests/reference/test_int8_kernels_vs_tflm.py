@@ -150,6 +150,25 @@ def test_conv2d(data):
 
 
 @needs_tflm
+@profile(30)
+@given(st.data())
+def test_conv2d_without_bias(data):
+    """TFLM accepts CONV_2D with no bias (LiteRT does not)."""
+    d = data.draw
+    rng = rng_for(d)
+    n, h, w, cin, cout = 2, d(st.integers(3, 7)), d(st.integers(3, 7)), d(st.integers(1, 3)), d(st.integers(1, 4))
+    pads = same_pads((h, w), (3, 3), (1, 1))
+    qi, qw = draw_qp(d, -2.5, 0.0), weight_qp(d, cout, True, 0)
+    qo = QuantParams.per_tensor(f32(qi.scale[0] * float(np.mean(qw.scale)) * 200), d(st.integers(-128, 127)))
+    x, wt = rand_i8(rng, (n, h, w, cin)), rand_i8(rng, (cout, 3, 3, cin), -127, 127)
+    opt = S.Conv2DOptionsT()
+    opt.padding, opt.strideH, opt.strideW = orc.PADDING["SAME"], 1, 1
+    model = orc.single_op_model(OPS.CONV_2D, [spec(x.shape, quant=qi), spec(wt.shape, quant=qw, data=wt), None],
+                                [spec((n, h, w, cout), quant=qo)], OPTS.Conv2DOptions, opt)
+    check(model, [x], K.conv2d(x, wt, None, qi, qw, qo, pads=pads), litert=False)
+
+
+@needs_tflm
 @profile(150)
 @given(st.data())
 def test_depthwise_conv2d(data):
@@ -371,6 +390,7 @@ def test_tanh(data):
     check(model, [x], K.tanh(x, qi, qo))
 
 
+@needs_tflm
 def test_logistic_tanh_full_input_range():
     x = np.arange(-128, 128, dtype=np.int8).reshape(2, 128)
     for scale, zp in [(0.1, 0), (0.0235, -17), (0.5, 100), (0.004, -128)]:
@@ -539,6 +559,16 @@ def test_dequantize(data):
     check(model, [x], K.dequantize(x, qi))
 
 
+def test_per_axis_quantize_dequantize():
+    w = np.array([[0.5, -0.25, 0.126], [1.0, -2.0, 0.0]], np.float32)
+    qp = QuantParams.per_axis([0.25, 0.5], [0, 1], 0)
+    q = K.quantize(w, qp)
+    assert q.tolist() == [[2, -1, 1], [3, -3, 1]]
+    assert K.dequantize(q, qp).tolist() == [[0.5, -0.25, 0.25], [1.0, -2.0, 0.0]]
+    # TfLiteRound: halves away from zero
+    assert K.quantize(np.array([-0.375, 0.375], np.float32), QuantParams.per_tensor(0.25, 0)).tolist() == [-2, 2]
+
+
 def test_reshape_keeps_bytes():
     x = np.arange(-12, 12, dtype=np.int8).reshape(2, 3, 4)
     y = K.reshape(x, (2, -1))
@@ -641,6 +671,7 @@ def _run_layer_by_layer(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.skipif(not (_KWS.exists() and _KWS_DATA.exists()), reason=f"shared KWS model/data absent under {_SHARED}")
+@needs_tflm
 @pytest.mark.skipif(not orc.HAVE_LITERT, reason="ai_edge_litert is not installed")
 def test_kws_end_to_end_matches_tflm():
     model_bytes = _KWS.read_bytes()
