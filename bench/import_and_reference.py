@@ -18,7 +18,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
 from edgekit.frontends import load_model  # noqa: E402
 from edgekit.reference.interpreter import Interpreter  # noqa: E402
@@ -45,7 +45,7 @@ def main() -> None:
         g, t = timed(lambda: load_model(m), args.repeat)
         print(f"| {m.name} | {m.stat().st_size:,} B | {t * 1000:.1f} ms | {len(g.ops)} |")
 
-    from conftest import litert_outputs, tflm_outputs
+    from tests.support.shared import litert_outputs, tflm_outputs
 
     with np.load(SHARED / "data/kws01/kws01_test1000.npz") as z:
         x, y = z["x_int8"], z["y"]

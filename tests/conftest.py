@@ -1,22 +1,11 @@
-"""Shared fixtures: the ../shared test material (skipped cleanly when absent)."""
+"""Session fixtures over the ../shared test material (skipped cleanly when absent)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = (REPO.parent / "shared").resolve()
-MLPERF = SHARED / "models" / "mlperf-tiny"
-
-
-def shared_file(rel: str) -> Path:
-    p = SHARED / rel
-    if not p.is_file():
-        pytest.skip(f"test data {p} is absent (it lives in ../shared next to the checkout)")
-    return p
+from tests.support.shared import shared_file
 
 
 @pytest.fixture(scope="session")
@@ -30,39 +19,13 @@ def ad_windows():
     return np.load(shared_file("data/ad01/normal_id_01_00000000_windows_f32_196x640.npy"))
 
 
-def tflm_runtime():
-    try:
-        from tflite_micro import runtime
-    except ImportError:
-        pytest.skip("tflite-micro is not installed: pip install 'edgekit[tflite]'")
-    return runtime
+# Property tests run the same examples on every machine, so CI is repeatable;
+# `pytest --hypothesis-profile=explore` searches new examples.
+try:
+    from hypothesis import settings
 
-
-def tflm_outputs(model_path: Path, xs: np.ndarray) -> np.ndarray:
-    """Run each sample through the tflite_micro interpreter (TFLM's own kernels)."""
-    runtime = tflm_runtime()
-    interp = runtime.Interpreter.from_file(str(model_path))
-    outs = []
-    for i in range(len(xs)):
-        interp.set_input(xs[i:i + 1], 0)  # TFLM reuses the input buffer: set it every time
-        interp.invoke()
-        outs.append(interp.get_output(0).copy())
-    return np.concatenate(outs)
-
-
-def litert_outputs(model_path: Path, xs: np.ndarray, reference: bool = False) -> np.ndarray:
-    try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    except ImportError:
-        pytest.skip("ai-edge-litert is not installed: pip install 'edgekit[tflite]'")
-    kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
-    it = Interpreter(model_path=str(model_path), experimental_op_resolver_type=kind)
-    it.allocate_tensors()
-    i = it.get_input_details()[0]["index"]
-    o = it.get_output_details()[0]["index"]
-    outs = []
-    for k in range(len(xs)):
-        it.set_tensor(i, xs[k:k + 1])
-        it.invoke()
-        outs.append(it.get_tensor(o).copy())
-    return np.concatenate(outs)
+    settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+    settings.register_profile("explore", deadline=None, print_blob=True)
+    settings.load_profile("ci")
+except ImportError:  # hypothesis is a dev dependency; tests that need it skip
+    pass

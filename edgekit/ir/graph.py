@@ -30,7 +30,7 @@ class Tensor:
         self.shape = tuple(int(d) for d in self.shape)
         self.dtype = DType(self.dtype)
         if self.data is not None:
-            self.data = np.ascontiguousarray(self.data, dtype=self.dtype.np)
+            self.data = np.array(self.data, dtype=self.dtype.np, order="C")  # keeps 0-d arrays 0-d
             if tuple(self.data.shape) != self.shape:
                 raise ValueError(f"tensor {self.name!r}: data shape {self.data.shape} != {self.shape}")
 

@@ -92,9 +92,9 @@ class Interpreter:
                 x = x[None]
             if x.ndim == 4:
                 x = x.transpose(0, 2, 3, 1)
-        if x.shape == want[1:] and len(want) >= 1:
+        if len(want) >= 1 and want[0] == 1 and x.shape == want[1:]:
             x = x[None]  # one sample given without its batch axis
-        if x.ndim != len(want) or tuple(x.shape[1:]) != want[1:] or (want[0] != 1 and x.shape[0] != want[0]):
+        if x.ndim != len(want) or tuple(x.shape[1:]) != want[1:] or (want and want[0] != 1 and x.shape[0] != want[0]):
             shown = list(want)
             raise BadInputError(f"input {name!r} has shape {list(x.shape)}; the model expects {shown}"
                                 + (" (any batch size)" if want and want[0] == 1 else ""))
@@ -116,7 +116,9 @@ class Interpreter:
         return np.ascontiguousarray(x)
 
     def _batch_of(self, feeds: dict[str, np.ndarray]) -> int:
-        batches = {v.shape[0] for v in feeds.values() if v.ndim}
+        # Only inputs declared with batch 1 can carry a batch of N.
+        batches = {v.shape[0] for n, v in feeds.items()
+                   if v.ndim and self.graph.tensor(n).shape[:1] == (1,)}
         if len(batches) > 1:
             raise BadInputError(f"inputs have different batch sizes {sorted(batches)}")
         return batches.pop() if batches else 1

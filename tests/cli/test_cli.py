@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from edgekit.cli.main import _register, cli
 
 _register()
@@ -55,7 +55,7 @@ def test_inspect_table_ad():
 
 
 def test_run_npy_matches_tflm(tmp_path, kws_data):
-    from conftest import tflm_outputs
+    from tests.support.shared import tflm_outputs
 
     model = shared_file("models/mlperf-tiny/kws_ref_model_int8.tflite")
     x, _ = kws_data

@@ -221,6 +221,70 @@ def test_identity_dropout_removed_and_outputs_keep_names(tmp_path):
         assert g.op_types() == ["RELU"] and g.outputs == ["y"] and g.inputs == ["x"]
 
 
+def make_model_inferred(nodes, inputs, outputs, inits=None, opset=13):
+    """Like make_model, with the output types filled in by ONNX shape inference."""
+    graph = helper.make_graph(nodes, "test", inputs, [helper.make_empty_tensor_value_info(o) for o in outputs],
+                              initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    inferred = onnx.shape_inference.infer_shapes(m)
+    known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for o in m.graph.output:
+        o.CopyFrom(known[o.name])
+    onnx.checker.check_model(m)
+    return m
+
+
+N = helper.make_node
+I64 = np.int64
+PATTERNS = {
+    "conv_same_lower": ([N("Conv", ["x", "w"], ["y"], auto_pad="SAME_LOWER", strides=[2, 2])], [1, 2, 7, 8],
+                        {"w": w(3, 2, 3, 2)}, 13),
+    "conv_dilated_asym_pads": ([N("Conv", ["x", "w"], ["y"], pads=[2, 1, 1, 0], strides=[2, 1], dilations=[2, 3])],
+                               [1, 2, 9, 8], {"w": w(3, 2, 3, 2)}, 13),
+    "avgpool_exclude_pad": ([N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 0, 2, 1], strides=[2, 1])],
+                            [1, 2, 6, 5], {}, 13),
+    "avgpool_ceil": ([N("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)],
+                     [1, 2, 5, 5], {}, 13),
+    "maxpool_ceil_pads": ([N("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                             ceil_mode=1)], [1, 2, 6, 6], {}, 13),
+    "transpose_4d_to_nhwc": ([N("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), N("Relu", ["t"], ["y"])],
+                             [1, 2, 3, 4], {}, 13),
+    "transpose_4d_any": ([N("Transpose", ["x"], ["y"], perm=[3, 1, 0, 2])], [1, 2, 3, 4], {}, 13),
+    "concat_height": ([N("Concat", ["x", "c"], ["y"], axis=2)], [1, 2, 3, 4], {"c": w(1, 2, 2, 4)}, 13),
+    "pad_opset18_axes": ([N("Pad", ["x", "p", "v", "ax"], ["y"])], [1, 2, 3, 4],
+                         {"p": np.array([1, 0, 2, 3], I64), "v": np.array(1.5, np.float32),
+                          "ax": np.array([2, -1], I64)}, 18),
+    "reducemean_opset18_channel": ([N("ReduceMean", ["x", "ax"], ["y"], keepdims=0)], [1, 2, 3, 4],
+                                   {"ax": np.array([1], I64)}, 18),
+    "softmax_opset11_flattening": ([N("Softmax", ["x"], ["y"], axis=1)], [2, 3, 4], {}, 11),
+    "softmax_nchw_channels": ([N("Softmax", ["x"], ["y"], axis=1)], [1, 3, 2, 2], {}, 13),
+    "unsqueeze_to_conv": ([N("Unsqueeze", ["x", "a"], ["u"]), N("Conv", ["u", "w"], ["y"])], [1, 6, 5],
+                          {"a": np.array([1], I64), "w": w(2, 1, 3, 3)}, 13),
+    "matmul_4d": ([N("MatMul", ["x", "w"], ["y"])], [1, 2, 3, 4], {"w": w(4, 5)}, 13),
+    "matmul_3d": ([N("MatMul", ["x", "w"], ["y"])], [2, 3, 4], {"w": w(4, 5)}, 13),
+    "matmul_vector": ([N("MatMul", ["x", "w"], ["y"])], [2, 4], {"w": w(4)}, 13),
+    "gemm_matrix_bias": ([N("Gemm", ["x", "b", "c"], ["y"], transB=1)], [3, 4], {"b": w(5, 4), "c": w(3, 5)}, 13),
+    "sub_constant_first": ([N("Sub", ["c", "x"], ["y"])], [1, 3, 2, 2], {"c": w(3, 1, 1)}, 13),
+    "flatten_axis2": ([N("Flatten", ["x"], ["y"], axis=2)], [1, 2, 3, 4], {}, 13),
+    "batchnorm_alone": ([N("BatchNormalization", ["x", "g", "b", "m", "v"], ["y"])], [1, 3, 2, 2],
+                        {"g": w(3), "b": w(3), "m": w(3), "v": np.abs(w(3)) + 1}, 13),
+    "batchnorm_3d": ([N("BatchNormalization", ["x", "g", "b", "m", "v"], ["y"])], [2, 3, 5],
+                     {"g": w(3), "b": w(3), "m": w(3), "v": np.abs(w(3)) + 1}, 13),
+    "global_max_pool": ([N("GlobalMaxPool", ["x"], ["y"])], [1, 3, 4, 5], {}, 13),
+    "add_lower_rank_runtime": ([N("ReduceMean", ["x"], ["m"], axes=[0, 1], keepdims=0), N("Add", ["x", "m"], ["y"])],
+                               [1, 3, 2, 2], {}, 13),
+    "scalar_constant_node": ([N("Constant", [], ["c"], value_float=2.0), N("Mul", ["x", "c"], ["y"])], [2, 2], {}, 13),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_float_patterns_match_onnxruntime(name):
+    nodes, shape, inits, opset = PATTERNS[name]
+    m = make_model_inferred(nodes, [vi("x", shape)], ["y"], inits, opset)
+    run_both(m, {"x": RNG.standard_normal(shape).astype(np.float32)})
+
+
 # -- QDQ models made by onnxruntime's quantizer -------------------------------------------
 
 def _small_cnn():
@@ -403,3 +467,69 @@ def test_malformed_files(tmp_path):
     del broken.graph.initializer[0]
     with pytest.raises(ModelFormatError):
         load_onnx(broken.SerializeToString())
+
+
+def test_qdq_int8_input_unwrapped_op_stays_float_and_int8_softmax():
+    ort = _ort()
+    Interpreter = _interp()
+    i8, f32 = np.int8, np.float32
+    nodes = [helper.make_node("DequantizeLinear", ["x", "sx", "zx"], ["xd"], name="dq_in"),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=0, name="dq_w"),
+             helper.make_node("DequantizeLinear", ["bq", "sb"], ["bd"], axis=0, name="dq_b"),
+             helper.make_node("Conv", ["xd", "wd", "bd"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("QuantizeLinear", ["c", "sc", "zc"], ["cq"], name="q_conv"),
+             helper.make_node("DequantizeLinear", ["cq", "sc", "zc"], ["cd"], name="dq_conv"),
+             helper.make_node("Sigmoid", ["cd"], ["y"], name="sigmoid"),  # not wrapped: stays float
+             helper.make_node("Softmax", ["cd"], ["sm"], axis=1, name="softmax"),
+             helper.make_node("QuantizeLinear", ["sm", "ss", "zs"], ["smq"], name="q_sm"),
+             helper.make_node("DequantizeLinear", ["smq", "ss", "zs"], ["z"], name="dq_sm")]
+    sw = np.array([0.01, 0.02, 0.015, 0.03], f32)
+    sx = f32(0.05)
+    inits = {"sx": sx, "zx": np.array(3, i8), "wq": RNG.integers(-127, 128, (4, 2, 3, 3)).astype(i8), "sw": sw,
+             "zw": np.zeros(4, i8), "bq": RNG.integers(-500, 500, 4).astype(np.int32), "sb": (sx * sw).astype(f32),
+             "sc": np.array(0.08, f32), "zc": np.array(-5, i8), "ss": np.array(1 / 256, f32),
+             "zs": np.array(-128, i8)}
+    m = make_model(nodes, [vi("x", [1, 2, 5, 5], TensorProto.INT8)], [vi("y", [1, 4, 5, 5]), vi("z", [1, 4, 5, 5])],
+                   inits)
+    g = load_onnx(m)
+    xt = g.tensor("x")
+    assert xt.dtype is DType.INT8 and xt.quant.scale[0] == pytest.approx(0.05) and xt.quant.zero_point == (3,)
+    conv = next(op for op in g.ops if op.type is OpType.CONV_2D)
+    assert g.tensor(conv.inputs[0]).dtype is DType.INT8 and g.tensor(conv.outputs[0]).dtype is DType.INT8
+    sig = next(op for op in g.ops if op.type is OpType.LOGISTIC)
+    assert g.tensor(sig.inputs[0]).dtype is DType.FLOAT32
+    sm = next(op for op in g.ops if op.type is OpType.SOFTMAX)
+    assert g.tensor(sm.outputs[0]).dtype is DType.INT8
+    x = RNG.integers(-128, 128, (1, 2, 5, 5)).astype(i8)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    ry, rz = sess.run(None, {"x": x})
+    got = Interpreter(g).run({"x": x}, layout="source")
+    assert np.abs(got["y"] - ry).max() <= 0.25 * 0.08 + 1e-6  # one output step through the sigmoid
+    assert np.abs(got["z"] - rz).max() <= 2 / 256 + 1e-6
+
+
+def test_qdq_matmul_with_transposed_int8_weights():
+    ort = _ort()
+    Interpreter = _interp()
+    i8, f32 = np.int8, np.float32
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=0),
+             helper.make_node("Transpose", ["wd"], ["wt"], perm=[1, 0]),  # [N, K] -> [K, N]
+             helper.make_node("MatMul", ["xd", "wt"], ["mm"]),
+             helper.make_node("Relu", ["mm"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "sy", "zy"], ["rq"]),
+             helper.make_node("DequantizeLinear", ["rq", "sy", "zy"], ["y"])]
+    inits = {"sx": np.array(0.04, f32), "zx": np.array(0, i8), "wq": RNG.integers(-127, 128, (6, 10)).astype(i8),
+             "sw": (0.01 + 0.01 * RNG.random(6)).astype(f32), "zw": np.zeros(6, i8),
+             "sy": np.array(0.05, f32), "zy": np.array(-128, i8)}
+    m = make_model(nodes, [vi("x", [3, 10])], [vi("y", [3, 6])], inits)
+    g = load_onnx(m)
+    fc = next(op for op in g.ops if op.type is OpType.FULLY_CONNECTED)
+    wt = g.tensor(fc.inputs[1])
+    assert wt.dtype is DType.INT8 and wt.shape == (6, 10) and wt.quant.axis == 0
+    assert fc.attrs["activation"] == "RELU" and g.tensor(fc.outputs[0]).dtype is DType.INT8
+    x = RNG.standard_normal((3, 10)).astype(f32)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = Interpreter(g).run({"x": x})["y"]
+    assert np.abs(got - ref).max() <= 0.05 + 1e-6

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import MLPERF, litert_outputs, shared_file, tflm_outputs
+from tests.support.shared import MLPERF, litert_outputs, shared_file, tflm_outputs
 from edgekit.frontends.tflite import load_tflite
 from edgekit.reference.interpreter import Interpreter
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from edgekit.errors import ModelFormatError
 from edgekit.frontends.tflite import load_tflite
 from edgekit.ir import load, save

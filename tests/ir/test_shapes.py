@@ -49,3 +49,35 @@ def test_op_shape_rules():
         infer_op_shapes(OpType.ADD, [(1, 4), (1, 3)], normalize_attrs(OpType.ADD, {}))
     pad = normalize_attrs(OpType.PAD, {"pads": [[0, 0], [1, 2], [3, 4], [0, 0]]})
     assert infer_op_shapes(OpType.PAD, [(1, 5, 5, 2)], pad) == [(1, 8, 12, 2)]
+
+
+def test_scalar_constants_and_inputs_stay_scalar():
+    import numpy as np
+
+    from edgekit.ir import DType, Graph
+    from edgekit.reference.interpreter import Interpreter
+
+    g = Graph()
+    g.add_tensor("a", (), DType.FLOAT32)
+    c = g.add_const("c", np.array(2.0, np.float32))
+    g.add_tensor("y", (), DType.FLOAT32)
+    g.add_op(OpType.MUL, ["a", "c"], ["y"])
+    g.inputs, g.outputs = ["a"], ["y"]
+    assert c.shape == () and c.data.shape == ()
+    assert Interpreter(g).run([np.array(3.0)])["y"] == 6.0
+
+
+def test_inputs_without_batch_axis_are_not_batched():
+    import numpy as np
+
+    from edgekit.ir import DType, Graph
+    from edgekit.reference.interpreter import Interpreter
+
+    g = Graph()
+    g.add_tensor("a", (3, 4, 5), DType.FLOAT32)
+    g.add_tensor("b", (5,), DType.FLOAT32)
+    g.add_tensor("y", (3, 4, 5), DType.FLOAT32)
+    g.add_op(OpType.ADD, ["a", "b"], ["y"])
+    g.inputs, g.outputs = ["a", "b"], ["y"]
+    b = np.arange(5, dtype=np.float32)
+    assert (Interpreter(g).run([np.ones((3, 4, 5)), b])["y"] == 1 + b).all()

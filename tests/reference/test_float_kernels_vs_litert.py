@@ -11,7 +11,7 @@ hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for 
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-import tflite_oracle as orc  # noqa: E402
+from tests.support import tflite_oracle as orc  # noqa: E402
 from edgekit.errors import BadInputError  # noqa: E402
 from edgekit.ir.dtypes import QuantParams  # noqa: E402
 from edgekit.reference import float_kernels as F  # noqa: E402

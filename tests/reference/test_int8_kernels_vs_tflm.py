@@ -17,7 +17,7 @@ hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for 
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-import tflite_oracle as orc  # noqa: E402
+from tests.support import tflite_oracle as orc  # noqa: E402
 from edgekit.errors import BadInputError  # noqa: E402
 from edgekit.ir.dtypes import QuantParams  # noqa: E402
 from edgekit.reference import int8_kernels as K  # noqa: E402
@@ -337,7 +337,8 @@ def test_sub(data):
 def test_mul(data):
     model, ins, got = _binary_case(data.draw, OPS.MUL, S.MulOptionsT, OPTS.MulOptions, K.mul,
                                    lambda s1, s2: f32(s1 * s2 * 128))
-    check(model, ins, got)
+    # LiteRT 2.3 requantizes int8 MUL with single rounding (TFLM: double): +-1 apart.
+    check(model, ins, got, litert=False)
 
 
 # ---------------------------------------------------------------------------------- activations

@@ -155,10 +155,28 @@ def _convert(fb: TFLiteModel, source: str) -> Graph:
         node = f"#{n} {opname}" + (f" -> {out_name}" if out_name else "")
         if opname not in _DIRECT:
             raise UnsupportedOpError(opname, node, SUPPORTED_TFLITE_OPS)
-        _convert_op(b, op, opname, node, f"op_{n}_{opname.lower()}")
+        _check_arity(b, op, opname, node)
+        try:
+            _convert_op(b, op, opname, node, f"op_{n}_{opname.lower()}")
+        except (IndexError, KeyError, TypeError, ValueError) as exc:
+            # Last line of defence: a malformed operator that the checks above missed.
+            raise b.fail(f"{node}: malformed operator ({type(exc).__name__}: {exc})") from None
     for o in b.sg.outputs:
         g.outputs.append(b.tensor(o))
     return g
+
+
+# Inputs each TFLite op needs (constant operands such as PAD's paddings included).
+_MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "SUB": 2, "MUL": 2,
+               "PAD": 2, "PADV2": 2, "MEAN": 2, "TRANSPOSE": 2}
+
+
+def _check_arity(b: _Builder, op, opname: str, node: str) -> None:
+    need = _MIN_INPUTS.get(opname, 1)
+    if len(op.inputs) < need or any(i < 0 for i in op.inputs[:need]):
+        raise b.fail(f"{node}: needs {need} input(s), has {[i for i in op.inputs]}")
+    if len(op.outputs) != 1 or op.outputs[0] < 0:
+        raise b.fail(f"{node}: needs exactly one output, has {list(op.outputs)}")
 
 
 def _act(opts: dict, node: str, opname: str) -> str:

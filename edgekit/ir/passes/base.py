@@ -35,11 +35,14 @@ def run_passes(graph: Graph, names=DEFAULT_PIPELINE, max_rounds: int = 10, check
     """Apply the named passes in order, repeating the list until none changes the graph.
 
     Returns the names of passes that changed something (in the order they did).
-    The graph is verified after the run, so a broken rewrite is caught here.
+    The graph is verified before (rewrites assume a valid graph) and after the run,
+    so a broken rewrite is caught here.
     """
     unknown = [n for n in names if n not in PASSES]
     if unknown:
         raise ValueError(f"unknown pass(es) {unknown}; known: {sorted(PASSES)}")
+    if check:
+        verify(graph)  # rewrites assume a well-formed graph: reject a broken one first
     applied: list[str] = []
     for _ in range(max_rounds):
         changed = False

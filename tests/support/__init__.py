@@ -1,0 +1,1 @@
+"""Test helpers: shared test data and the TFLite/TFLM oracles."""
