@@ -113,7 +113,7 @@ class Interpreter:
                     raise BadInputError(f"input {name!r} is {t.dtype.value}{hint}, got {x.dtype} data: "
                                         "quantize it first")
                 x = x.astype(t.dtype.np)
-        return np.ascontiguousarray(x)
+        return np.require(x, requirements="C")  # (ascontiguousarray would make 0-d 1-d)
 
     def _batch_of(self, feeds: dict[str, np.ndarray]) -> int:
         # Only inputs declared with batch 1 can carry a batch of N.

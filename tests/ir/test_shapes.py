@@ -64,7 +64,8 @@ def test_scalar_constants_and_inputs_stay_scalar():
     g.add_op(OpType.MUL, ["a", "c"], ["y"])
     g.inputs, g.outputs = ["a"], ["y"]
     assert c.shape == () and c.data.shape == ()
-    assert Interpreter(g).run([np.array(3.0)])["y"] == 6.0
+    y = Interpreter(g).run([np.array(3.0)])["y"]
+    assert y.shape == () and y == 6.0
 
 
 def test_inputs_without_batch_axis_are_not_batched():
