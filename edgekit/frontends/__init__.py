@@ -49,7 +49,11 @@ def load_model(spec: str | PathLike, format: str | None = None, **options) -> Gr
         return load_onnx(s, input_shapes=options.get("input_shapes"))
     if fmt == "torch":
         from edgekit.frontends.torch_importer import load_torch
-        return load_torch(s, input_shapes=options.get("input_shapes"))
+        shapes = options.get("input_shapes")
+        # The CLI gives {name: shape}; a PyTorch module's inputs are positional.
+        if isinstance(shapes, dict):
+            shapes = list(shapes.values())
+        return load_torch(s, input_shapes=shapes)
     if fmt == "ir":
         from edgekit.ir import load, verify
         g = load(s)

@@ -135,3 +135,27 @@ def test_demo_runs_the_bundled_model():
     assert "CONV_2D+RELU" in r.stdout and "FULLY_CONNECTED" in r.stdout
     acc = float(r.stdout.split("held-out digits:")[1].split("%")[0])
     assert acc >= 90.0
+
+
+def test_unsupported_onnx_op_exits_2_naming_op_node_and_supported(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Erf", ["x"], ["y"], name="my_erf")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "erf.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    r = run_cli("inspect", str(path))
+    assert r.returncode == 2
+    assert "'Erf'" in r.stderr and "my_erf" in r.stderr and "Conv" in r.stderr and "Gemm" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_pytorch_factory_spec_with_input_shape():
+    pytest.importorskip("torch")
+    spec = "tests/frontends/torch_models.py:mlp"
+    r = invoke("inspect", spec, "--json", "--input-shape", "x=1,20")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output[r.output.index("{"):])
+    assert doc["source_format"] == "torch" and doc["inputs"][0]["shape"] == [1, 20]
