@@ -137,8 +137,8 @@ def _save(path: str, arrays: dict[str, np.ndarray], npz: bool = False) -> None:
 
 @click.command()
 @click.argument("model")
-@click.option("--to", "fmt", type=click.Choice(["ir"]), required=True,
-              help="Output format: 'ir' writes edgekit IR (JSON + .npz weights).")
+@click.option("--to", "fmt", type=click.Choice(["ir", "tflite", "onnx"]), required=True,
+              help="Output format: 'ir' (edgekit IR: JSON + .npz weights), 'tflite' or 'onnx'.")
 @click.option("--out", "-o", "out_path", required=True, metavar="PATH", help="Output file.")
 @input_shape_option
 def convert(model: str, fmt: str, out_path: str, input_shapes: tuple[str, ...]) -> None:
@@ -149,3 +149,13 @@ def convert(model: str, fmt: str, out_path: str, input_shapes: tuple[str, ...]) 
     if fmt == "ir":
         js, npz = save(graph, out_path)
         console.print(f"wrote {js} and {npz}")
+    elif fmt == "tflite":
+        from edgekit.backends.tflite import write_tflite
+
+        size = write_tflite(graph, out_path)
+        console.print(f"wrote {out_path} ({size:,} bytes)")
+    else:
+        from edgekit.backends.onnx import write_onnx
+
+        size = write_onnx(graph, out_path)
+        console.print(f"wrote {out_path} ({size:,} bytes)")

@@ -177,3 +177,16 @@ def test_unknown_pass_name():
     with pytest.raises(ValueError, match="unknown pass"):
         run_passes(Graph(), ["no_such_pass"])
     assert {"fold_batchnorm", "fuse_activation", "remove_identity", "constant_fold"} <= set(PASSES)
+
+
+def test_dequantize_weights_turns_hybrid_into_float():
+    from tests.support.shared import shared_file
+    from edgekit.frontends.tflite import load_tflite
+
+    g = load_tflite(shared_file("models/mlperf-tiny/kws_ref_model_float32.tflite"))
+    w0 = g.tensor(g.ops[0].inputs[1])
+    expect = w0.data.astype(np.float32) * np.float32(w0.quant.scale[0])
+    assert run_passes(g, ["dequantize_weights"]) == ["dequantize_weights"]
+    assert all(g.tensor(op.inputs[1]).dtype is DType.FLOAT32 for op in g.ops
+               if op.type in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED))
+    np.testing.assert_array_equal(g.tensor(g.ops[0].inputs[1]).data, expect)
