@@ -1,0 +1,1 @@
+"""Backends: lower the IR to a target format or runtime."""
