@@ -549,7 +549,7 @@ def test_huge_vector_length_rejected_before_allocating():
             t0 = time.perf_counter()
             with pytest.raises(ModelFormatError, match="runs past the end of the file"):
                 read_tflite(bytes(bad))
-            assert time.perf_counter() - t0 < 0.5
+            assert time.perf_counter() - t0 < 5.0  # generous: a shared 2-core machine; a hang or quadratic blow-up takes minutes
 
 
 def test_vtable_and_root_offsets_outside_file():
@@ -603,7 +603,7 @@ def test_fuzz_truncation(name):
     worst = 0.0
     for n in sorted(lengths):
         worst = max(worst, _timed(data[:n]))
-    assert worst < 1.0
+    assert worst < 5.0
 
 
 class _RecordingReader(fb._Reader):
@@ -664,7 +664,7 @@ def test_fuzz_mutation(name):
         t0 = time.perf_counter()
         parsed += parse_or_reject(bytes(bad)) is not None
         worst = max(worst, time.perf_counter() - t0)
-    assert worst < 1.0
+    assert worst < 5.0
     assert 0 < parsed < n_cases  # some mutations are harmless, many are caught
 
 
@@ -680,7 +680,7 @@ def test_hypothesis_edits_to_real_model(data):
     bad = bytearray(raw)
     for pos, chunk in edits:
         bad[pos : pos + len(chunk)] = chunk
-    assert _timed(bytes(bad)[: len(raw)]) < 1.0
+    assert _timed(bytes(bad)[: len(raw)]) < 5.0
 
 
 @settings(max_examples=150, deadline=None)
@@ -691,7 +691,7 @@ def test_hypothesis_edits_to_real_model(data):
 )
 def test_hypothesis_random_bytes(body, root, ident):
     data = struct.pack("<I", root % 320 if root & 1 else root) + ident + body
-    assert _timed(data) < 1.0
+    assert _timed(data) < 5.0
 
 
 # Random *valid* models: what the schema's own writer produces must read back exactly.
@@ -842,4 +842,4 @@ def test_shared_offsets_cannot_cause_quadratic_work():
     t0 = time.perf_counter()
     with pytest.raises(ModelFormatError, match="references far more data than it contains"):
         read_tflite(data)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 5.0
