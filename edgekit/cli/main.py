@@ -67,7 +67,16 @@ def _register() -> None:
         cli.add_command(cmd)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Warnings are for the user: one line, no source location.
+    err_console.print("[yellow]warning:[/yellow] ", end="")
+    err_console.print(str(message), markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
+    import warnings
+
+    warnings.showwarning = _show_warning
     _register()
     cli(prog_name="edgekit")
 

@@ -120,13 +120,13 @@ def choose_metric(graph: Graph, y: np.ndarray | None, metric: str = "auto") -> s
 def _metric(metric: str, x: np.ndarray, out: np.ndarray, y, ref_out: np.ndarray | None) -> float:
     if metric == "top1":
         return float((out.reshape(len(out), -1).argmax(-1) == np.asarray(y).reshape(-1)).mean())
+    if metric == "output_mse":
+        return 0.0 if ref_out is None else float(((out - ref_out) ** 2).mean())
     score = ((out.reshape(len(out), -1) - x.reshape(len(x), -1)) ** 2).mean(-1)
     if metric == "recon_mse":
         return float(score.mean())
     if metric == "auc":
         return auc(score, y)
-    if metric == "output_mse":
-        return 0.0 if ref_out is None else float(((out - ref_out) ** 2).mean())
     raise ValueError(f"unknown metric {metric!r}")
 
 
