@@ -34,13 +34,14 @@ def data_options(f):
 @click.option("--eval", "eval_spec", metavar="DATA", help="Evaluation data (with labels y for top-1 / AUC).")
 @click.option("--out", "-o", "out_path", required=True, metavar="FILE",
               help="Quantized model: .tflite, or .json for edgekit IR.")
-@click.option("--method", type=click.Choice(METHODS), default="auto", show_default=True,
+@click.option("--method", type=click.Choice(METHODS), default="minmax", show_default=True,
               help="Activation range calibration; 'auto' picks per tensor by the smallest output error.")
 @click.option("--percentile", type=float, default=99.99, show_default=True, help="For --method percentile.")
 @click.option("--per-tensor", is_flag=True, help="Per-tensor weight scales instead of per-channel.")
 @click.option("--io", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
               help="int8 inputs/outputs, or float ones with QUANTIZE/DEQUANTIZE at the edges.")
-@click.option("--no-bias-correction", is_flag=True, help="Skip empirical bias correction.")
+@click.option("--bias-correction", is_flag=True,
+              help="Empirical bias correction (off by default: it did not help the MLPerf models).")
 @click.option("--calib-limit", type=int, metavar="N", help="Use the first N calibration samples.")
 @click.option("--eval-limit", type=int, metavar="N", help="Evaluate on the first N samples.")
 @click.option("--metric", type=click.Choice(["auto", "top1", "recon_mse", "auc", "output_mse"]), default="auto",
@@ -49,7 +50,7 @@ def data_options(f):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
 @data_options
 @input_shape_option
-def quantize(model, calib, eval_spec, out_path, method, percentile, per_tensor, io, no_bias_correction,
+def quantize(model, calib, eval_spec, out_path, method, percentile, per_tensor, io, bias_correction,
              calib_limit, eval_limit, metric, report_dir, as_json, scale, mean, data_layout, input_shapes):
     """Quantize MODEL to int8 (TFLite int8 scheme) and report its accuracy against float."""
     from rich.progress import Progress
@@ -76,7 +77,7 @@ def quantize(model, calib, eval_spec, out_path, method, percentile, per_tensor, 
             progress.update(task, completed=done, total=total)
 
         result = run_quantize(graph, calib_ds.x, method=method, per_channel=not per_tensor, io=io,
-                              bias_correction=not no_bias_correction, percentile=percentile, progress=tick)
+                              bias_correction=bias_correction, percentile=percentile, progress=tick)
     q_seconds = time.perf_counter() - t0
     _write(result.graph, out)
 
@@ -93,7 +94,7 @@ def quantize(model, calib, eval_spec, out_path, method, percentile, per_tensor, 
         report.extra["tflite_bytes"] = out.stat().st_size
     doc = report.to_dict()
     doc = _finite(doc)
-    doc.update(method=method, io=io, per_channel=not per_tensor, bias_correction=not no_bias_correction,
+    doc.update(method=method, io=io, per_channel=not per_tensor, bias_correction=bias_correction,
                output=str(out))
     if report_dir:
         d = Path(report_dir)

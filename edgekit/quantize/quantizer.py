@@ -249,7 +249,7 @@ def _const_input(q: Graph, g: Graph, op: Op, name: str, plan: ActivationPlan) ->
 # -- the API ------------------------------------------------------------------------------
 
 def quantize(graph: Graph, calib, *, method: str = "minmax", per_channel: bool = True, io: str = "int8",
-             bias_correction: bool = True, percentile: float = 99.99, ranges: dict | None = None,
+             bias_correction: bool = False, percentile: float = 99.99, ranges: dict | None = None,
              progress: Callable[[int, int], None] | None = None, batch_size: int = 64) -> QuantizeResult:
     """Quantize a float (or hybrid) ``graph`` to int8 with calibration data ``calib``
     (an array [N, ...] in the model's source layout, or one per input).

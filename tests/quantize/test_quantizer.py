@@ -73,7 +73,7 @@ def many_ops_graph() -> Graph:
 def many_ops():
     g = many_ops_graph()
     x = rng.normal(size=(96, 8, 8, 3)).astype(np.float32) * 2
-    return g, x, quantize(g, x, method="minmax")
+    return g, x, quantize(g, x, method="minmax", bias_correction=True)
 
 
 def _q(graph: Graph, name: str):
