@@ -198,7 +198,7 @@ def test_io_int8_records_parameters_and_io_float_wraps_the_graph(many_ops):
     assert meta["x"] == {"dtype": "int8", "scale": _q(q, "x").scale[0], "zero_point": _q(q, "x").zero_point[0]}
     assert meta["probs"]["scale"] == pytest.approx(1 / 256)
 
-    rf = quantize(g, x, method="minmax", io="float", ranges=r.stats["calibration_ranges"])
+    rf = quantize(g, x, method="minmax", io="float", ranges=r.stats["calibration_ranges"], bias_correction=True)
     qf = rf.graph
     verify(qf)
     assert qf.inputs == ["x"] and qf.outputs == ["probs", "th"] and "io_quant" not in qf.metadata

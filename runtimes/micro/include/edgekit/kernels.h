@@ -1,0 +1,318 @@
+/*
+ * edgekit micro kernels: int8 operators for microcontrollers (C99).
+ *
+ * Semantics: every kernel produces the same bytes as TensorFlow Lite Micro's
+ * reference kernel named in its comment, and as edgekit.reference.int8_kernels
+ * (the definition, checked against the tflite_micro interpreter).
+ *
+ * Conventions
+ * - Tensors are dense, row-major, batch first; images are NHWC.
+ *   Filters: CONV_2D [Cout, KH, KW, Cin] (OHWI); DEPTHWISE_CONV_2D
+ *   [1, KH, KW, Cin * depth_multiplier]; FULLY_CONNECTED [Cout, K].
+ * - An "offset" is added to a raw value: input offsets are MINUS the input
+ *   zero point, output offsets are the output zero point (TFLite's convention).
+ * - Every fixed-point multiplier and shift is computed ahead of time by the
+ *   edgekit compiler (edgekit.reference.fixedpoint) and passed in; no kernel
+ *   derives one. A (multiplier, shift) pair means real = multiplier * 2^(shift-31);
+ *   shift > 0 is a left shift, shift < 0 a rounding right shift.
+ * - act_min / act_max are the fused activation's clamp, already quantized.
+ * - Output dimensions are passed in (the compiler computed them); bottom and
+ *   right padding are implied by them.
+ * - No kernel allocates memory, uses libc beyond memcpy/memset, or touches
+ *   float except ek_quantize_f32_s8 and ek_dequantize_s8_f32.
+ * - Accumulators are int32, as in TFLM: a convolution whose depth
+ *   (KH * KW * Cin, or K) exceeds 65,000 could overflow, as it could in TFLM.
+ *
+ * Each kernel has a portable reference (src/portable/<op>.c) and may have
+ * optimized variants (src/dsp/<op>.c, Armv7E-M DSP) with the same name and
+ * signature; the build compiles exactly one variant per op (see kernels.json).
+ */
+#ifndef EDGEKIT_KERNELS_H
+#define EDGEKIT_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Dimensions of a 4-D tensor (NHWC, or any 4-D shape). */
+typedef struct {
+  int32_t n, h, w, c;
+} ek_dims4;
+
+/* Element strides of a 4-D operand as seen from the output's index space;
+ * a stride of 0 broadcasts that dimension. */
+typedef struct {
+  int32_t n, h, w, c;
+} ek_strides4;
+
+/* ------------------------------------------------------------------------ */
+/* Convolutions and fully connected                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+  int32_t stride_h, stride_w;
+  int32_t dilation_h, dilation_w;
+  int32_t pad_top, pad_left;
+  int32_t input_offset;  /* -input zero point */
+  int32_t output_offset; /* output zero point */
+  int32_t act_min, act_max;
+} ek_conv_params;
+
+/* CONV_2D, TFLM reference_integer_ops::ConvPerChannel.
+ * For each output (b, y, x, oc):
+ *   acc = sum over in-bounds taps (ky, kx) and ic of
+ *         filter[oc, ky, kx, ic] * (input[b, y*sh - pad_top + ky*dh,
+ *                                         x*sw - pad_left + kx*dw, ic] + input_offset)
+ *   acc += bias[oc]                          (bias may be NULL)
+ *   out = clamp(MBQM(acc, mult[oc], shift[oc]) + output_offset, act_min, act_max)
+ * where MBQM is TFLM's double-rounding MultiplyByQuantizedMultiplier. Taps in the
+ * padding are skipped (they count as the input zero point). Per-tensor filters
+ * pass the same multiplier in every one of the Cout entries.
+ * A 1x1 filter with no padding takes a pointwise fast path. */
+void ek_conv2d_s8(const ek_conv_params *params, const int32_t *mult, const int32_t *shift,
+                  const ek_dims4 *input_dims, const int8_t *input,
+                  const ek_dims4 *filter_dims, const int8_t *filter,
+                  const int32_t *bias,
+                  const ek_dims4 *output_dims, int8_t *output);
+
+typedef struct {
+  int32_t stride_h, stride_w;
+  int32_t dilation_h, dilation_w;
+  int32_t pad_top, pad_left;
+  int32_t depth_multiplier;
+  int32_t input_offset;  /* -input zero point */
+  int32_t output_offset; /* output zero point */
+  int32_t act_min, act_max;
+} ek_depthwise_params;
+
+/* DEPTHWISE_CONV_2D, TFLM reference_integer_ops::DepthwiseConvPerChannel.
+ * filter_dims is {1, KH, KW, Cin * depth_multiplier}; output channel
+ * oc = ic * depth_multiplier + m reads input channel ic:
+ *   acc = sum over in-bounds taps of filter[0, ky, kx, oc] * (input[.., ic] + input_offset)
+ * then bias, MBQM(mult[oc], shift[oc]), output_offset and clamp as ek_conv2d_s8.
+ * A 3x3 filter with depth_multiplier 1 and no dilation takes a fast path. */
+void ek_depthwise_conv2d_s8(const ek_depthwise_params *params,
+                            const int32_t *mult, const int32_t *shift,
+                            const ek_dims4 *input_dims, const int8_t *input,
+                            const ek_dims4 *filter_dims, const int8_t *filter,
+                            const int32_t *bias,
+                            const ek_dims4 *output_dims, int8_t *output);
+
+typedef struct {
+  int32_t input_offset;  /* -input zero point */
+  int32_t filter_offset; /* -filter zero point (0 when per_channel) */
+  int32_t output_offset; /* output zero point */
+  int32_t act_min, act_max;
+  int32_t per_channel; /* 0: mult[0], shift[0] serve every output; 1: one per output */
+} ek_fc_params;
+
+/* FULLY_CONNECTED, TFLM reference_integer_ops::FullyConnected (per tensor) and
+ * FullyConnectedPerChannel, both with double-rounding MBQM:
+ *   acc[b, o] = sum_k (filter[o, k] + filter_offset) * (input[b, k] + input_offset)
+ *               + bias[o]                           (bias may be NULL)
+ *   out[b, o] = clamp(MBQM(acc, mult[o or 0], shift[o or 0]) + output_offset, ...)
+ * input is [batches, input_depth], filter [output_depth, input_depth]. */
+void ek_fully_connected_s8(const ek_fc_params *params, const int32_t *mult, const int32_t *shift,
+                           int32_t batches, int32_t input_depth, int32_t output_depth,
+                           const int8_t *input, const int8_t *filter, const int32_t *bias,
+                           int8_t *output);
+
+/* ------------------------------------------------------------------------ */
+/* Pooling                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+  int32_t stride_h, stride_w;
+  int32_t filter_h, filter_w;
+  int32_t pad_top, pad_left;
+  int32_t act_min, act_max;
+} ek_pool_params;
+
+/* AVERAGE_POOL_2D, TFLM reference_integer_ops::AveragePool (input and output share
+ * their quantization): the sum of the in-bounds values divided by their count,
+ * rounded half away from zero, clamped to [act_min, act_max]. Every window must
+ * hold at least one in-bounds value. */
+void ek_avg_pool2d_s8(const ek_pool_params *params,
+                      const ek_dims4 *input_dims, const int8_t *input,
+                      const ek_dims4 *output_dims, int8_t *output);
+
+/* MAX_POOL_2D, TFLM reference_integer_ops::MaxPool: the largest in-bounds value
+ * (-128 for a window wholly in the padding), clamped to [act_min, act_max]. */
+void ek_max_pool2d_s8(const ek_pool_params *params,
+                      const ek_dims4 *input_dims, const int8_t *input,
+                      const ek_dims4 *output_dims, int8_t *output);
+
+/* ------------------------------------------------------------------------ */
+/* Elementwise binary (4-D broadcasting through strides)                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+  int32_t input1_offset, input2_offset; /* -zero points */
+  int32_t left_shift;                   /* 20 for int8 */
+  int32_t input1_multiplier, input1_shift; /* shifts <= 0 */
+  int32_t input2_multiplier, input2_shift;
+  int32_t output_multiplier, output_shift;
+  int32_t output_offset;
+  int32_t act_min, act_max;
+} ek_add_params;
+
+/* ADD, TFLM reference_integer_ops::Add (AddElementwise / BroadcastAdd4DSlow):
+ *   a = MBQMSmallerThanOneExp((in1 + input1_offset) << left_shift, m1, s1)
+ *   b = MBQMSmallerThanOneExp((in2 + input2_offset) << left_shift, m2, s2)
+ *   out = clamp(MBQMSmallerThanOneExp(a + b, m_out, s_out) + output_offset, ...)
+ * output_dims is the broadcast shape; in1 element (n,h,w,c) is
+ * in1[n*s.n + h*s.h + w*s.w + c*s.c] with s = *in1_strides (0 broadcasts). */
+void ek_add_s8(const ek_add_params *params, const ek_dims4 *output_dims,
+               const int8_t *in1, const ek_strides4 *in1_strides,
+               const int8_t *in2, const ek_strides4 *in2_strides,
+               int8_t *output);
+
+/* SUB, TFLM reference_ops::Sub for int8: as ek_add_s8 with a - b. Its multipliers
+ * are computed from float32 ratios (fixedpoint.sub_multipliers), not ADD's. */
+void ek_sub_s8(const ek_add_params *params, const ek_dims4 *output_dims,
+               const int8_t *in1, const ek_strides4 *in1_strides,
+               const int8_t *in2, const ek_strides4 *in2_strides,
+               int8_t *output);
+
+typedef struct {
+  int32_t input1_offset, input2_offset; /* -zero points */
+  int32_t output_multiplier, output_shift;
+  int32_t output_offset;
+  int32_t act_min, act_max;
+} ek_mul_params;
+
+/* MUL, TFLM reference_integer_ops::Mul / BroadcastMul4DSlow:
+ *   out = clamp(MBQM((in1 + off1) * (in2 + off2), m, s) + output_offset, ...)
+ * Broadcasting as ek_add_s8. */
+void ek_mul_s8(const ek_mul_params *params, const ek_dims4 *output_dims,
+               const int8_t *in1, const ek_strides4 *in1_strides,
+               const int8_t *in2, const ek_strides4 *in2_strides,
+               int8_t *output);
+
+/* ------------------------------------------------------------------------ */
+/* Data movement                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+  int32_t before[4]; /* elements added before each of the 4 dimensions */
+  int32_t after[4];  /* and after */
+  int32_t value;     /* raw int8 fill value (the output zero point for PAD) */
+} ek_pad_params;
+
+/* PAD / PADV2, TFLM reference_ops::Pad on a 4-D tensor: output dimension d is
+ * before[d] + input d + after[d]; padded elements hold value. */
+void ek_pad_s8(const ek_pad_params *params, const ek_dims4 *input_dims,
+               const int8_t *input, int8_t *output);
+
+/* CONCATENATION, TFLM reference_ops::Concatenation: raw byte copies (every input
+ * has the output's quantization). With the concatenation axis a, outer_size is
+ * the product of the dimensions before a, inner_size of those after a, and
+ * axis_sizes[i] is input i's size along a. */
+void ek_concatenation_s8(int32_t num_inputs, const int8_t *const *inputs,
+                         const int32_t *axis_sizes, int32_t outer_size, int32_t inner_size,
+                         int8_t *output);
+
+/* TRANSPOSE, TFLM reference_ops::Transpose on 4-D: output dimension d is input
+ * dimension perm[d]. */
+void ek_transpose_s8(const ek_dims4 *input_dims, const int32_t *perm,
+                     const int8_t *input, int8_t *output);
+
+/* RESHAPE has no kernel: the bytes are unchanged (the planner aliases the buffers). */
+
+/* ------------------------------------------------------------------------ */
+/* Reductions                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+  int32_t input_offset;  /* -input zero point */
+  int32_t output_offset; /* output zero point */
+  int32_t multiplier, shift; /* s_in / s_out folded with 1 / count (see below) */
+} ek_mean_params;
+
+/* MEAN, TFLM reference_ops::QuantizedMeanOrSum (mean): reduces the dimensions whose
+ * bit is set in axis_mask (bit 0 = n, 1 = h, 2 = w, 3 = c); count is the product of
+ * the reduced dimensions:
+ *   out = clamp(MBQM(sum + count * input_offset, multiplier, shift) + output_offset,
+ *               -128, 127)
+ * The compiler folds 1/count into (multiplier, shift) as TFLM does. The output
+ * holds the kept dimensions in order (keep_dims does not change the bytes). */
+void ek_mean_s8(const ek_mean_params *params, const ek_dims4 *input_dims, int32_t axis_mask,
+                const int8_t *input, int8_t *output);
+
+/* ------------------------------------------------------------------------ */
+/* Softmax and activations                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+  int32_t input_multiplier, input_left_shift; /* PreprocessSoftmaxScaling */
+  int32_t diff_min;                           /* -CalculateInputRadius(5, left_shift) */
+} ek_softmax_params;
+
+/* SOFTMAX, TFLM reference_ops::Softmax (int8 in, int8 out with scale 1/256 and zero
+ * point -128): gemmlowp fixed point, exp of the Q5.26 differences to the row
+ * maximum, summed in Q12.19, times the reciprocal of the sum. Rows of depth values. */
+void ek_softmax_s8(const ek_softmax_params *params, int32_t outer_size, int32_t depth,
+                   const int8_t *input, int8_t *output);
+
+typedef struct {
+  int32_t input_offset;       /* -input zero point */
+  int32_t input_multiplier;   /* input scale * 2^27 as (multiplier, left_shift) */
+  int32_t input_left_shift;
+  int32_t input_range_radius; /* inputs beyond +-radius saturate */
+} ek_sigmoid_params;
+
+/* LOGISTIC, TFLM reference_integer_ops::Logistic: input rescaled to Q4.27, gemmlowp
+ * logistic, output scale 1/256, zero point -128. */
+void ek_logistic_s8(const ek_sigmoid_params *params, int32_t size,
+                    const int8_t *input, int8_t *output);
+
+/* TANH, TFLM reference_integer_ops::Tanh: as LOGISTIC with gemmlowp tanh, output
+ * scale 1/128, zero point 0. */
+void ek_tanh_s8(const ek_sigmoid_params *params, int32_t size,
+                const int8_t *input, int8_t *output);
+
+typedef struct {
+  int32_t input_offset;  /* -input zero point */
+  int32_t output_offset; /* output zero point */
+  int32_t multiplier, shift;
+  int32_t act_min, act_max;
+} ek_requant_params;
+
+/* RELU, TFLM ReluQuantized: out = clamp(MBQM(in + input_offset, m, s) + output_offset,
+ * act_min, act_max) with act_min = max(-128, output zero point), act_max = 127. */
+void ek_relu_s8(const ek_requant_params *params, int32_t size,
+                const int8_t *input, int8_t *output);
+
+/* RELU6, TFLM Relu6Quantized: clamps the raw values to [act_min, act_max]
+ * (the input zero point and the quantized 6); no requantization. */
+void ek_relu6_s8(int32_t act_min, int32_t act_max, int32_t size,
+                 const int8_t *input, int8_t *output);
+
+/* ------------------------------------------------------------------------ */
+/* Quantization                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* QUANTIZE float32 -> int8, TFLM reference_ops::AffineQuantize (per tensor):
+ * out = clamp(round_half_away(in / scale) + zero_point, -128, 127), the division in
+ * float32. NaN quantizes to the zero point. */
+void ek_quantize_f32_s8(float scale, int32_t zero_point, int32_t size,
+                        const float *input, int8_t *output);
+
+/* QUANTIZE int8 -> int8, TFLM reference_ops::Requantize:
+ * out = clamp(MBQM(in + input_offset, m, s) + output_offset, act_min, act_max)
+ * (act_min = -128, act_max = 127 for QUANTIZE). */
+void ek_requantize_s8(const ek_requant_params *params, int32_t size,
+                      const int8_t *input, int8_t *output);
+
+/* DEQUANTIZE int8 -> float32, TFLM reference_ops::Dequantize:
+ * out = scale * (float)(in - zero_point), in float32. */
+void ek_dequantize_s8_f32(float scale, int32_t zero_point, int32_t size,
+                          const int8_t *input, float *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGEKIT_KERNELS_H */
