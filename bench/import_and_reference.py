@@ -42,7 +42,7 @@ def main() -> None:
     print("| model | size | import (median of %d) | ops |" % args.repeat)
     print("| --- | ---: | ---: | ---: |")
     for m in models:
-        g, t = timed(lambda: load_model(m), args.repeat)
+        g, t = timed(lambda m=m: load_model(m), args.repeat)
         print(f"| {m.name} | {m.stat().st_size:,} B | {t * 1000:.1f} ms | {len(g.ops)} |")
 
     from tests.support.shared import litert_outputs, tflm_outputs
@@ -58,7 +58,8 @@ def main() -> None:
     print()
     print("| KWS int8, 1000 kws01 inputs | top-1 | bytes differing from TFLM | wall time |")
     print("| --- | ---: | ---: | ---: |")
-    for name, out, t in (("edgekit reference (numpy, batched)", ours, t_ours), ("tflite_micro interpreter", tflm, t_tflm),
+    for name, out, t in (("edgekit reference (numpy, batched)", ours, t_ours),
+                         ("tflite_micro interpreter", tflm, t_tflm),
                          ("LiteRT reference kernels", ref, t_ref), ("LiteRT default (XNNPACK)", xnn, t_xnn)):
         print(f"| {name} | {(out.argmax(-1) == y).mean() * 100:.1f}% | {int((out != tflm).sum())} | {t:.2f} s |")
 

@@ -127,7 +127,8 @@ def ad(methods, tmp: Path):
         r = quantize(g, calib, method=m)
         t = time.perf_counter() - t0
         rows.append(row(f"edgekit {m} + bias correction", run_model(r.graph, ev)[r.graph.outputs[0]], f"{t:.1f} s"))
-    print("| AD quantizer (calibration: 100 windows) | mean reconstruction MSE on the other 96 | correlation with float scores | quantization time |")
+    print("| AD quantizer (calibration: 100 windows) | mean reconstruction MSE on the other 96 "
+          "| correlation with float scores | quantization time |")
     print("| --- | ---: | ---: | ---: |")
     for name, mse, corr, t in rows:
         print(f"| {name} | {mse:.4f} | {corr:.4f} | {t} |")

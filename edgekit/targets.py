@@ -671,7 +671,7 @@ def _parse_memories(c: _Checker, value: Any, family: str) -> tuple[MemoryRegion,
         regions.append(MemoryRegion(name=name, kind=kind, size=size, base=base))
 
     placed = sorted((r.base, r.end, i, r.name) for i, r in enumerate(regions) if r.base is not None)
-    for (b0, e0, i0, n0), (b1, _e1, i1, n1) in itertools.pairwise(placed):
+    for (_b0, e0, i0, n0), (b1, _e1, i1, n1) in itertools.pairwise(placed):
         if b1 < e0:
             later = max(i0, i1)
             other = n0 if later == i1 else n1

@@ -7,7 +7,6 @@ from importlib import resources
 
 import click
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.common import make_console

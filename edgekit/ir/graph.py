@@ -102,7 +102,8 @@ class Graph:
 
     def add_op(self, type: OpType | str, inputs: list[str], outputs: list[str],
                attrs: dict[str, Any] | None = None, name: str = "") -> Op:
-        op = Op(OpType(type), inputs, outputs, dict(attrs or {}), name or self.unique_name(str(OpType(type).value).lower(), ops=True))
+        name = name or self.unique_name(OpType(type).value.lower(), ops=True)
+        op = Op(OpType(type), inputs, outputs, dict(attrs or {}), name)
         self.ops.append(op)
         return op
 

@@ -96,7 +96,8 @@ def load(path: str | os.PathLike) -> Graph:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFormatError(f"{path}: not an edgekit IR file (missing format: {FORMAT!r})")
     if doc.get("version") != VERSION:
-        raise ModelFormatError(f"{path}: IR version {doc.get('version')} is not supported (this edgekit reads {VERSION})")
+        raise ModelFormatError(f"{path}: IR version {doc.get('version')} is not supported "
+                               f"(this edgekit reads {VERSION})")
     npz_path = path.parent / doc.get("weights", path.with_suffix(".npz").name)
     try:
         weights = dict(np.load(npz_path, allow_pickle=False)) if doc.get("weight_keys") else {}

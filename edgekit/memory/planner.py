@@ -210,7 +210,7 @@ def exact_search(problem: _Problem, incumbent: int, node_limit: int = 200_000, f
             if offsets[a] is not None:
                 continue
             cands = {0}
-            for b, lo, hi in problem.conf[a]:
+            for b, _lo, hi in problem.conf[a]:
                 if offsets[b] is not None:
                     cands.add(offsets[b] + hi)
             for c in sorted(cands):

@@ -53,7 +53,7 @@ def activation_tensors(graph: Graph) -> list[str]:
 
 def as_input_list(graph: Graph, data) -> list[np.ndarray]:
     """The calibration data as one array per graph input (all with the same N)."""
-    if hasattr(data, "x") and isinstance(getattr(data, "x"), np.ndarray):  # a Dataset
+    if hasattr(data, "x") and isinstance(data.x, np.ndarray):  # a Dataset
         data = data.x
     if isinstance(data, np.ndarray):
         arrays = [data]

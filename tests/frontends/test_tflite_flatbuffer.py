@@ -549,7 +549,8 @@ def test_huge_vector_length_rejected_before_allocating():
             t0 = time.perf_counter()
             with pytest.raises(ModelFormatError, match="runs past the end of the file"):
                 read_tflite(bytes(bad))
-            assert time.perf_counter() - t0 < 5.0  # generous: a shared 2-core machine; a hang or quadratic blow-up takes minutes
+            # generous: a shared 2-core machine; a hang or quadratic blow-up takes minutes
+            assert time.perf_counter() - t0 < 5.0
 
 
 def test_vtable_and_root_offsets_outside_file():
@@ -741,7 +742,7 @@ def _random_model(draw):
     s = _schema()
     buffers = [s.BufferT()]
     tensors, expected_tensors = [], []
-    for i in range(draw(st.integers(1, 5))):
+    for _ in range(draw(st.integers(1, 5))):
         shape = draw(st.lists(st.integers(0, 4), max_size=4))
         ttype = draw(st.sampled_from(_FIXED_TYPES))
         t = _float_tensor(s, draw(st.text(max_size=8)), shape, ttype=ttype)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -25,7 +25,8 @@ def test_valid_graph_passes():
 
 
 def test_declared_shape_mismatch_names_op_and_tensor():
-    with pytest.raises(VerifyError, match=r"op 'conv' \(CONV_2D\): output 'y' is declared \[1, 8, 8, 5\] but the op produces \[1, 8, 8, 4\]"):
+    expect = r"op 'conv' \(CONV_2D\): output 'y' is declared \[1, 8, 8, 5\] but the op produces \[1, 8, 8, 4\]"
+    with pytest.raises(VerifyError, match=expect):
         verify(conv_graph(out_shape=(1, 8, 8, 5)))
 
 
@@ -60,11 +61,15 @@ def test_bad_attribute_value():
         verify(g)
 
 
-def int8_fc(bias_scale: float, out_quant=QuantParams.per_tensor(0.1, 3), w_axis=0) -> Graph:
+OUT_Q = QuantParams.per_tensor(0.1, 3)
+
+
+def int8_fc(bias_scale: float, out_quant=OUT_Q, w_axis=0) -> Graph:
     g = Graph("q")
     g.add_tensor("x", (1, 4), DType.INT8, QuantParams.per_tensor(0.5, -2))
     g.add_const("w", np.ones((3, 4), np.int8), QuantParams.per_axis([0.01, 0.02, 0.03], [0, 0, 0], w_axis))
-    g.add_const("b", np.zeros(3, np.int32), QuantParams.per_axis(np.array([0.005, 0.01, 0.015]) * bias_scale / 0.5, [0, 0, 0], 0))
+    bias_scales = np.array([0.005, 0.01, 0.015]) * bias_scale / 0.5
+    g.add_const("b", np.zeros(3, np.int32), QuantParams.per_axis(bias_scales, [0, 0, 0], 0))
     g.add_tensor("y", (1, 3), DType.INT8, out_quant)
     g.add_op(OpType.FULLY_CONNECTED, ["x", "w", "b"], ["y"], name="fc")
     g.inputs, g.outputs = ["x"], ["y"]

@@ -142,7 +142,7 @@ def test_bias_is_int32_at_input_scale_times_weight_scale(many_ops):
 
 def test_activation_ranges_hold_zero_exactly(many_ops):
     _, _, r = many_ops
-    for name, qp in ((n, t.quant) for n, t in r.graph.tensors.items() if t.dtype is DType.INT8 and not t.is_const):
+    for _name, qp in ((n, t.quant) for n, t in r.graph.tensors.items() if t.dtype is DType.INT8 and not t.is_const):
         assert qp.is_per_tensor and -128 <= qp.zero_point[0] <= 127
         lo, hi = representable_range(qp)
         assert lo <= 0 <= hi

@@ -21,7 +21,7 @@ DIGITS = "edgekit/data/digits_cnn.onnx"
 
 @pytest.fixture(scope="module")
 def digits_split(tmp_path_factory):
-    sklearn = pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn")
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

@@ -255,7 +255,7 @@ class Converter:
                                 f"model's inputs are {[vi.name for vi in gp.input]}")
         for t in gp.initializer:
             self.env[t.name] = tensor_to_numpy(t, self.label)
-        for t in gp.sparse_initializer:
+        for _ in gp.sparse_initializer:
             raise ModelFormatError(f"{self.label}: sparse initializers are not supported")
         for vi in gp.input:
             if vi.name not in self.env:

@@ -327,7 +327,7 @@ def _gemm(c: Converter, node, a):
 
 @handler("MatMul")
 def _matmul(c: Converter, node, a):
-    va, vb = c.inp(node, 0), c.inp(node, 1)
+    vb = c.inp(node, 1)
     if isinstance(vb, Act):
         raise c.unsupported("the second operand must be a constant (run-time matrix products are not supported)")
     x = c.act_inp(node, 0)

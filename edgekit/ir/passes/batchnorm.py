@@ -65,8 +65,10 @@ def fold_batchnorm(graph: Graph) -> bool:
         mid = graph.add_tensor(graph.unique_name(f"{bn.name}_scaled"), x.shape, DType.FLOAT32).name
         idx = graph.ops.index(bn)
         graph.ops[idx:idx + 1] = []
-        mul = graph.add_op(OpType.MUL, [bn.inputs[0], s_name], [mid], name=graph.unique_name(f"{bn.name}_mul", ops=True))
-        add = graph.add_op(OpType.ADD, [mid, b_name], [bn.outputs[0]], name=graph.unique_name(f"{bn.name}_add", ops=True))
+        mul = graph.add_op(OpType.MUL, [bn.inputs[0], s_name], [mid],
+                           name=graph.unique_name(f"{bn.name}_mul", ops=True))
+        add = graph.add_op(OpType.ADD, [mid, b_name], [bn.outputs[0]],
+                           name=graph.unique_name(f"{bn.name}_add", ops=True))
         graph.ops.remove(mul)
         graph.ops.remove(add)
         graph.ops[idx:idx] = [mul, add]

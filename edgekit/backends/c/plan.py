@@ -1,0 +1,65 @@
+"""The arena plan of a generated C model: ``edgekit.memory`` with the rules of the C kernels.
+
+The planner may place an op's output over an input that dies at that op when the
+kernel keeps the write contract of ``edgekit/memory/lifetimes.py`` (outputs written in
+increasing row-major order, each after every read it needs). What was checked for the
+kernels of runtimes/micro:
+
+- portable conv2d (both paths), depthwise (generic and 3x3 paths), pooling, the binary
+  ops (flat and 4-D walks), softmax (reads a row before writing it), the elementwise ops,
+  transpose and mean walk the output in row-major order and read before they write;
+- the dsp variants only move reads *earlier*: conv2d and fully_connected compute two
+  output channels before writing either, depthwise reads four channels (one word)
+  before writing them, fully_connected sums its input row first. Writes stay in
+  increasing order, so every shift the planner computes for the portable loop holds for
+  them too, and no op needs to be excluded for the dsp variants;
+- PAD and CONCATENATION copy runs of bytes with ``memcpy``. Under a sharing the source
+  and destination of one ``memcpy`` may overlap (destination below the source), which C
+  leaves undefined even where every libc copies forward. The C backend therefore never
+  lets these two ops share their input's bytes (``NO_SHARE``).
+
+The kernels take no scratch buffers (the dsp variants read their operands in place), so
+the plan is made without target features: ``edgekit.memory.scratch`` would otherwise
+reserve the im2col buffers of a CMSIS-NN-style design that these kernels do not use.
+"""
+
+from __future__ import annotations
+
+from edgekit.ir.graph import Graph
+from edgekit.ir.ops import OpType
+from edgekit.memory import MemoryPlan, MemoryPlanError, plan_memory
+from edgekit.memory.lifetimes import MemoryModel
+from edgekit.memory.planner import STRATEGIES, place_buffers
+from edgekit.memory.schedule import candidate_orders, is_topological
+
+ALIGNMENT = 16
+NO_SHARE = frozenset({OpType.PAD, OpType.CONCATENATION})
+
+
+def plan_arena(graph: Graph, *, alignment: int = ALIGNMENT, no_share=NO_SHARE) -> MemoryPlan:
+    """``plan_memory`` of ``graph`` in which the ops of type ``no_share`` never write over
+    their inputs. Graph inputs may be overwritten (the generated code copies the input
+    into the arena on every call)."""
+    if not any(op.type in no_share for op in graph.ops):
+        return plan_memory(graph, alignment=alignment)
+    from edgekit.memory import _build  # the assembly step of plan_memory
+
+    model = MemoryModel(graph, alignment=alignment, inplace=True)
+    for op in graph.ops:
+        if op.type in no_share:
+            model.shares[op.name] = []
+    best = None
+    tried: dict[str, int] = {}
+    for source, order in candidate_orders(model):
+        if not is_topological(graph, order):
+            raise MemoryPlanError(f"schedule {source!r} is not a valid order of {graph.name!r}")
+        life = model.lifetimes(order)
+        placement = place_buffers(life, strategies=STRATEGIES)
+        for s, peak in placement.tried.items():
+            tried[f"{source}/{s}"] = peak
+        if best is None or placement.peak < best[2].peak:
+            best = (source, life, placement)
+    source, life, placement = best
+    plan = _build(graph, life, placement, source, tried)
+    plan.validate()
+    return plan

@@ -1,0 +1,45 @@
+"""Errors of the device link. Each names the command and what the host saw, so the
+one line the CLI prints is enough to act on."""
+
+from __future__ import annotations
+
+from edgekit.errors import BadInputError, EdgekitError
+
+
+class DeviceError(EdgekitError):
+    """A device did not do what was asked (exit code 1)."""
+
+
+class PortError(BadInputError):
+    """The port cannot be opened: a wrong name, a missing device, a refused socket (exit 2)."""
+
+
+class LinkLostError(DeviceError):
+    """The link closed under us (USB unplugged, the emulator stopped, the socket reset)."""
+
+
+class DeviceTimeoutError(DeviceError):
+    """No valid response after every retransmission."""
+
+
+class ProtocolError(DeviceError):
+    """The device answered something the protocol does not allow (a malformed response,
+    an unsupported protocol version)."""
+
+
+class DeviceRejectedError(DeviceError):
+    """The device answered ERROR. ``code``/``detail``/``device_message`` hold its payload."""
+
+    def __init__(self, command: str, code: int, detail: int, device_message: str, hint: str = ""):
+        from edgekit.device.protocol import error_name
+
+        self.command = command
+        self.code = code
+        self.detail = detail
+        self.device_message = device_message
+        text = f"{command}: the device answered {error_name(code)} (detail {detail})"
+        if device_message:
+            text += f": {device_message}"
+        if hint:
+            text += f". {hint}"
+        super().__init__(text)

@@ -1,0 +1,286 @@
+"""Message types, error codes and payload layouts of the serial protocol, version 1
+(docs/serial-protocol.md, sections 3 and 4). Pure data: no I/O here.
+
+Parsers accept trailing bytes they do not know (section 7) and raise ``ValueError`` on
+a payload shorter than its fixed fields.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import asdict, dataclass
+
+# Requests (a successful response has type | 0x80).
+HELLO = 0x01
+INFO = 0x02
+STATS = 0x03
+UPLOAD_BEGIN = 0x10
+UPLOAD_CHUNK = 0x11
+UPLOAD_COMMIT = 0x12
+UPLOAD_ABORT = 0x13
+INFER = 0x20
+RESET = 0x30
+RESPONSE = 0x80
+ERROR = 0x7F
+NAK = 0x7E
+NAK_SEQ = 0xFFFF  # the seq a NAK carries; hosts never use it for a request
+
+TYPE_NAMES = {HELLO: "HELLO", INFO: "INFO", STATS: "STATS", UPLOAD_BEGIN: "UPLOAD_BEGIN",
+              UPLOAD_CHUNK: "UPLOAD_CHUNK", UPLOAD_COMMIT: "UPLOAD_COMMIT",
+              UPLOAD_ABORT: "UPLOAD_ABORT", INFER: "INFER", RESET: "RESET", ERROR: "ERROR",
+              NAK: "NAK"}
+
+E_VERSION, E_UNKNOWN, E_STATE, E_OFFSET, E_TOO_LARGE, E_CRC, E_HEADER, E_NO_MODEL, E_INFER, \
+    E_BUSY = range(1, 11)
+ERROR_NAMES = {E_VERSION: "E_VERSION", E_UNKNOWN: "E_UNKNOWN", E_STATE: "E_STATE",
+               E_OFFSET: "E_OFFSET", E_TOO_LARGE: "E_TOO_LARGE", E_CRC: "E_CRC",
+               E_HEADER: "E_HEADER", E_NO_MODEL: "E_NO_MODEL", E_INFER: "E_INFER",
+               E_BUSY: "E_BUSY"}
+
+SLOT_STATES = {0: "empty", 1: "receiving", 2: "valid", 3: "active"}
+NO_SLOT = 0xFF
+NAME_SIZE = 24
+HASH_SIZE = 8
+ERROR_MESSAGE_MAX = 64
+
+BANNER_PREFIX = b"edgekit-fw "
+BANNER_RE = re.compile(
+    r"edgekit-fw (?P<fw>\d+\.\d+\.\d+) proto (?P<proto>\d+) target (?P<target>\S+) board (?P<board>\S+)")
+
+
+def type_name(t: int) -> str:
+    if t in TYPE_NAMES:
+        return TYPE_NAMES[t]
+    if t & RESPONSE and (t & ~RESPONSE) in TYPE_NAMES:
+        return TYPE_NAMES[t & ~RESPONSE] + "_RESP"
+    return f"0x{t:02x}"
+
+
+def error_name(code: int) -> str:
+    return ERROR_NAMES.get(code, f"error {code}")
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def pad_name(name: str, size: int = NAME_SIZE) -> bytes:
+    """UTF-8, cut to ``size`` bytes (never in the middle of a character), NUL-padded."""
+    raw = name.encode("utf-8")[:size]
+    while raw:
+        try:
+            raw.decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            raw = raw[:-1]
+    return raw.ljust(size, b"\0")
+
+
+def _need(payload: bytes, n: int, what: str) -> None:
+    if len(payload) < n:
+        raise ValueError(f"{what} response has {len(payload)} bytes, expected at least {n}")
+
+
+# --------------------------------------------------------------------------- HELLO
+
+_HELLO = struct.Struct("<BBBBHBBII16s16s")
+
+
+@dataclass(frozen=True)
+class HelloInfo:
+    protocol: int
+    firmware: str
+    max_payload: int
+    window: int
+    slot_count: int
+    slot_size: int
+    arena_size: int
+    target: str
+    board: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pack_hello_response(h: HelloInfo) -> bytes:
+    major, minor, patch = (int(p) for p in h.firmware.split("."))
+    return _HELLO.pack(h.protocol, major, minor, patch, h.max_payload, h.window, h.slot_count,
+                       h.slot_size, h.arena_size, h.target.encode()[:16], h.board.encode()[:16])
+
+
+def parse_hello(payload: bytes) -> HelloInfo:
+    _need(payload, _HELLO.size, "HELLO")
+    proto, ma, mi, pa, maxp, window, slots, slot_size, arena, target, board = _HELLO.unpack_from(payload)
+    return HelloInfo(proto, f"{ma}.{mi}.{pa}", maxp, window, slots, slot_size, arena, _cstr(target),
+                     _cstr(board))
+
+
+# --------------------------------------------------------------------------- INFO
+
+_SLOT = struct.Struct(f"<BII{NAME_SIZE}s{HASH_SIZE}s")
+_INFO_TAIL = struct.Struct("<IIII")
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    index: int
+    state: str
+    size: int
+    crc: int
+    name: str
+    model_hash: str  # hex of the first 8 bytes of the package's SHA-256
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    active_slot: int | None
+    slots: tuple[SlotInfo, ...]
+    arena_size: int
+    arena_used: int
+    stack_size: int
+    stack_high_water: int
+
+    @property
+    def active(self) -> SlotInfo | None:
+        return None if self.active_slot is None else self.slots[self.active_slot]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["slots"] = [s.to_dict() for s in self.slots]
+        return d
+
+
+def pack_info_response(info: DeviceInfo) -> bytes:
+    out = bytearray([NO_SLOT if info.active_slot is None else info.active_slot, len(info.slots)])
+    states = {v: k for k, v in SLOT_STATES.items()}
+    for s in info.slots:
+        out += _SLOT.pack(states[s.state], s.size, s.crc, pad_name(s.name),
+                          bytes.fromhex(s.model_hash or "00" * HASH_SIZE))
+    out += _INFO_TAIL.pack(info.arena_size, info.arena_used, info.stack_size, info.stack_high_water)
+    return bytes(out)
+
+
+def parse_info(payload: bytes) -> DeviceInfo:
+    _need(payload, 2, "INFO")
+    active, count = payload[0], payload[1]
+    _need(payload, 2 + count * _SLOT.size + _INFO_TAIL.size, "INFO")
+    slots = []
+    for i in range(count):
+        state, size, crc, name, h = _SLOT.unpack_from(payload, 2 + i * _SLOT.size)
+        slots.append(SlotInfo(i, SLOT_STATES.get(state, f"state {state}"), size, crc, _cstr(name),
+                              h.hex()))
+    tail = _INFO_TAIL.unpack_from(payload, 2 + count * _SLOT.size)
+    if active != NO_SLOT and active >= count:
+        raise ValueError(f"INFO names active slot {active} of {count}")
+    return DeviceInfo(None if active == NO_SLOT else active, tuple(slots), *tail)
+
+
+# --------------------------------------------------------------------------- STATS
+
+_STATS = struct.Struct("<8I")
+
+
+@dataclass(frozen=True)
+class DeviceStats:
+    frames_ok: int
+    frames_bad: int
+    naks: int
+    duplicates: int
+    inferences: int
+    last_ticks: int
+    tick_hz: int
+    uptime_ticks: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pack_stats_response(s: DeviceStats) -> bytes:
+    return _STATS.pack(s.frames_ok, s.frames_bad, s.naks, s.duplicates, s.inferences, s.last_ticks,
+                       s.tick_hz, s.uptime_ticks)
+
+
+def parse_stats(payload: bytes) -> DeviceStats:
+    _need(payload, _STATS.size, "STATS")
+    return DeviceStats(*_STATS.unpack_from(payload))
+
+
+# --------------------------------------------------------------------------- upload
+
+_BEGIN = struct.Struct(f"<II{NAME_SIZE}s")
+_BEGIN_RESP = struct.Struct("<BI")
+
+
+def pack_begin(size: int, crc: int, name: str) -> bytes:
+    return _BEGIN.pack(size, crc, pad_name(name))
+
+
+def parse_begin(payload: bytes) -> tuple[int, int, str]:
+    _need(payload, _BEGIN.size, "UPLOAD_BEGIN request")
+    size, crc, name = _BEGIN.unpack_from(payload)
+    return size, crc, _cstr(name)
+
+
+def pack_begin_response(slot: int, offset: int) -> bytes:
+    return _BEGIN_RESP.pack(slot, offset)
+
+
+def parse_begin_response(payload: bytes) -> tuple[int, int]:
+    _need(payload, _BEGIN_RESP.size, "UPLOAD_BEGIN")
+    return _BEGIN_RESP.unpack_from(payload)
+
+
+def pack_chunk(offset: int, data: bytes) -> bytes:
+    return struct.pack("<I", offset) + bytes(data)
+
+
+def parse_u32(payload: bytes, what: str) -> int:
+    _need(payload, 4, what)
+    return struct.unpack_from("<I", payload)[0]
+
+
+def pack_u32(v: int) -> bytes:
+    return struct.pack("<I", v)
+
+
+# --------------------------------------------------------------------------- INFER / ERROR
+
+_INFER_RESP = struct.Struct("<BI")
+
+
+def pack_infer_response(ticks: int, output: bytes, status: int = 0) -> bytes:
+    return _INFER_RESP.pack(status, ticks) + bytes(output)
+
+
+def parse_infer_response(payload: bytes) -> tuple[int, int, bytes]:
+    _need(payload, _INFER_RESP.size, "INFER")
+    status, ticks = _INFER_RESP.unpack_from(payload)
+    return status, ticks, bytes(payload[_INFER_RESP.size:])
+
+
+_ERROR = struct.Struct("<BI")
+
+
+def pack_error(code: int, detail: int = 0, message: str = "") -> bytes:
+    return _ERROR.pack(code, detail) + message.encode("utf-8")[:ERROR_MESSAGE_MAX]
+
+
+def parse_error(payload: bytes) -> tuple[int, int, str]:
+    if len(payload) < _ERROR.size:  # be lenient: an ERROR is already a failure
+        return (payload[0] if payload else 0), 0, ""
+    code, detail = _ERROR.unpack_from(payload)
+    msg = payload[_ERROR.size:_ERROR.size + ERROR_MESSAGE_MAX].split(b"\0", 1)[0]
+    return code, detail, msg.decode("utf-8", "replace")
+
+
+def parse_banner(line: bytes) -> dict | None:
+    """``{"fw", "proto", "target", "board"}`` from a boot banner, or None."""
+    i = line.find(BANNER_PREFIX)
+    if i < 0:
+        return None
+    m = BANNER_RE.search(line[i:].decode("ascii", "replace"))
+    return m.groupdict() if m else {"fw": "?", "proto": "?", "target": "?", "board": "?"}
