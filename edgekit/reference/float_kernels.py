@@ -81,16 +81,10 @@ def _pads(pads) -> Pads:
 
 
 def same_pads(in_hw, kernel_hw, stride, dilation=(1, 1)) -> Pads:
-    """TFLite SAME padding: out = ceil(in / stride),
-    total = max((out - 1) * stride + (k - 1) * dilation + 1 - in, 0), before = total // 2."""
-    (h, w), (kh, kw), (sh, sw), (dh, dw) = _pair(in_hw), _pair(kernel_hw), _pair(stride), _pair(dilation)
-    res = []
-    for n, k, s, d in ((h, kh, sh, dh), (w, kw, sw, dw)):
-        out = (n + s - 1) // s
-        total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
-        res.append((total // 2, total - total // 2))
-    (top, bottom), (left, right) = res
-    return top, left, bottom, right
+    """TFLite SAME padding (defined once, in ``edgekit.ir.shapes.same_pads``)."""
+    from edgekit.ir.shapes import same_pads as _same_pads
+
+    return _same_pads(_pair(in_hw), _pair(kernel_hw), _pair(stride), _pair(dilation))
 
 
 def output_hw(in_hw, kernel_hw, stride, dilation=(1, 1), pads="VALID") -> tuple[int, int]:
