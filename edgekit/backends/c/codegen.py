@@ -58,11 +58,6 @@ def comment(text: str) -> str:
     return re.sub(r"[^\x20-\x7e]", "?", str(text)).replace("*/", "* /")
 
 
-def identifier(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9_]", "_", text).strip("_") or "model"
-    return ("m_" + s) if s[0].isdigit() else s
-
-
 def _array_body(values, per_line: int = 24) -> str:
     items = [c_int(v) for v in values] if values.dtype.kind in "iu" else [c_float(v) for v in values]
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
@@ -215,24 +210,24 @@ class _Emitter:
     def op_code(self, idx: int, name: str) -> list[str]:
         op = self.ops[name]
         call = self.calls[name]
-        head = f"  /* {idx}: {comment(name)} ({op.type.value}) */"
+        head = f"  /* {idx}: {comment(name)} ({op.type.value})"
         if call is None:  # RESHAPE: an alias, or a copy when the plan kept two buffers
             src, dst = op.inputs[0], op.outputs[0]
             st = self.g.tensor(src)
             if st.is_const:
                 arr = ConstArray(_CTYPE.get(st.dtype, "int8_t"), np.ascontiguousarray(st.data), "constant", src)
                 cname = self.const_array(idx, arr, name)
-                return [head, f"  memcpy(&ek_arena[{self.plan.offsets[dst]}], {cname}, {st.nbytes}u);"]
+                return [head + " */", f"  memcpy(&ek_arena[{self.plan.offsets[dst]}], {cname}, {st.nbytes}u);"]
             if self.plan.offsets[src] == self.plan.offsets[dst]:
-                return [head + " alias: no code"]
-            return [head, f"  memmove(&ek_arena[{self.plan.offsets[dst]}], "
+                return [head + ": an alias, no code */"]
+            return [head + " */", f"  memmove(&ek_arena[{self.plan.offsets[dst]}], "
                           f"&ek_arena[{self.plan.offsets[src]}], {st.nbytes}u);"]
         pre: list[str] = []
         args = [self.arg(idx, a, name, pre) for a in call.args]
         text = f"{call.function}({', '.join(args)});"
         if pre:
-            return [head, "  {", *("    " + p for p in pre), "    " + text, "  }"]
-        return [head, "  " + text]
+            return [head + " */", "  {", *("    " + p for p in pre), "    " + text, "  }"]
+        return [head + " */", "  " + text]
 
     # -- files ---------------------------------------------------------------
     def emit(self) -> GeneratedModel:
@@ -317,8 +312,12 @@ class _Emitter:
             "",
         ]
         for tag, io in (("INPUT", inp), ("OUTPUT", out)):
+            layout = self.g.metadata.get("io_layout", {}).get(io.name, "NHWC")
+            note = "" if len(io.shape) != 4 else (
+                ", NHWC" + (f" (the source model's layout was {comment(layout)})"
+                            if layout != "NHWC" else ""))
             lines += [
-                f"/* {tag.lower()} {comment(io.name)} */",
+                f"/* {tag.lower()} tensor {comment(io.name)}{note} */",
                 f"typedef {io.ctype} edgekit_{tag.lower()}_t;",
                 f"#define EDGEKIT_MODEL_{tag}_RANK {len(io.shape)}",
                 f"#define EDGEKIT_MODEL_{tag}_SHAPE {{{', '.join(str(d) for d in io.shape)}}}",
@@ -327,7 +326,7 @@ class _Emitter:
             ]
             if io.scale is not None:
                 lines += [f"#define EDGEKIT_MODEL_{tag}_SCALE {c_float_readable(io.scale)}",
-                          f"#define EDGEKIT_MODEL_{tag}_ZERO_POINT {io.zero_point}"]
+                          f"#define EDGEKIT_MODEL_{tag}_ZERO_POINT ({io.zero_point})"]
             lines.append("")
         lines += [
             f"int edgekit_model_invoke(const {inp.ctype} *in, {out.ctype} *out);",

@@ -71,8 +71,9 @@ def choose(kernel: str, features, variant: str = "auto") -> KernelChoice:
 
 def copy_kernels(choices: list[KernelChoice], out_dir: Path) -> dict[str, list[str]]:
     """Copy the public header to ``out_dir/edgekit/kernels.h`` and the chosen sources with
-    their internal headers into ``out_dir/kernels/`` (sources include headers by file
-    name). Returns {"sources": [...], "headers": [...]} relative to ``out_dir``."""
+    their internal headers (and always ``fixedpoint.h``) into ``out_dir/kernels/`` (sources
+    include headers by file name). Returns {"sources": [...], "headers": [...]} relative
+    to ``out_dir``."""
     root = micro_root()
     m = manifest()
     (out_dir / "edgekit").mkdir(parents=True, exist_ok=True)
@@ -80,7 +81,8 @@ def copy_kernels(choices: list[KernelChoice], out_dir: Path) -> dict[str, list[s
     kdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(root / m["public_header"], out_dir / "edgekit" / "kernels.h")
     sources, headers = [], ["edgekit/kernels.h"]
-    for c in choices:
+    always = KernelChoice("fixedpoint", "", "portable", (), ("src/fixedpoint.h",))
+    for c in [always, *choices]:
         for s in c.sources:
             dst = kdir / Path(s).name
             shutil.copyfile(root / s, dst)

@@ -583,6 +583,14 @@ class _Lowering:
             self.operand(x), self.output()])
 
 
+def check_supported(graph: Graph) -> None:
+    """Raise UnsupportedOpError for the first op whose type has no MCU kernel."""
+    for op in graph.ops:
+        if op.type not in SUPPORTED_OPS:
+            raise UnsupportedOpError(op.type.value, op.name, [t.value for t in SUPPORTED_OPS],
+                                     "no MCU kernel for this operator")
+
+
 def lower_op(graph: Graph, op: Op) -> KernelCall | None:
     """The kernel call of ``op`` (None for RESHAPE, an alias); raises UnsupportedOpError."""
     return _Lowering(graph, op).lower()
