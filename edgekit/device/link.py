@@ -11,6 +11,7 @@ cannot be opened raises ``PortError``.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import serial
@@ -18,6 +19,7 @@ import serial
 from edgekit.device.errors import LinkLostError, PortError
 
 DEFAULT_BAUDRATE = 115200
+WRITE_TIMEOUT = 30.0  # a write that blocks this long means nothing drains the link
 URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://", "alt://", "hwgrep://")
 
 
@@ -31,6 +33,7 @@ class Link:
 
     def __init__(self, ser, url: str, banner: bytes | None = None):
         self._ser = ser
+        self.write_timeout = ser.write_timeout
         self.url = url
         self.banner = banner
         self._timeout: float | None = None
@@ -64,7 +67,9 @@ class Link:
                 n = self._ser.in_waiting
                 if n:
                     data += self._ser.read(n)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, AttributeError, TypeError) as exc:
+            # (AttributeError/TypeError: pyserial's socket handler after a close from
+            # another thread)
             self.close()
             raise LinkLostError(f"link {self.url} lost while reading: {exc}") from None
         self.bytes_in += len(data)
@@ -75,7 +80,12 @@ class Link:
             raise LinkLostError(f"link {self.url} is closed")
         try:
             self._ser.write(data)
-        except (serial.SerialException, OSError) as exc:
+        except serial.SerialTimeoutException:
+            from edgekit.device.errors import DeviceTimeoutError
+
+            raise DeviceTimeoutError(f"link {self.url}: a write stalled for {self.write_timeout:g} s "
+                                     "(nothing reads the other end)") from None
+        except (serial.SerialException, OSError, AttributeError, TypeError) as exc:
             self.close()
             raise LinkLostError(f"link {self.url} lost while writing: {exc}") from None
         self.bytes_out += len(data)
@@ -92,11 +102,23 @@ class Link:
 
     def close(self) -> None:
         ser, self._ser = self._ser, None
-        if ser is not None:
-            try:
+        if ser is None:
+            return
+        try:
+            sock = getattr(ser, "_socket", None) if self._socket_like else None
+            if sock is not None:
+                # pyserial's socket close() sleeps 0.3 s "for quick reconnects": skip it.
+                ser._socket = None
+                ser.is_open = False
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            else:
                 ser.close()
-            except Exception:  # closing a dead port must not hide the first error
-                pass
+        except Exception:  # closing a dead port must not hide the first error
+            pass
 
     def __enter__(self) -> Link:
         return self
@@ -118,14 +140,26 @@ def open_link(url: str, *, baudrate: int = DEFAULT_BAUDRATE, connect_timeout: fl
     deadline = time.monotonic() + connect_timeout
     while True:
         try:
-            ser = serial.serial_for_url(url, baudrate=baudrate, timeout=0.1, write_timeout=None,
-                                        do_not_open=False)
+            ser = serial.serial_for_url(url, baudrate=baudrate, timeout=0.1,
+                                        write_timeout=WRITE_TIMEOUT, do_not_open=True)
+            # pyserial flushes the input when it opens a port. A device that talks first
+            # (QEMU starts the guest when we connect, and its boot banner can be in the
+            # socket before open() returns) would lose its first bytes: keep them.
+            ser.reset_input_buffer = _keep_input
+            try:
+                ser.open()
+            finally:
+                del ser.reset_input_buffer
             return Link(ser, url)
         except (serial.SerialException, OSError, ValueError) as exc:
             if time.monotonic() >= deadline:
                 raise PortError(f"cannot open port {url}: {exc}"
                                 + _hint(url)) from None
             time.sleep(retry_interval)
+
+
+def _keep_input() -> None:
+    pass
 
 
 def _hint(url: str) -> str:

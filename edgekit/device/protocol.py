@@ -32,11 +32,11 @@ TYPE_NAMES = {HELLO: "HELLO", INFO: "INFO", STATS: "STATS", UPLOAD_BEGIN: "UPLOA
               NAK: "NAK"}
 
 E_VERSION, E_UNKNOWN, E_STATE, E_OFFSET, E_TOO_LARGE, E_CRC, E_HEADER, E_NO_MODEL, E_INFER, \
-    E_BUSY = range(1, 11)
+    E_BUSY, E_PAYLOAD = range(1, 12)
 ERROR_NAMES = {E_VERSION: "E_VERSION", E_UNKNOWN: "E_UNKNOWN", E_STATE: "E_STATE",
                E_OFFSET: "E_OFFSET", E_TOO_LARGE: "E_TOO_LARGE", E_CRC: "E_CRC",
                E_HEADER: "E_HEADER", E_NO_MODEL: "E_NO_MODEL", E_INFER: "E_INFER",
-               E_BUSY: "E_BUSY"}
+               E_BUSY: "E_BUSY", E_PAYLOAD: "E_PAYLOAD"}
 
 SLOT_STATES = {0: "empty", 1: "receiving", 2: "valid", 3: "active"}
 NO_SLOT = 0xFF

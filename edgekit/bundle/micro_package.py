@@ -1,0 +1,462 @@
+"""Model packages for the model-slot firmware (format: docs/model-package.md).
+
+A package is one self-contained binary blob: a header, the input/output table, the op
+table, then a data region holding each op's parameter block and the constants
+(weights, biases, multipliers, shifts). The firmware checks it and runs it in place
+with the runtimes/micro kernels, so uploading a new model needs no firmware rebuild.
+
+    data = pack_model(graph, "cortex-m4")
+    header = read_package_header(data)
+
+Each op is lowered exactly as the C code generator lowers it
+(``edgekit.backends.c.params.lower_op``: the kernel parameters TFLite Micro's
+``Prepare`` would derive) and the arena is planned with the C backend's rules
+(``edgekit.backends.c.plan.plan_arena``), so a package computes the same bytes as the
+generated C model and as edgekit's reference interpreter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgekit.errors import BadInputError, ModelFormatError, UnsupportedOpError
+from edgekit.ir.dtypes import DType
+from edgekit.ir.graph import Graph
+from edgekit.ir.verify import verify
+
+MAGIC = b"EKMP"
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+HEADER_BYTES = 128
+IO_ENTRY_BYTES = 40
+OP_ENTRY_BYTES = 16
+ALIGN = 16                # every block of the data region starts at a multiple of this
+MAX_IO = 8
+MAX_OPS = 1024
+MAX_CONCAT = 16
+REF_CONST = 0x8000_0000   # a reference into the package (else into the arena)
+REF_NONE = 0xFFFF_FFFF
+NAME_BYTES = 24
+TARGET_BYTES = 16
+
+DTYPE_CODES = {DType.INT8: 1, DType.FLOAT32: 2, DType.INT32: 3}
+DTYPE_NAMES = {v: k for k, v in DTYPE_CODES.items()}
+
+# Op kinds of the package (docs/model-package.md, "Op kinds").
+OP_KINDS = {
+    "ek_conv2d_s8": 1, "ek_depthwise_conv2d_s8": 2, "ek_fully_connected_s8": 3,
+    "ek_avg_pool2d_s8": 4, "ek_max_pool2d_s8": 5, "ek_add_s8": 6, "ek_sub_s8": 7, "ek_mul_s8": 8,
+    "ek_pad_s8": 9, "ek_concatenation_s8": 10, "ek_transpose_s8": 11, "ek_mean_s8": 12,
+    "ek_softmax_s8": 13, "ek_logistic_s8": 14, "ek_tanh_s8": 15, "ek_relu_s8": 16,
+    "ek_relu6_s8": 17, "ek_requantize_s8": 18, "ek_quantize_f32_s8": 19,
+    "ek_dequantize_s8_f32": 20, "copy": 21,
+}
+KIND_NAMES = {v: k for k, v in OP_KINDS.items()}
+
+# Field order of the kernels.h parameter structs (the words of a parameter block).
+STRUCT_FIELDS = {
+    "ek_conv_params": ("stride_h", "stride_w", "dilation_h", "dilation_w", "pad_top", "pad_left",
+                       "input_offset", "output_offset", "act_min", "act_max"),
+    "ek_depthwise_params": ("stride_h", "stride_w", "dilation_h", "dilation_w", "pad_top",
+                            "pad_left", "depth_multiplier", "input_offset", "output_offset",
+                            "act_min", "act_max"),
+    "ek_fc_params": ("input_offset", "filter_offset", "output_offset", "act_min", "act_max",
+                     "per_channel"),
+    "ek_pool_params": ("stride_h", "stride_w", "filter_h", "filter_w", "pad_top", "pad_left",
+                       "act_min", "act_max"),
+    "ek_add_params": ("input1_offset", "input2_offset", "left_shift", "input1_multiplier",
+                      "input1_shift", "input2_multiplier", "input2_shift", "output_multiplier",
+                      "output_shift", "output_offset", "act_min", "act_max"),
+    "ek_mul_params": ("input1_offset", "input2_offset", "output_multiplier", "output_shift",
+                      "output_offset", "act_min", "act_max"),
+    "ek_pad_params": ("before", "after", "value"),
+    "ek_mean_params": ("input_offset", "output_offset", "multiplier", "shift"),
+    "ek_softmax_params": ("input_multiplier", "input_left_shift", "diff_min"),
+    "ek_sigmoid_params": ("input_offset", "input_multiplier", "input_left_shift",
+                          "input_range_radius"),
+    "ek_requant_params": ("input_offset", "output_offset", "multiplier", "shift", "act_min",
+                          "act_max"),
+    "ek_dims4": ("n", "h", "w", "c"),
+    "ek_strides4": ("n", "h", "w", "c"),
+}
+
+_HEADER = struct.Struct("<4sHHII16s24s8sIIIBBHIIIIIII20s")
+# The header CRC sits before the reserved tail, not at the end of the header: a CRC-32
+# stored right after the bytes it covers makes the CRC of the whole package blind
+# to the header (CRC(M || CRC(M)) is a constant).
+HEADER_CRC_OFFSET = 104
+assert _HEADER.size == HEADER_BYTES
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output of a packaged model."""
+
+    offset: int          # in the arena
+    nbytes: int
+    scale: float
+    zero_point: int
+    dtype: str           # "int8", "float32", "int32"
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PackageHeader:
+    format_major: int
+    format_minor: int
+    header_size: int
+    total_size: int
+    target: str
+    name: str
+    model_hash: bytes    # first 8 bytes of the SHA-256 of the package body
+    arena_size: int
+    alignment: int
+    flags: int
+    num_ops: int
+    macs: int
+    inputs: tuple[TensorInfo, ...] = ()
+    outputs: tuple[TensorInfo, ...] = ()
+    op_kinds: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(t.nbytes for t in self.inputs)
+
+    @property
+    def output_bytes(self) -> int:
+        return sum(t.nbytes for t in self.outputs)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": f"{self.format_major}.{self.format_minor}", "total_size": self.total_size,
+            "target": self.target, "name": self.name, "model_hash": self.model_hash.hex(),
+            "arena_size": self.arena_size, "num_ops": self.num_ops, "macs": self.macs,
+            "inputs": [t.__dict__ for t in self.inputs],
+            "outputs": [t.__dict__ for t in self.outputs],
+        }
+
+
+# ----------------------------------------------------------------------------- packing
+
+
+def _cstr(text: str, size: int) -> bytes:
+    raw = text.encode("utf-8")[:size]
+    while raw:
+        try:
+            raw.decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            raw = raw[:-1]
+    return raw.ljust(size, b"\0")
+
+
+def _align(n: int, a: int = ALIGN) -> int:
+    return -(-n // a) * a
+
+
+class _Data:
+    """The data region: parameter blocks and constants, each ALIGN-aligned; identical
+    constants are stored once."""
+
+    def __init__(self, start: int):
+        self.start = start
+        self.buf = bytearray()
+        self._seen: dict[bytes, int] = {}
+
+    def add(self, blob: bytes, dedupe: bool = True) -> int:
+        """Package offset of ``blob``."""
+        key = hashlib.sha256(blob).digest() if dedupe else None
+        if key is not None and key in self._seen:
+            return self._seen[key]
+        self.buf += b"\0" * (_align(len(self.buf)) - len(self.buf))
+        off = self.start + len(self.buf)
+        self.buf += blob
+        if key is not None:
+            self._seen[key] = off
+        return off
+
+
+def _i32_words(values) -> list[int]:
+    out = []
+    for v in values:
+        v = int(v)
+        if not -(2**31) <= v < 2**32:
+            raise BadInputError(f"parameter {v} does not fit 32 bits")
+        out.append(v & 0xFFFFFFFF)
+    return out
+
+
+def _struct_words(s) -> list[int]:
+    vals = []
+    for f in STRUCT_FIELDS[s.ctype]:
+        v = s.values[f]
+        vals += list(v) if isinstance(v, (list, tuple)) else [v]
+    return vals
+
+
+class _Packer:
+    def __init__(self, graph: Graph, plan, data: _Data):
+        self.g = graph
+        self.plan = plan
+        self.data = data
+
+    def ref(self, arg) -> int:
+        from edgekit.backends.c.params import ConstArray, TensorRef
+
+        if arg is None:
+            return REF_NONE
+        if isinstance(arg, TensorRef):
+            t = self.g.tensor(arg.name)
+            if t.is_const:
+                return self.const(t.data, {"int8_t": np.int8, "float": np.float32}[arg.ctype])
+            off = self.plan.offsets.get(arg.name)
+            if off is None:
+                raise BadInputError(f"tensor {arg.name!r} has no place in the arena plan")
+            return int(off)
+        if isinstance(arg, ConstArray):
+            dtype = {"int8_t": np.int8, "int32_t": np.int32, "float": np.float32}[arg.ctype]
+            return self.const(arg.data, dtype)
+        raise TypeError(f"not a tensor argument: {arg!r}")
+
+    def const(self, array, dtype) -> int:
+        little = np.dtype(dtype).newbyteorder("<")
+        blob = np.ascontiguousarray(np.asarray(array), dtype=little).tobytes()
+        return REF_CONST | self.data.add(blob)
+
+    def elems(self, arg) -> int:
+        from edgekit.backends.c.params import ConstArray
+
+        if isinstance(arg, ConstArray):
+            return int(arg.data.size)
+        return self.g.tensor(arg.name).size
+
+    def words(self, call) -> list[int]:
+        """The parameter words of one kernel call (layouts: docs/model-package.md)."""
+        from edgekit.backends.c.params import F32
+
+        f, a = call.function, call.args
+        r, sw = self.ref, _struct_words
+        if f in ("ek_conv2d_s8", "ek_depthwise_conv2d_s8"):
+            s, mult, shift, din, x, dw, w, b, dout, y = a
+            return sw(s) + sw(din) + sw(dw) + sw(dout) + [r(x), r(w), r(b), r(mult), r(shift), r(y)]
+        if f == "ek_fully_connected_s8":
+            s, mult, shift, batches, k, cout, x, w, b, y = a
+            return sw(s) + [batches, k, cout, r(x), r(w), r(b), r(mult), r(shift), r(y)]
+        if f in ("ek_avg_pool2d_s8", "ek_max_pool2d_s8"):
+            s, din, x, dout, y = a
+            return sw(s) + sw(din) + sw(dout) + [r(x), r(y)]
+        if f in ("ek_add_s8", "ek_sub_s8", "ek_mul_s8"):
+            s, dout, x1, s1, x2, s2, y = a
+            return sw(s) + sw(dout) + sw(s1) + sw(s2) + [self.elems(x1), self.elems(x2), r(x1),
+                                                          r(x2), r(y)]
+        if f == "ek_pad_s8":
+            s, din, x, y = a
+            return sw(s) + sw(din) + [r(x), r(y)]
+        if f == "ek_concatenation_s8":
+            n, items, sizes, outer, inner, y = a
+            if n > MAX_CONCAT:
+                raise UnsupportedOpError(call.op_type, call.op, list(OP_KINDS),
+                                         f"concatenation of {n} inputs (the package takes "
+                                         f"at most {MAX_CONCAT})")
+            out = [n, outer, inner, r(y)]
+            for size, item in zip(sizes.data.tolist(), items.items):
+                out += [size, r(item)]
+            return out
+        if f == "ek_transpose_s8":
+            din, perm, x, y = a
+            return sw(din) + [int(p) for p in perm.data.tolist()] + [r(x), r(y)]
+        if f == "ek_mean_s8":
+            s, din, mask, x, y = a
+            return sw(s) + sw(din) + [mask, r(x), r(y)]
+        if f == "ek_softmax_s8":
+            s, outer, depth, x, y = a
+            return sw(s) + [outer, depth, r(x), r(y)]
+        if f in ("ek_logistic_s8", "ek_tanh_s8", "ek_relu_s8", "ek_requantize_s8"):
+            s, size, x, y = a
+            return sw(s) + [size, r(x), r(y)]
+        if f == "ek_relu6_s8":
+            lo, hi, size, x, y = a
+            return [lo, hi, size, r(x), r(y)]
+        if f in ("ek_quantize_f32_s8", "ek_dequantize_s8_f32"):
+            scale, zp, size, x, y = a
+            value = scale.value if isinstance(scale, F32) else scale
+            bits = struct.unpack("<I", struct.pack("<f", float(value)))[0]
+            return [bits, zp, size, r(x), r(y)]
+        raise UnsupportedOpError(call.op_type, call.op, list(OP_KINDS),
+                                 f"kernel {f} has no op kind in the model package")
+
+
+def _io_entry(g: Graph, name: str, offset: int) -> bytes:
+    t = g.tensor(name)
+    if t.dtype not in DTYPE_CODES:
+        raise BadInputError(f"graph input/output {name!r} is {t.dtype.value}; a model package "
+                            "takes int8, int32 or float32")
+    if len(t.shape) > 4:
+        raise BadInputError(f"graph input/output {name!r} has rank {len(t.shape)}; a model "
+                            "package takes at most 4 dimensions")
+    q = t.quant
+    scale = float(q.scale[0]) if q is not None else 0.0
+    zp = int(q.zero_point[0]) if q is not None else 0
+    dims = list(t.shape) + [0] * (4 - len(t.shape))
+    return struct.pack("<IIfiBBH4II", offset, t.nbytes, scale, zp, DTYPE_CODES[t.dtype],
+                       len(t.shape), 0, *dims, 0)
+
+
+def pack_model(graph: Graph, target, *, name: str | None = None) -> bytes:
+    """The model package of an int8 IR ``graph`` for an MCU ``target`` (a name or a
+    ``Target``). Raises UnsupportedOpError naming the op and node the firmware cannot
+    run, BadInputError for a float graph or unsupported inputs/outputs."""
+    from edgekit.backends.c.params import check_supported, lower_op
+    from edgekit.backends.c.plan import plan_arena
+    from edgekit.ir.shapes import op_macs
+    from edgekit.ir.ops import normalize_attrs
+    from edgekit.targets import Target, load_target
+
+    tgt = target if isinstance(target, Target) else load_target(target)
+    if not tgt.is_mcu:
+        raise BadInputError(f"target {tgt.name!r} is a {tgt.family} target; model packages are "
+                            "for microcontrollers (family mcu)")
+    if len(tgt.name.encode()) > TARGET_BYTES:
+        raise BadInputError(f"target name {tgt.name!r} is longer than {TARGET_BYTES} bytes")
+    if not any(graph.tensor(o).dtype is DType.INT8 for op in graph.ops for o in op.outputs):
+        raise BadInputError(f"model {graph.name!r} is a float model: quantize it to int8 first "
+                            "(edgekit quantize)")
+    verify(graph)
+    check_supported(graph)
+    n_io = len(graph.inputs) + len(graph.outputs)
+    if not graph.inputs or not graph.outputs or n_io > MAX_IO:
+        raise BadInputError(f"model {graph.name!r} has {len(graph.inputs)} inputs and "
+                            f"{len(graph.outputs)} outputs; a package takes 1 to {MAX_IO - 1} "
+                            f"inputs and at least one output, {MAX_IO} in all")
+    calls = {op.name: lower_op(graph, op) for op in graph.ops}
+    plan = plan_arena(graph)
+    ops_by_name = {op.name: op for op in graph.ops}
+
+    io_table = HEADER_BYTES
+    entries = []
+    for n in graph.inputs + graph.outputs:
+        if n not in plan.offsets:
+            raise BadInputError(f"graph input/output {n!r} has no place in the arena (a constant?)")
+        entries.append(_io_entry(graph, n, plan.offsets[n]))
+
+    # Op list in the plan's order; RESHAPE is an alias, or a copy when the plan kept two
+    # buffers.
+    op_list: list[tuple[int, object]] = []
+    for op_name in plan.order:
+        call = calls[op_name]
+        if call is not None:
+            op_list.append((OP_KINDS.get(call.function, 0), call))
+            if op_list[-1][0] == 0:
+                raise UnsupportedOpError(call.op_type, call.op, [], f"no op kind for {call.function}")
+            continue
+        op = ops_by_name[op_name]
+        src, dst = op.inputs[0], op.outputs[0]
+        if graph.tensor(src).is_const or plan.offsets.get(src) != plan.offsets.get(dst):
+            op_list.append((OP_KINDS["copy"], (src, dst)))
+    if len(op_list) > MAX_OPS:
+        raise BadInputError(f"model {graph.name!r} has {len(op_list)} ops; a package takes at "
+                            f"most {MAX_OPS}")
+
+    op_table = _align(io_table + len(entries) * IO_ENTRY_BYTES)
+    data_start = _align(op_table + len(op_list) * OP_ENTRY_BYTES)
+    data = _Data(data_start)
+    packer = _Packer(graph, plan, data)
+    op_entries = []
+    for kind, call in op_list:
+        if kind == OP_KINDS["copy"]:
+            src, dst = call
+            t = graph.tensor(src)
+            src_ref = packer.const(t.data, t.dtype.np) if t.is_const else plan.offsets[src]
+            words = [t.nbytes, src_ref, plan.offsets[dst]]
+        else:
+            words = packer.words(call)
+        block = struct.pack(f"<{len(words)}I", *_i32_words(words))
+        off = data.add(block, dedupe=False)
+        op_entries.append(struct.pack("<HHIII", kind, 0, off, len(block), 0))
+
+    macs = 0
+    for op in graph.ops:
+        try:
+            macs += int(op_macs(op.type, [graph.tensor(i).shape if i else None for i in op.inputs],
+                                [graph.tensor(o).shape for o in op.outputs],
+                                normalize_attrs(op.type, op.attrs)))
+        except Exception:  # noqa: BLE001 - MACs are informative only
+            pass
+
+    body = bytearray(data_start - HEADER_BYTES + len(data.buf))
+
+    def put(at: int, blob: bytes) -> None:
+        body[at - HEADER_BYTES:at - HEADER_BYTES + len(blob)] = blob
+    for i, e in enumerate(entries):
+        put(io_table + i * IO_ENTRY_BYTES, e)
+    for i, e in enumerate(op_entries):
+        put(op_table + i * OP_ENTRY_BYTES, e)
+    put(data_start, bytes(data.buf))
+    total = HEADER_BYTES + len(body)
+    model_hash = hashlib.sha256(bytes(body)).digest()[:8]
+    header = _HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, HEADER_BYTES, total,
+                          _cstr(tgt.name, TARGET_BYTES), _cstr(name or graph.name, NAME_BYTES),
+                          model_hash, plan.arena_bytes, plan.alignment, 0, len(graph.inputs),
+                          len(graph.outputs), 0, io_table, len(op_list), op_table, data_start,
+                          len(data.buf), min(macs, 0xFFFFFFFF), 0, b"\0" * 20)
+    header = _with_header_crc(header)
+    return header + bytes(body)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def header_crc(header: bytes) -> int:
+    """CRC-32 of the 128-byte header with its CRC field taken as zero."""
+    h = bytearray(header[:HEADER_BYTES])
+    h[HEADER_CRC_OFFSET:HEADER_CRC_OFFSET + 4] = b"\0\0\0\0"
+    return zlib.crc32(bytes(h))
+
+
+def _with_header_crc(header: bytes) -> bytes:
+    h = bytearray(header)
+    h[HEADER_CRC_OFFSET:HEADER_CRC_OFFSET + 4] = struct.pack("<I", header_crc(h))
+    return bytes(h)
+
+
+def read_package_header(data: bytes) -> PackageHeader:
+    """The header (and input/output table) of a package; raises ModelFormatError when
+    ``data`` is not a well-formed package of a format this edgekit reads."""
+    data = bytes(data)
+    if len(data) < HEADER_BYTES:
+        raise ModelFormatError(f"model package too short ({len(data)} bytes; the header alone "
+                               f"is {HEADER_BYTES})")
+    fields = _HEADER.unpack_from(data)
+    (magic, major, minor, header_size, total, target, name, model_hash, arena, alignment, flags,
+     nin, nout, _, io_table, num_ops, op_table, data_start, data_size, macs, hcrc, _) = fields
+    if magic != MAGIC:
+        raise ModelFormatError("not an edgekit model package (bad magic)")
+    if major != FORMAT_MAJOR:
+        raise ModelFormatError(f"model package format {major}.{minor}; this edgekit reads "
+                               f"format {FORMAT_MAJOR}.x")
+    if header_crc(data) != hcrc:
+        raise ModelFormatError("model package header CRC mismatch (corrupt)")
+    if total != len(data):
+        raise ModelFormatError(f"model package says {total} bytes but has {len(data)} (truncated?)")
+    if io_table + (nin + nout) * IO_ENTRY_BYTES > total or op_table + num_ops * OP_ENTRY_BYTES > total \
+            or data_start + data_size > total:
+        raise ModelFormatError("model package tables run past its end")
+
+    def tensor(i: int) -> TensorInfo:
+        off, nbytes, scale, zp, dt, rank, _, *dims = struct.unpack_from("<IIfiBBH4I", data,
+                                                                          io_table + i * IO_ENTRY_BYTES)
+        return TensorInfo(off, nbytes, float(scale), zp, DTYPE_NAMES.get(dt, DType.INT8).value,
+                          tuple(dims[:rank]))
+
+    kinds = tuple(KIND_NAMES.get(struct.unpack_from("<H", data, op_table + i * OP_ENTRY_BYTES)[0],
+                                 "?") for i in range(num_ops))
+    return PackageHeader(
+        major, minor, header_size, total, target.split(b"\0", 1)[0].decode("ascii", "replace"),
+        name.split(b"\0", 1)[0].decode("utf-8", "replace"), model_hash, arena, alignment, flags,
+        num_ops, macs, tuple(tensor(i) for i in range(nin)),
+        tuple(tensor(nin + i) for i in range(nout)), kinds)

@@ -1,0 +1,648 @@
+"""The host side of the serial protocol (docs/serial-protocol.md).
+
+    with DeviceClient("socket://127.0.0.1:4321") as dev:
+        print(dev.hello.target, dev.info().active)
+        dev.upload(package, "kws", progress=lambda done, total: ...)
+        output, ticks = dev.infer(x.tobytes())
+
+Requests other than upload chunks are stop-and-wait: one request, its response (same
+seq), retransmitted with the same seq on NAK, on a timeout, or when the device reboots
+under it. Uploads keep up to ``window`` chunks in flight (go-back-N over cumulative
+acknowledgements): after a NAK, a timeout or ERROR E_OFFSET the host resends from the
+first offset the device has not acknowledged, with fresh seqs. If the link drops or the
+device reboots during an upload, the client reconnects, says HELLO again and sends
+UPLOAD_BEGIN again: the device resumes from what it holds, or starts over.
+
+Every failure raises an ``EdgekitError`` that names the command and what the host saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Callable, Protocol
+
+from edgekit.device import protocol as P
+from edgekit.device.crc import crc32
+from edgekit.device.errors import (DeviceError, DeviceRejectedError, DeviceTimeoutError, LinkLostError,
+                                   PortError, ProtocolError)
+from edgekit.device.frames import BadFrame, Frame, FrameDecoder, OVERHEAD, encode
+from edgekit.device.link import Link, open_link
+
+log = logging.getLogger("edgekit.device")
+
+HOST_PROTOCOL = 1
+DEFAULT_TIMEOUT = 1.0
+DEFAULT_RETRIES = 8
+# Bytes/s assumed when a timeout must cover the time a frame takes on the link: below the
+# slowest link we support (115200 baud is ~11.5 KB/s; QEMU's UART does 10-26 KiB/s).
+DEFAULT_LINK_RATE = 8000
+
+
+class Connector(Protocol):
+    def connect(self, timeout: float) -> Link: ...
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    retransmissions: int = 0
+    naks: int = 0
+    timeouts: int = 0
+    stale_responses: int = 0
+    bad_frames: int = 0
+    device_restarts: int = 0
+    reconnects: int = 0
+    go_backs: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    name: str
+    slot: int
+    size: int
+    crc: int
+    resumed_from: int  # offset the first UPLOAD_BEGIN answered (0: a fresh upload)
+    committed: bool
+    seconds: float
+    restarts: int  # reconnects / device reboots survived
+    retransmissions: int
+    begin_offsets: tuple[int, ...] = ()  # what each UPLOAD_BEGIN answered (one per restart)
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self.size / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["bytes_per_second"] = round(self.bytes_per_second, 1)
+        return d
+
+
+class _DeviceRestarted(Exception):
+    """The device rebooted (banner seen) or forgot the upload (E_STATE)."""
+
+
+class _Resend(Exception):
+    def __init__(self, offset: int):
+        self.offset = offset
+
+
+class DeviceClient:
+    """A connection to one device.
+
+    ``port``: a port URL (``/dev/ttyACM0``, ``socket://host:port``, ``rfc2217://...``,
+    ``loop://``), an open ``Link``, or an object with ``connect(timeout) -> Link`` (e.g.
+    ``QemuBoard``), which is also used to reconnect.
+    """
+
+    def __init__(self, port: str | Link | Connector, *, timeout: float = DEFAULT_TIMEOUT,
+                 retries: int = DEFAULT_RETRIES, window: int | None = None,
+                 link_rate: float = DEFAULT_LINK_RATE, banner_timeout: float = 0.25,
+                 reconnect_timeout: float = 15.0, max_restarts: int = 5,
+                 infer_timeout: float = 10.0, baudrate: int = 115200, seed: int | None = None,
+                 on_event: Callable[[str], None] | None = None, connect: bool = True):
+        self.port = port
+        self.timeout = timeout
+        self.retries = retries
+        self.window_limit = window
+        self.link_rate = link_rate
+        self.banner_timeout = banner_timeout
+        self.reconnect_timeout = reconnect_timeout
+        self.max_restarts = max_restarts
+        self.infer_timeout = infer_timeout
+        self.baudrate = baudrate
+        self.on_event = on_event
+        self.stats = ClientStats()
+        self.hello_info: P.HelloInfo | None = None
+        self.banner: str | None = None
+        self._link: Link | None = None
+        self._decoder = FrameDecoder()
+        self._events: deque[Frame | BadFrame] = deque()
+        rng = random.Random(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
+        self._seq = rng.randrange(0, P.NAK_SEQ)  # a fresh session never reuses the last seq
+        self._restart_seen = False
+        self._banners = 0
+        self._infer_seconds: float | None = None
+        if connect:
+            self.connect()
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def port_name(self) -> str:
+        if isinstance(self.port, str):
+            return self.port
+        if isinstance(self.port, Link):
+            return self.port.url
+        return getattr(self.port, "url", None) or repr(self.port)
+
+    @property
+    def hello(self) -> P.HelloInfo:
+        if self.hello_info is None:
+            self.say_hello()
+        return self.hello_info
+
+    def connect(self) -> P.HelloInfo:
+        """Open the link, wait for the boot banner (up to ``banner_timeout``; a board that
+        booted long ago prints none), then HELLO."""
+        try:
+            self._open(first=True)
+            return self.say_hello()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, first: bool, timeout: float = 0.0) -> None:
+        if self._link is not None:
+            self._link.close()
+        self._events.clear()
+        self._decoder = FrameDecoder()
+        port = self.port
+        if isinstance(port, Link):
+            if first and not port.closed:
+                link = port
+            else:
+                link = open_link(port.url, baudrate=self.baudrate, connect_timeout=timeout)
+        elif isinstance(port, str):
+            link = open_link(port, baudrate=self.baudrate, connect_timeout=timeout)
+        else:
+            link = port.connect(timeout)
+        self._link = link
+        if link.banner is not None:
+            self._note_banner(link.banner, restart=False)
+        else:
+            # On a reconnect the device is usually up already: do not wait long. A banner
+            # that comes later makes the pending HELLO go again at once.
+            self._wait_banner(self.banner_timeout if first else min(self.banner_timeout, 0.1))
+
+    def _wait_banner(self, timeout: float, counts_as_restart: bool = False) -> bool:
+        """Read until a boot banner arrives (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        before = self._banners
+        while time.monotonic() < deadline:
+            ev = self._next_event(deadline, counts_as_restart)
+            if ev is None:
+                break
+            if self._banners != before:
+                self._restart_seen = False
+                return True
+        return False
+
+    def reconnect(self) -> P.HelloInfo:
+        """Close and reopen the link (retrying for ``reconnect_timeout`` s), then HELLO."""
+        self.stats.reconnects += 1
+        self._emit(f"reconnecting to {self.port_name}")
+        deadline = time.monotonic() + self.reconnect_timeout
+        last: Exception | None = None
+        while True:
+            try:
+                self._open(first=False, timeout=max(0.0, deadline - time.monotonic()))
+                return self.say_hello()
+            except (PortError, LinkLostError, DeviceTimeoutError) as exc:
+                last = exc
+                if time.monotonic() >= deadline:
+                    raise LinkLostError(f"reconnect to {self.port_name} failed for "
+                                        f"{self.reconnect_timeout:g} s: {last}") from None
+                time.sleep(0.2)
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+    def __enter__(self) -> DeviceClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, message: str) -> None:
+        log.info(message)
+        if self.on_event:
+            self.on_event(message)
+
+    def _note_banner(self, raw: bytes, restart: bool = True) -> None:
+        line = raw[raw.find(P.BANNER_PREFIX):].split(b"\n", 1)[0]
+        self.banner = line.decode("ascii", "replace").strip()
+        self._banners += 1
+        if restart:
+            self._restart_seen = True
+            self.stats.device_restarts += 1
+            log.info("device booted: %s", self.banner)
+
+    def _next_event(self, deadline: float, restart: bool = True) -> Frame | BadFrame | None:
+        """The next frame or bad piece from the device, or None at ``deadline``."""
+        while not self._events:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if self._link is None:
+                raise LinkLostError(f"not connected to {self.port_name}")
+            data = self._link.read(min(left, 0.25))
+            if data:
+                self._events.extend(self._decoder.feed(data))
+        ev = self._events.popleft()
+        if isinstance(ev, BadFrame):
+            if P.BANNER_PREFIX in ev.raw:
+                self._note_banner(ev.raw, restart)
+            else:
+                self.stats.bad_frames += 1
+                log.debug("dropped from device: %s", ev.reason)
+        return ev
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) % P.NAK_SEQ  # 0 .. 0xFFFE
+        return self._seq
+
+    def _send(self, data: bytes) -> None:
+        if self._link is None:
+            raise LinkLostError(f"not connected to {self.port_name}")
+        self._link.write(data)
+
+    def _wire_time(self, nbytes: int) -> float:
+        return nbytes / self.link_rate
+
+    # ------------------------------------------------------------------ requests
+    def request(self, type_: int, payload: bytes = b"", *, command: str | None = None,
+                timeout: float | None = None, restart_raises: bool = False) -> bytes:
+        """Send one request and return its response payload (stop-and-wait)."""
+        command = command or P.type_name(type_)
+        seq = self._next_seq()
+        data = encode(type_, seq, payload)
+        if type_ == P.HELLO:
+            # A delimiter first ends whatever partial frame the device may hold (it ignores
+            # bytes before its first delimiter after a reset).
+            data = b"\x00" + data
+        base = self.timeout if timeout is None else timeout
+        self.stats.requests += 1
+        attempt = 0
+        seen: list[str] = []
+        self._restart_seen = False
+        quick = True  # may a NAK or a damaged frame trigger the next retransmission?
+        while True:
+            self._send(data)
+            deadline = time.monotonic() + base + self._wire_time(len(data) + 64)
+            reason = self._await(seq, type_, command, deadline, seen, quick)
+            if isinstance(reason, bytes):
+                return reason
+            # A NAK may be for bytes that reached the device before our request (noise,
+            # a burst of garbage): after one quick retransmission, wait for the response
+            # or the timeout, so a flood of NAKs cannot use up the retries in a moment.
+            quick = reason not in ("nak", "damaged")
+            if reason == "restart" and restart_raises:
+                raise _DeviceRestarted(f"{command}: the device rebooted")
+            attempt += 1
+            if attempt > self.retries:
+                raise DeviceTimeoutError(
+                    f"{command}: no valid response from {self.port_name} after {self.retries} "
+                    f"retransmissions (timeout {base:g} s; saw {_summary(seen)})")
+            self.stats.retransmissions += 1
+            log.debug("%s seq %d: retransmitting after %s", command, seq, reason)
+
+    def _await(self, seq: int, type_: int, command: str, deadline: float, seen: list[str],
+               quick: bool = True):
+        """The response payload, or why to retransmit: 'timeout', 'nak', 'damaged',
+        'restart'."""
+        while True:
+            ev = self._next_event(deadline)
+            if ev is None:
+                self.stats.timeouts += 1
+                seen.append("timeout")
+                return "timeout"
+            if isinstance(ev, BadFrame):
+                if self._restart_seen:
+                    self._restart_seen = False
+                    seen.append("device reboot")
+                    return "restart"
+                # Most likely our response, damaged on the way: ask again at once (the
+                # device answers a repeated seq from its stored response).
+                seen.append("damaged response")
+                if quick:
+                    return "damaged"
+                continue
+            if ev.type == P.NAK:
+                self.stats.naks += 1
+                seen.append("NAK")
+                if quick:
+                    return "nak"
+                continue
+            if ev.seq != seq:
+                self.stats.stale_responses += 1
+                continue
+            if ev.type == P.ERROR:
+                code, detail, msg = P.parse_error(ev.payload)
+                raise DeviceRejectedError(command, code, detail, msg, _hint(type_, code))
+            if ev.type != (type_ | P.RESPONSE):
+                raise ProtocolError(f"{command}: the device answered {P.type_name(ev.type)} "
+                                    f"(expected {P.type_name(type_ | P.RESPONSE)})")
+            return ev.payload
+
+    def _parse(self, command: str, fn, payload: bytes):
+        try:
+            return fn(payload)
+        except ValueError as exc:
+            raise ProtocolError(f"{command}: malformed response: {exc}") from None
+
+    # ------------------------------------------------------------------ commands
+    def say_hello(self) -> P.HelloInfo:
+        """HELLO: the version handshake. Learns max_payload, window and slot sizes."""
+        try:
+            payload = self.request(P.HELLO, bytes([HOST_PROTOCOL]))
+        except DeviceRejectedError as exc:
+            if exc.code == P.E_VERSION:
+                raise ProtocolError(f"HELLO: the device on {self.port_name} does not speak protocol "
+                                    f"version {HOST_PROTOCOL} ({exc.device_message or 'E_VERSION'})") from None
+            raise
+        h = self._parse("HELLO", P.parse_hello, payload)
+        if h.protocol != HOST_PROTOCOL:
+            raise ProtocolError(f"HELLO: the device speaks protocol {h.protocol}; this host speaks "
+                                f"{HOST_PROTOCOL}")
+        if h.max_payload < 16 or h.window < 1:
+            raise ProtocolError(f"HELLO: unusable max_payload {h.max_payload} / window {h.window}")
+        self.hello_info = h
+        return h
+
+    def info(self) -> P.DeviceInfo:
+        return self._parse("INFO", P.parse_info, self.request(P.INFO))
+
+    def device_stats(self) -> P.DeviceStats:
+        return self._parse("STATS", P.parse_stats, self.request(P.STATS))
+
+    def infer(self, data: bytes, timeout: float | None = None) -> tuple[bytes, int]:
+        """Run the active model on ``data`` (the input tensor's bytes). Returns the output
+        tensor's bytes and the timer ticks the inference took."""
+        data = bytes(data)
+        limit = self.hello.max_payload
+        if len(data) > limit:
+            raise DeviceError(f"INFER: the input is {len(data)} bytes, over the device's max_payload "
+                              f"of {limit} (protocol v1 carries a tensor in one frame)")
+        if timeout is None:
+            # Until an inference was timed, allow infer_timeout; then 3x the slowest seen.
+            timeout = self.infer_timeout if self._infer_seconds is None else \
+                min(self.infer_timeout, max(self.timeout, 3 * self._infer_seconds))
+        t0 = time.monotonic()
+        retrans = self.stats.retransmissions
+        payload = self.request(P.INFER, data, timeout=timeout)
+        if self.stats.retransmissions == retrans:  # a clean round trip: a fair measure
+            took = time.monotonic() - t0
+            self._infer_seconds = max(took, self._infer_seconds or 0.0)
+        status, ticks, out = self._parse("INFER", P.parse_infer_response, payload)
+        if status != 0:
+            raise DeviceError(f"INFER: the device reported status {status}")
+        return out, ticks
+
+    def reset(self, boot_timeout: float = 10.0) -> P.HelloInfo:
+        """RESET, then wait for the banner (or reconnect if the link went away) and HELLO."""
+        try:
+            self.request(P.RESET)
+            self._wait_banner(boot_timeout, counts_as_restart=True)
+        except LinkLostError:  # e.g. a USB CDC port that goes away while the board resets
+            return self.reconnect()
+        return self.say_hello()
+
+    def begin(self, size: int, crc: int, name: str) -> tuple[int, int]:
+        payload = self.request(P.UPLOAD_BEGIN, P.pack_begin(size, crc, name), command="UPLOAD_BEGIN",
+                               restart_raises=True)
+        slot, offset = self._parse("UPLOAD_BEGIN", P.parse_begin_response, payload)
+        if offset > size:
+            raise ProtocolError(f"UPLOAD_BEGIN: the device resumes at offset {offset}, past the "
+                                f"package's {size} bytes")
+        return slot, offset
+
+    def commit(self) -> int:
+        payload = self.request(P.UPLOAD_COMMIT, command="UPLOAD_COMMIT", restart_raises=True)
+        if not payload:
+            raise ProtocolError("UPLOAD_COMMIT: empty response (expected the slot)")
+        return payload[0]
+
+    def abort(self) -> None:
+        self.request(P.UPLOAD_ABORT, command="UPLOAD_ABORT")
+
+    # ------------------------------------------------------------------ upload
+    def upload(self, package: bytes, name: str, progress: Callable[[int, int], None] | None = None,
+               *, commit: bool = True) -> UploadResult:
+        """Send ``package`` to the inactive slot and (with ``commit``) activate it.
+
+        Survives lost, corrupted and duplicated frames (retransmission) and up to
+        ``max_restarts`` link losses or device reboots (reconnect, HELLO, UPLOAD_BEGIN,
+        which resumes from the offset the device still holds)."""
+        package = bytes(package)
+        size, crc = len(package), crc32(package)
+        hello = self.hello
+        if size > hello.slot_size:
+            raise DeviceError(f"upload of {name!r}: the package is {size:,} bytes, the device's slots "
+                              f"hold {hello.slot_size:,}")
+        t0 = time.monotonic()
+        restarts = 0
+        crc_retries = 0
+        resumed_from: int | None = None
+        begin_offsets: list[int] = []
+        retrans0 = self.stats.retransmissions + self.stats.go_backs
+        while True:
+            try:
+                if self._link is None or self._link.closed:
+                    raise LinkLostError(f"link to {self.port_name} is closed")
+                slot, offset = self.begin(size, crc, name)
+                begin_offsets.append(offset)
+                if resumed_from is None:
+                    resumed_from = offset
+                if offset:
+                    self._emit(f"device holds {offset:,} of {size:,} bytes: resuming")
+                while True:
+                    self._send_chunks(package, offset, progress)
+                    if not commit:
+                        break
+                    try:
+                        slot = self.commit()
+                        break
+                    except DeviceRejectedError as exc:
+                        if exc.code == P.E_OFFSET and exc.detail < size:
+                            offset = exc.detail
+                            continue
+                        if exc.code == P.E_STATE:
+                            raise _DeviceRestarted("UPLOAD_COMMIT: the device has no upload in "
+                                                   "progress") from None
+                        if exc.code == P.E_CRC and crc_retries == 0:
+                            crc_retries += 1
+                            self._emit("the device found a CRC mismatch at commit: uploading again")
+                            raise _DeviceRestarted("E_CRC") from None
+                        raise
+                return UploadResult(name, slot, size, crc, resumed_from, commit,
+                                    time.monotonic() - t0, restarts,
+                                    self.stats.retransmissions + self.stats.go_backs - retrans0,
+                                    tuple(begin_offsets))
+            except (LinkLostError, _DeviceRestarted) as exc:
+                restarts += 1
+                if restarts > self.max_restarts:
+                    raise DeviceError(f"upload of {name!r} to {self.port_name}: gave up after "
+                                      f"{self.max_restarts} link losses or device reboots "
+                                      f"(last: {exc})") from None
+                if isinstance(exc, LinkLostError):
+                    self._emit(f"link lost during the upload ({exc})")
+                    self.reconnect()
+                else:
+                    self._emit(f"device restarted the upload ({exc})")
+                    self.say_hello()
+
+    def _send_chunks(self, data: bytes, start: int, progress) -> None:
+        size = len(data)
+        hello = self.hello
+        per = hello.max_payload - 4
+        window = max(1, min(hello.window, self.window_limit or hello.window))
+        acked = start
+        next_off = start
+        inflight: dict[int, tuple[int, int, int]] = {}  # seq -> (offset, end, wire bytes)
+        deadline: float | None = None
+        ignore_naks = False
+        fruitless = 0
+        progress_at = acked
+        seen: list[str] = []
+        self._restart_seen = False
+        if progress:
+            progress(acked, size)
+
+        def go_back(reason: str, to: int) -> None:
+            nonlocal next_off, deadline, ignore_naks, fruitless, progress_at, acked
+            if to > progress_at:
+                fruitless = 0
+                progress_at = to
+            fruitless += 1
+            seen.append(reason)
+            if fruitless > self.retries:
+                raise DeviceTimeoutError(
+                    f"UPLOAD_CHUNK: no progress at offset {acked:,} of {size:,} after {self.retries} "
+                    f"retransmissions to {self.port_name} (saw {_summary(seen)})")
+            self.stats.go_backs += 1
+            log.debug("upload: go back to %d (%s)", to, reason)
+            if progress and to != acked:
+                progress(to, size)
+            acked = to
+            inflight.clear()
+            next_off = to
+            deadline = None
+            ignore_naks = True
+
+        while acked < size:
+            while len(inflight) < window and next_off < size:
+                end = min(next_off + per, size)
+                seq = self._next_seq()
+                frame = encode(P.UPLOAD_CHUNK, seq, P.pack_chunk(next_off, data[next_off:end]))
+                self._send(frame)
+                inflight[seq] = (next_off, end, len(frame))
+                next_off = end
+                if deadline is None:
+                    deadline = self._chunk_deadline(inflight)
+            ev = self._next_event(deadline)
+            if ev is None:
+                self.stats.timeouts += 1
+                go_back("timeout", acked)
+                continue
+            if isinstance(ev, BadFrame):
+                if self._restart_seen:
+                    raise _DeviceRestarted("the device rebooted during the upload")
+                continue
+            if ev.type == P.NAK:
+                self.stats.naks += 1
+                if not ignore_naks:
+                    go_back("NAK", acked)
+                continue
+            if ev.seq not in inflight:
+                # A response to a chunk sent before the last go-back (or a duplicate): its
+                # cumulative offset is still true.
+                self.stats.stale_responses += 1
+                if ev.type == (P.UPLOAD_CHUNK | P.RESPONSE) and len(ev.payload) >= 4:
+                    nxt = P.parse_u32(ev.payload, "UPLOAD_CHUNK")
+                    if acked < nxt <= size:
+                        acked = nxt
+                        next_off = max(next_off, acked)
+                        if progress:
+                            progress(acked, size)
+                continue
+            ignore_naks = False
+            if ev.type == P.ERROR:
+                code, detail, msg = P.parse_error(ev.payload)
+                if code == P.E_OFFSET:
+                    if detail > size:
+                        raise ProtocolError(f"UPLOAD_CHUNK: the device expects offset {detail}, past "
+                                            f"the package's {size} bytes")
+                    go_back(f"E_OFFSET {detail}", detail)
+                    continue
+                if code == P.E_STATE:
+                    raise _DeviceRestarted("UPLOAD_CHUNK answered E_STATE: the device forgot the upload")
+                off = inflight[ev.seq][0]
+                raise DeviceRejectedError(f"UPLOAD_CHUNK at offset {off:,}", code, detail, msg,
+                                          _hint(P.UPLOAD_CHUNK, code))
+            if ev.type != (P.UPLOAD_CHUNK | P.RESPONSE):
+                raise ProtocolError(f"UPLOAD_CHUNK: the device answered {P.type_name(ev.type)}")
+            nxt = self._parse("UPLOAD_CHUNK", lambda p: P.parse_u32(p, "UPLOAD_CHUNK"), ev.payload)
+            if nxt > size:
+                raise ProtocolError(f"UPLOAD_CHUNK: the device acknowledged offset {nxt}, past the "
+                                    f"package's {size} bytes")
+            for s in [s for s in inflight if _seq_le(s, ev.seq)]:
+                del inflight[s]
+            if nxt < acked or (nxt < next_off and not inflight):
+                # The device holds less than we thought: resend from what it has.
+                go_back(f"device at offset {nxt}", nxt)
+                continue
+            if nxt > acked:
+                acked = nxt
+                next_off = max(next_off, acked)
+                if acked > progress_at:
+                    fruitless = 0
+                    progress_at = acked
+                if progress:
+                    progress(acked, size)
+            deadline = self._chunk_deadline(inflight) if inflight else None
+        if progress:
+            progress(size, size)
+
+    def _chunk_deadline(self, inflight: dict) -> float:
+        wire = sum(v[2] for v in inflight.values())
+        return time.monotonic() + self.timeout + self._wire_time(wire)
+
+
+def _seq_le(a: int, b: int) -> bool:
+    """a is b or was sent before b (modulo the seq space of 0 .. 0xFFFE)."""
+    return (b - a) % P.NAK_SEQ < P.NAK_SEQ // 2
+
+
+def _summary(seen: list[str]) -> str:
+    if not seen:
+        return "nothing"
+    counts: dict[str, int] = {}
+    for s in seen:
+        counts[s] = counts.get(s, 0) + 1
+    return ", ".join(f"{n}x {k}" if n > 1 else k for k, n in counts.items())
+
+
+def _hint(type_: int, code: int) -> str:
+    if code == P.E_NO_MODEL:
+        return "Flash a model first: edgekit flash MODEL --port PORT"
+    if code == P.E_TOO_LARGE and type_ == P.INFER:
+        return "The input's size differs from the active model's input tensor"
+    if code == P.E_TOO_LARGE:
+        return "The package does not fit the device's slot"
+    if code == P.E_HEADER:
+        return ("The package header does not suit this firmware (magic, format version, target, "
+                "or arena/tensor sizes that do not fit); the previous model keeps serving")
+    if code == P.E_CRC:
+        return "The package arrived corrupted; the previous model keeps serving"
+    if code == P.E_BUSY:
+        return "The device is busy; try again"
+    return ""
+
+
+def open_device(port: str | Link | Connector, **kwargs) -> DeviceClient:
+    """Connect to a device (banner, HELLO) and return the client."""
+    return DeviceClient(port, **kwargs)
+
+
+__all__ = ["ClientStats", "DeviceClient", "UploadResult", "open_device", "OVERHEAD"]

@@ -1,0 +1,961 @@
+/*
+ * Model package checker and executor (format: docs/model-package.md).
+ *
+ * ek_pkg_open checks every field the executor later trusts, so a package that
+ * passes can only make the kernels read its own bytes and the arena, and write the
+ * arena: a bit flip that slips through the CRC, or a hostile package, is refused
+ * with a reason instead of crashing the firmware.
+ */
+#include "ek_package.h"
+
+#include <string.h>
+
+#include "edgekit/kernels.h"
+#include "ek_crc32.h"
+
+/* Parameter words of each kind (concatenation: 4 + 2 per input). */
+static const uint8_t kWords[EK_OP_KIND_COUNT] = {
+    0,  /* unused */
+    28, /* CONV_2D */
+    29, /* DEPTHWISE_CONV_2D */
+    15, /* FULLY_CONNECTED */
+    18, /* AVERAGE_POOL_2D */
+    18, /* MAX_POOL_2D */
+    29, /* ADD */
+    29, /* SUB */
+    24, /* MUL */
+    15, /* PAD */
+    4,  /* CONCATENATION (minimum) */
+    10, /* TRANSPOSE */
+    11, /* MEAN */
+    7,  /* SOFTMAX */
+    7,  /* LOGISTIC */
+    7,  /* TANH */
+    9,  /* RELU */
+    5,  /* RELU6 */
+    9,  /* REQUANTIZE */
+    5,  /* QUANTIZE */
+    5,  /* DEQUANTIZE */
+    3,  /* COPY */
+};
+
+#define MAX_DIM 65535
+#define MAX_ELEMS 0x7FFFFFFFu
+
+/* ------------------------------------------------------------------ checking */
+
+typedef struct {
+  const uint8_t *pkg;
+  uint32_t data_start, data_end; /* constant region in the package */
+  uint32_t arena;
+  const uint8_t *w; /* the op's parameter words */
+  ek_pkg_error *err;
+  uint32_t op;
+} vctx;
+
+static int32_t word(const uint8_t *w, uint32_t i) {
+  return (int32_t)ek_rd32(w + 4u * i);
+}
+
+static int fail(vctx *v, uint32_t reason, const char *message) {
+  v->err->reason = reason;
+  v->err->op = v->op;
+  v->err->message = message;
+  return -1;
+}
+
+static int in_range(int32_t x, int32_t lo, int32_t hi) {
+  return x >= lo && x <= hi;
+}
+
+/* A reference to `bytes` bytes: in the arena, or (unless out) a constant. */
+static int ref_ok(vctx *v, uint32_t ref, uint64_t bytes, uint32_t align, int out) {
+  uint64_t off;
+  if (ref == EK_REF_NONE || bytes == 0u) {
+    return 0;
+  }
+  if (ref & EK_REF_CONST) {
+    if (out) {
+      return 0;
+    }
+    off = ref & ~EK_REF_CONST;
+    if (off < v->data_start || off + bytes > v->data_end) {
+      return 0;
+    }
+  } else {
+    off = ref;
+    if (off + bytes > v->arena) {
+      return 0;
+    }
+  }
+  return (off % align) == 0u;
+}
+
+static int in_ref(vctx *v, uint32_t i, uint64_t bytes) {
+  return ref_ok(v, (uint32_t)word(v->w, i), bytes, 1, 0);
+}
+
+static int out_ref(vctx *v, uint32_t i, uint64_t bytes) {
+  return ref_ok(v, (uint32_t)word(v->w, i), bytes, 1, 1);
+}
+
+/* Optional int32 constant vector (bias). */
+static int opt_i32_ref(vctx *v, uint32_t i, uint64_t count) {
+  const uint32_t ref = (uint32_t)word(v->w, i);
+  return ref == EK_REF_NONE || ((ref & EK_REF_CONST) && ref_ok(v, ref, count * 4u, 4, 0));
+}
+
+/* int32 constant vector of shifts, each within [lo, hi]. */
+static int shift_ref(vctx *v, uint32_t i, uint64_t count, int32_t lo, int32_t hi) {
+  const uint32_t ref = (uint32_t)word(v->w, i);
+  const uint8_t *s;
+  uint64_t k;
+  if (!(ref & EK_REF_CONST) || !ref_ok(v, ref, count * 4u, 4, 0)) {
+    return 0;
+  }
+  s = v->pkg + (ref & ~EK_REF_CONST);
+  for (k = 0; k < count; k++) {
+    if (!in_range((int32_t)ek_rd32(s + 4u * k), lo, hi)) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static int const_i32_ref(vctx *v, uint32_t i, uint64_t count) {
+  const uint32_t ref = (uint32_t)word(v->w, i);
+  return (ref & EK_REF_CONST) && ref_ok(v, ref, count * 4u, 4, 0);
+}
+
+/* Four dimensions at word i, each in [1, MAX_DIM]; *elems gets their product. */
+static int dims_ok(vctx *v, uint32_t i, uint64_t *elems) {
+  uint64_t n = 1;
+  uint32_t k;
+  for (k = 0; k < 4u; k++) {
+    const int32_t d = word(v->w, i + k);
+    if (!in_range(d, 1, MAX_DIM)) {
+      return 0;
+    }
+    n *= (uint64_t)d;
+  }
+  *elems = n;
+  return n <= MAX_ELEMS;
+}
+
+static int act_ok(int32_t lo, int32_t hi) {
+  return in_range(lo, -128, 127) && in_range(hi, -128, 127) && lo <= hi;
+}
+
+static int offset_ok(int32_t off) {
+  return in_range(off, -256, 256);
+}
+
+static int size_ok(int32_t n) {
+  return in_range(n, 1, (int32_t)MAX_ELEMS);
+}
+
+/* Strides of a broadcast operand read through output dims at word d. */
+static int strides_ok(vctx *v, uint32_t d, uint32_t s, int32_t elems) {
+  uint64_t last = 0;
+  uint32_t k;
+  if (!size_ok(elems)) {
+    return 0;
+  }
+  for (k = 0; k < 4u; k++) {
+    const int32_t st = word(v->w, s + k);
+    if (!in_range(st, 0, (int32_t)MAX_ELEMS)) {
+      return 0;
+    }
+    last += (uint64_t)(word(v->w, d + k) - 1) * (uint64_t)st;
+  }
+  return last < (uint64_t)elems;
+}
+
+/* A window of `taps` taps (dilation dl) at stride st with `pad` before covers at
+ * least one in-bounds element for every output position. */
+static int windows_ok(int32_t in, int32_t out, int32_t taps, int32_t st, int32_t dl, int32_t pad) {
+  const int64_t span = (int64_t)(taps - 1) * dl + 1;
+  return pad < span && (int64_t)(out - 1) * st - pad < in;
+}
+
+static int check_conv(vctx *v, int depthwise) {
+  const uint8_t *w = v->w;
+  const uint32_t b = depthwise ? 11u : 10u; /* first dims word */
+  uint64_t ni, nf, no;
+  int32_t dm = 1;
+  int32_t k;
+  for (k = 0; k < 4; k++) {
+    if (!in_range(word(w, (uint32_t)k), 1, 255)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "conv: stride or dilation out of range");
+    }
+  }
+  if (!in_range(word(w, 4), 0, MAX_DIM) || !in_range(word(w, 5), 0, MAX_DIM)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "conv: padding out of range");
+  }
+  if (depthwise) {
+    dm = word(w, 6);
+    if (!in_range(dm, 1, 255)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "depthwise: depth multiplier out of range");
+    }
+  }
+  if (!offset_ok(word(w, b - 4u)) || !offset_ok(word(w, b - 3u)) ||
+      !act_ok(word(w, b - 2u), word(w, b - 1u))) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "conv: offsets or activation range invalid");
+  }
+  if (!dims_ok(v, b, &ni) || !dims_ok(v, b + 4u, &nf) || !dims_ok(v, b + 8u, &no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "conv: dimensions invalid");
+  }
+  /* dims: in n,h,w,c at b; filter at b+4; out at b+8 */
+  if (word(w, b + 8u) != word(w, b)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "conv: batch mismatch");
+  }
+  if (depthwise) {
+    if (word(w, b + 4u) != 1 || word(w, b + 7u) != word(w, b + 11u) ||
+        (int64_t)word(w, b + 3u) * dm != word(w, b + 11u)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "depthwise: channel counts do not match");
+    }
+  } else if (word(w, b + 4u) != word(w, b + 11u) || word(w, b + 7u) != word(w, b + 3u)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "conv: channel counts do not match");
+  }
+  {
+    const uint64_t cout = (uint64_t)word(w, b + 11u);
+    const uint32_t r = b + 12u; /* references */
+    if (!in_ref(v, r, ni) || !in_ref(v, r + 1u, nf) || !opt_i32_ref(v, r + 2u, cout) ||
+        !const_i32_ref(v, r + 3u, cout) || !shift_ref(v, r + 4u, cout, -31, 31) ||
+        !out_ref(v, r + 5u, no)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "conv: tensor reference out of bounds");
+    }
+  }
+  return 0;
+}
+
+static int check_fc(vctx *v) {
+  const uint8_t *w = v->w;
+  const int32_t batches = word(w, 6), depth = word(w, 7), outs = word(w, 8);
+  const int32_t per_channel = word(w, 5);
+  uint64_t nq;
+  if (!offset_ok(word(w, 0)) || !offset_ok(word(w, 1)) || !offset_ok(word(w, 2)) ||
+      !act_ok(word(w, 3), word(w, 4)) || !in_range(per_channel, 0, 1)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "fully_connected: parameters invalid");
+  }
+  if (!size_ok(batches) || !size_ok(depth) || !size_ok(outs)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "fully_connected: dimensions invalid");
+  }
+  nq = per_channel ? (uint64_t)outs : 1u;
+  if (!in_ref(v, 9, (uint64_t)batches * (uint64_t)depth) ||
+      !in_ref(v, 10, (uint64_t)outs * (uint64_t)depth) || !opt_i32_ref(v, 11, (uint64_t)outs) ||
+      !const_i32_ref(v, 12, nq) || !shift_ref(v, 13, nq, -31, 31) ||
+      !out_ref(v, 14, (uint64_t)batches * (uint64_t)outs)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "fully_connected: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+static int check_pool(vctx *v) {
+  const uint8_t *w = v->w;
+  uint64_t ni, no;
+  int32_t k;
+  for (k = 0; k < 4; k++) {
+    if (!in_range(word(w, (uint32_t)k), 1, 255)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "pool: stride or window out of range");
+    }
+  }
+  if (!in_range(word(w, 4), 0, 255) || !in_range(word(w, 5), 0, 255) ||
+      !act_ok(word(w, 6), word(w, 7))) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "pool: padding or activation invalid");
+  }
+  if (!dims_ok(v, 8, &ni) || !dims_ok(v, 12, &no) || word(w, 8) != word(w, 12) ||
+      word(w, 11) != word(w, 15)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "pool: dimensions invalid");
+  }
+  if (!windows_ok(word(w, 9), word(w, 13), word(w, 2), word(w, 0), 1, word(w, 4)) ||
+      !windows_ok(word(w, 10), word(w, 14), word(w, 3), word(w, 1), 1, word(w, 5))) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "pool: a window lies wholly in the padding");
+  }
+  if (!in_ref(v, 16, ni) || !out_ref(v, 17, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "pool: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* ADD/SUB (mul = 0) and MUL (mul = 1). */
+static int check_binary(vctx *v, int mul) {
+  const uint8_t *w = v->w;
+  const uint32_t d = mul ? 7u : 12u; /* output dims */
+  uint64_t no;
+  int ok;
+  if (mul) {
+    ok = offset_ok(word(w, 0)) && offset_ok(word(w, 1)) && in_range(word(w, 3), -31, 31) &&
+         offset_ok(word(w, 4)) && act_ok(word(w, 5), word(w, 6));
+  } else {
+    ok = offset_ok(word(w, 0)) && offset_ok(word(w, 1)) && in_range(word(w, 2), 0, 30) &&
+         in_range(word(w, 4), -31, 0) && in_range(word(w, 6), -31, 0) &&
+         in_range(word(w, 8), -31, 0) && offset_ok(word(w, 9)) && act_ok(word(w, 10), word(w, 11));
+  }
+  if (!ok) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "binary op: parameters invalid");
+  }
+  if (!dims_ok(v, d, &no) || !strides_ok(v, d, d + 4u, word(w, d + 12u)) ||
+      !strides_ok(v, d, d + 8u, word(w, d + 13u))) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "binary op: dimensions or strides invalid");
+  }
+  if (!in_ref(v, d + 14u, (uint64_t)word(w, d + 12u)) ||
+      !in_ref(v, d + 15u, (uint64_t)word(w, d + 13u)) || !out_ref(v, d + 16u, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "binary op: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+static int check_pad(vctx *v) {
+  const uint8_t *w = v->w;
+  uint64_t ni, no = 1;
+  uint32_t k;
+  if (!dims_ok(v, 9, &ni) || !in_range(word(w, 8), -128, 127)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "pad: dimensions or value invalid");
+  }
+  for (k = 0; k < 4u; k++) {
+    const int32_t before = word(w, k), after = word(w, 4u + k);
+    int64_t od;
+    if (!in_range(before, 0, MAX_DIM) || !in_range(after, 0, MAX_DIM)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "pad: paddings out of range");
+    }
+    od = (int64_t)before + word(w, 9u + k) + after;
+    if (od > MAX_DIM) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "pad: output too large");
+    }
+    no *= (uint64_t)od;
+  }
+  if (no > MAX_ELEMS || !in_ref(v, 13, ni) || !out_ref(v, 14, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "pad: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+static int check_concat(vctx *v, uint32_t words) {
+  const uint8_t *w = v->w;
+  const int32_t n = word(w, 0), outer = word(w, 1), inner = word(w, 2);
+  uint64_t total = 0;
+  int32_t i;
+  if (!in_range(n, 1, EK_PKG_MAX_CONCAT) || words != 4u + 2u * (uint32_t)n || !size_ok(outer) ||
+      !size_ok(inner)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "concatenation: parameters invalid");
+  }
+  for (i = 0; i < n; i++) {
+    const int32_t axis = word(w, 4u + 2u * (uint32_t)i);
+    const uint64_t bytes = (uint64_t)outer * (uint64_t)inner * (uint64_t)(axis > 0 ? axis : 0);
+    if (!size_ok(axis) || bytes > MAX_ELEMS || !in_ref(v, 5u + 2u * (uint32_t)i, bytes)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "concatenation: input invalid");
+    }
+    total += (uint64_t)axis;
+  }
+  total *= (uint64_t)outer * (uint64_t)inner;
+  if (total > MAX_ELEMS || !out_ref(v, 3, total)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "concatenation: output out of bounds");
+  }
+  return 0;
+}
+
+static int check_transpose(vctx *v) {
+  const uint8_t *w = v->w;
+  uint64_t ni;
+  uint32_t seen = 0, k;
+  if (!dims_ok(v, 0, &ni)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "transpose: dimensions invalid");
+  }
+  for (k = 0; k < 4u; k++) {
+    const int32_t p = word(w, 4u + k);
+    if (!in_range(p, 0, 3) || (seen & (1u << p))) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "transpose: perm is not a permutation");
+    }
+    seen |= 1u << p;
+  }
+  if (!in_ref(v, 8, ni) || !out_ref(v, 9, ni)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "transpose: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+static int check_mean(vctx *v) {
+  const uint8_t *w = v->w;
+  const int32_t mask = word(w, 8);
+  uint64_t ni, no = 1;
+  uint32_t k;
+  if (!offset_ok(word(w, 0)) || !offset_ok(word(w, 1)) || !in_range(word(w, 3), -31, 31) ||
+      !in_range(mask, 0, 15) || !dims_ok(v, 4, &ni)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "mean: parameters invalid");
+  }
+  for (k = 0; k < 4u; k++) {
+    if (!(mask & (1 << k))) {
+      no *= (uint64_t)word(w, 4u + k);
+    }
+  }
+  if (!in_ref(v, 9, ni) || !out_ref(v, 10, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "mean: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* Ops of the shape (params..., size, input, output) with element sizes in / out. */
+static int check_flat(vctx *v, uint32_t size_word, uint32_t in_size, uint32_t out_size) {
+  const int32_t n = word(v->w, size_word);
+  if (!size_ok(n) || (uint64_t)n * in_size > MAX_ELEMS || (uint64_t)n * out_size > MAX_ELEMS) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "size invalid");
+  }
+  if (!in_ref(v, size_word + 1u, (uint64_t)n * in_size) ||
+      !out_ref(v, size_word + 2u, (uint64_t)n * out_size)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "tensor reference out of bounds");
+  }
+  if (in_size == 4u && (ek_rd32(v->w + 4u * (size_word + 1u)) & 3u)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "float input misaligned");
+  }
+  if (out_size == 4u && (ek_rd32(v->w + 4u * (size_word + 2u)) & 3u)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "float output misaligned");
+  }
+  return 0;
+}
+
+static int check_op(vctx *v, uint32_t kind, uint32_t words) {
+  const uint8_t *w = v->w;
+  switch (kind) {
+    case EK_OP_CONV_2D:
+      return check_conv(v, 0);
+    case EK_OP_DEPTHWISE_CONV_2D:
+      return check_conv(v, 1);
+    case EK_OP_FULLY_CONNECTED:
+      return check_fc(v);
+    case EK_OP_AVERAGE_POOL_2D:
+    case EK_OP_MAX_POOL_2D:
+      return check_pool(v);
+    case EK_OP_ADD:
+    case EK_OP_SUB:
+      return check_binary(v, 0);
+    case EK_OP_MUL:
+      return check_binary(v, 1);
+    case EK_OP_PAD:
+      return check_pad(v);
+    case EK_OP_CONCATENATION:
+      return check_concat(v, words);
+    case EK_OP_TRANSPOSE:
+      return check_transpose(v);
+    case EK_OP_MEAN:
+      return check_mean(v);
+    case EK_OP_SOFTMAX: {
+      const int32_t outer = word(w, 3), depth = word(w, 4);
+      if (!in_range(word(w, 1), 0, 31) || word(w, 2) > 0 || !size_ok(outer) || !size_ok(depth) ||
+          (uint64_t)outer * (uint64_t)depth > MAX_ELEMS) {
+        return fail(v, EK_PKG_E_OP_PARAMS, "softmax: parameters invalid");
+      }
+      if (!in_ref(v, 5, (uint64_t)outer * (uint64_t)depth) ||
+          !out_ref(v, 6, (uint64_t)outer * (uint64_t)depth)) {
+        return fail(v, EK_PKG_E_OP_PARAMS, "softmax: tensor reference out of bounds");
+      }
+      return 0;
+    }
+    case EK_OP_LOGISTIC:
+    case EK_OP_TANH:
+      if (!offset_ok(word(w, 0)) || !in_range(word(w, 2), -31, 31) ||
+          !in_range(word(w, 3), 0, 1 << 30)) {
+        return fail(v, EK_PKG_E_OP_PARAMS, "logistic/tanh: parameters invalid");
+      }
+      return check_flat(v, 4, 1, 1);
+    case EK_OP_RELU:
+    case EK_OP_REQUANTIZE:
+      if (!offset_ok(word(w, 0)) || !offset_ok(word(w, 1)) || !in_range(word(w, 3), -31, 31) ||
+          !act_ok(word(w, 4), word(w, 5))) {
+        return fail(v, EK_PKG_E_OP_PARAMS, "requantize: parameters invalid");
+      }
+      return check_flat(v, 6, 1, 1);
+    case EK_OP_RELU6:
+      if (!act_ok(word(w, 0), word(w, 1))) {
+        return fail(v, EK_PKG_E_OP_PARAMS, "relu6: range invalid");
+      }
+      return check_flat(v, 2, 1, 1);
+    case EK_OP_QUANTIZE:
+    case EK_OP_DEQUANTIZE: {
+      float scale;
+      const uint32_t bits = ek_rd32(w);
+      memcpy(&scale, &bits, sizeof scale);
+      if (!(scale > 0.0f) || scale > 3.0e38f || !in_range(word(w, 1), -128, 127)) {
+        return fail(v, EK_PKG_E_OP_PARAMS, "quantize: scale or zero point invalid");
+      }
+      return kind == EK_OP_QUANTIZE ? check_flat(v, 2, 4, 1) : check_flat(v, 2, 1, 4);
+    }
+    case EK_OP_COPY:
+      return check_flat(v, 0, 1, 1);
+    default:
+      return fail(v, EK_PKG_E_OP_KIND, "unknown op kind");
+  }
+}
+
+static int header_fail(ek_pkg_error *err, uint32_t reason, const char *message) {
+  err->reason = reason;
+  err->op = 0xFFFFFFFFu;
+  err->message = message;
+  return -1;
+}
+
+int ek_pkg_open(const uint8_t *p, uint32_t size, const ek_pkg_limits *lim, ek_pkg *pkg,
+                ek_pkg_error *err) {
+  uint32_t header_size, total, arena, nin, nout, io_table, num_ops, op_table, data, data_size;
+  uint32_t i, in_bytes = 0, out_bytes = 0;
+  char target[17];
+  vctx v;
+
+  if (size < EK_PKG_HEADER_BYTES) {
+    return header_fail(err, EK_PKG_E_SIZE, "package shorter than its header");
+  }
+  if (ek_rd32(p + EK_PKG_OFF_MAGIC) != EK_PKG_MAGIC) {
+    return header_fail(err, EK_PKG_E_MAGIC, "bad magic (not an edgekit model package)");
+  }
+  if (ek_rd16(p + EK_PKG_OFF_FORMAT_MAJOR) != 1u) {
+    return header_fail(err, EK_PKG_E_FORMAT, "unsupported package format major version");
+  }
+  {
+    uint8_t hdr[EK_PKG_HEADER_BYTES];
+    memcpy(hdr, p, EK_PKG_HEADER_BYTES);
+    memset(hdr + EK_PKG_OFF_HEADER_CRC, 0, 4u);
+    if (ek_crc32(hdr, EK_PKG_HEADER_BYTES) != ek_rd32(p + EK_PKG_OFF_HEADER_CRC)) {
+      return header_fail(err, EK_PKG_E_HEADER_CRC, "header CRC mismatch");
+    }
+  }
+  header_size = ek_rd32(p + EK_PKG_OFF_HEADER_SIZE);
+  total = ek_rd32(p + EK_PKG_OFF_TOTAL_SIZE);
+  if (total != size || header_size < EK_PKG_HEADER_BYTES || header_size > size) {
+    return header_fail(err, EK_PKG_E_SIZE, "total or header size does not match");
+  }
+  memcpy(target, p + EK_PKG_OFF_TARGET, 16);
+  target[16] = '\0';
+  if (strncmp(target, lim->target, 16) != 0) {
+    return header_fail(err, EK_PKG_E_TARGET, "package built for another target");
+  }
+  arena = ek_rd32(p + EK_PKG_OFF_ARENA_SIZE);
+  if (arena > lim->arena_bytes) {
+    return header_fail(err, EK_PKG_E_ARENA, "model needs a larger arena than this firmware has");
+  }
+  nin = p[EK_PKG_OFF_NUM_INPUTS];
+  nout = p[EK_PKG_OFF_NUM_OUTPUTS];
+  io_table = ek_rd32(p + EK_PKG_OFF_IO_TABLE);
+  num_ops = ek_rd32(p + EK_PKG_OFF_NUM_OPS);
+  op_table = ek_rd32(p + EK_PKG_OFF_OP_TABLE);
+  data = ek_rd32(p + EK_PKG_OFF_DATA);
+  data_size = ek_rd32(p + EK_PKG_OFF_DATA_SIZE);
+  if (nin < 1u || nout < 1u || nin + nout > EK_PKG_MAX_IO || io_table < header_size ||
+      (uint64_t)io_table + (uint64_t)(nin + nout) * EK_PKG_IO_ENTRY_BYTES > size ||
+      (io_table & 3u)) {
+    return header_fail(err, EK_PKG_E_IO, "input/output table invalid");
+  }
+  if (num_ops > EK_PKG_MAX_OPS || op_table < header_size || (op_table & 3u) ||
+      (uint64_t)op_table + (uint64_t)num_ops * EK_PKG_OP_ENTRY_BYTES > size || data < header_size ||
+      (uint64_t)data + data_size > size) {
+    return header_fail(err, EK_PKG_E_TABLE, "op table or data region out of bounds");
+  }
+  for (i = 0; i < nin + nout; i++) {
+    const uint8_t *e = p + io_table + i * EK_PKG_IO_ENTRY_BYTES;
+    const uint32_t off = ek_rd32(e), bytes = ek_rd32(e + 4);
+    const uint32_t dtype = e[16];
+    if (bytes == 0u || (uint64_t)off + bytes > arena ||
+        (dtype != EK_DTYPE_INT8 && dtype != EK_DTYPE_FLOAT32 && dtype != EK_DTYPE_INT32)) {
+      return header_fail(err, EK_PKG_E_IO, "input/output tensor out of the arena");
+    }
+    if (i < nin) {
+      in_bytes += bytes;
+    } else {
+      out_bytes += bytes;
+    }
+    if (in_bytes > lim->max_input_bytes || out_bytes > lim->max_output_bytes) {
+      return header_fail(err, EK_PKG_E_IO, "input or output larger than a frame carries");
+    }
+  }
+  v.pkg = p;
+  v.data_start = data;
+  v.data_end = data + data_size;
+  v.arena = arena;
+  v.err = err;
+  for (i = 0; i < num_ops; i++) {
+    const uint8_t *e = p + op_table + i * EK_PKG_OP_ENTRY_BYTES;
+    const uint32_t kind = ek_rd16(e);
+    const uint32_t params = ek_rd32(e + 4), bytes = ek_rd32(e + 8);
+    v.op = i;
+    if (kind == 0u || kind >= EK_OP_KIND_COUNT) {
+      err->reason = EK_PKG_E_OP_KIND;
+      err->op = i;
+      err->message = "unknown op kind";
+      return -1;
+    }
+    if ((params & 3u) || (bytes & 3u) || params < data || (uint64_t)params + bytes > v.data_end ||
+        bytes < 4u * kWords[kind] ||
+        (kind != EK_OP_CONCATENATION && bytes != 4u * kWords[kind])) {
+      err->reason = EK_PKG_E_OP_PARAMS;
+      err->op = i;
+      err->message = "op parameter block out of bounds or of the wrong size";
+      return -1;
+    }
+    v.w = p + params;
+    if (check_op(&v, kind, bytes / 4u) != 0) {
+      return -1;
+    }
+  }
+  pkg->base = p;
+  pkg->size = size;
+  pkg->arena_size = arena;
+  pkg->num_inputs = nin;
+  pkg->num_outputs = nout;
+  pkg->input_bytes = in_bytes;
+  pkg->output_bytes = out_bytes;
+  pkg->num_ops = num_ops;
+  pkg->op_table = op_table;
+  pkg->io_table = io_table;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ running */
+
+typedef struct {
+  const uint8_t *pkg;
+  uint8_t *arena;
+  const uint8_t *w;
+} rctx;
+
+static const void *cref(const rctx *r, uint32_t i) {
+  const uint32_t ref = ek_rd32(r->w + 4u * i);
+  if (ref == EK_REF_NONE) {
+    return 0;
+  }
+  if (ref & EK_REF_CONST) {
+    return r->pkg + (ref & ~EK_REF_CONST);
+  }
+  return r->arena + ref;
+}
+
+static void *mref(const rctx *r, uint32_t i) {
+  return r->arena + ek_rd32(r->w + 4u * i);
+}
+
+static int32_t rw(const rctx *r, uint32_t i) {
+  return (int32_t)ek_rd32(r->w + 4u * i);
+}
+
+static ek_dims4 rdims(const rctx *r, uint32_t i) {
+  ek_dims4 d;
+  d.n = rw(r, i);
+  d.h = rw(r, i + 1u);
+  d.w = rw(r, i + 2u);
+  d.c = rw(r, i + 3u);
+  return d;
+}
+
+static ek_strides4 rstrides(const rctx *r, uint32_t i) {
+  ek_strides4 s;
+  s.n = rw(r, i);
+  s.h = rw(r, i + 1u);
+  s.w = rw(r, i + 2u);
+  s.c = rw(r, i + 3u);
+  return s;
+}
+
+static float rfloat(const rctx *r, uint32_t i) {
+  const uint32_t bits = ek_rd32(r->w + 4u * i);
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+static void run_conv(const rctx *r) {
+  ek_conv_params p;
+  ek_dims4 in, fd, out;
+  p.stride_h = rw(r, 0);
+  p.stride_w = rw(r, 1);
+  p.dilation_h = rw(r, 2);
+  p.dilation_w = rw(r, 3);
+  p.pad_top = rw(r, 4);
+  p.pad_left = rw(r, 5);
+  p.input_offset = rw(r, 6);
+  p.output_offset = rw(r, 7);
+  p.act_min = rw(r, 8);
+  p.act_max = rw(r, 9);
+  in = rdims(r, 10);
+  fd = rdims(r, 14);
+  out = rdims(r, 18);
+  ek_conv2d_s8(&p, (const int32_t *)cref(r, 25), (const int32_t *)cref(r, 26), &in,
+               (const int8_t *)cref(r, 22), &fd, (const int8_t *)cref(r, 23),
+               (const int32_t *)cref(r, 24), &out, (int8_t *)mref(r, 27));
+}
+
+static void run_depthwise(const rctx *r) {
+  ek_depthwise_params p;
+  ek_dims4 in, fd, out;
+  p.stride_h = rw(r, 0);
+  p.stride_w = rw(r, 1);
+  p.dilation_h = rw(r, 2);
+  p.dilation_w = rw(r, 3);
+  p.pad_top = rw(r, 4);
+  p.pad_left = rw(r, 5);
+  p.depth_multiplier = rw(r, 6);
+  p.input_offset = rw(r, 7);
+  p.output_offset = rw(r, 8);
+  p.act_min = rw(r, 9);
+  p.act_max = rw(r, 10);
+  in = rdims(r, 11);
+  fd = rdims(r, 15);
+  out = rdims(r, 19);
+  ek_depthwise_conv2d_s8(&p, (const int32_t *)cref(r, 26), (const int32_t *)cref(r, 27), &in,
+                         (const int8_t *)cref(r, 23), &fd, (const int8_t *)cref(r, 24),
+                         (const int32_t *)cref(r, 25), &out, (int8_t *)mref(r, 28));
+}
+
+static void run_fc(const rctx *r) {
+  ek_fc_params p;
+  p.input_offset = rw(r, 0);
+  p.filter_offset = rw(r, 1);
+  p.output_offset = rw(r, 2);
+  p.act_min = rw(r, 3);
+  p.act_max = rw(r, 4);
+  p.per_channel = rw(r, 5);
+  ek_fully_connected_s8(&p, (const int32_t *)cref(r, 12), (const int32_t *)cref(r, 13),
+                        rw(r, 6), rw(r, 7), rw(r, 8), (const int8_t *)cref(r, 9),
+                        (const int8_t *)cref(r, 10), (const int32_t *)cref(r, 11),
+                        (int8_t *)mref(r, 14));
+}
+
+static void run_pool(const rctx *r, int avg) {
+  ek_pool_params p;
+  ek_dims4 in, out;
+  p.stride_h = rw(r, 0);
+  p.stride_w = rw(r, 1);
+  p.filter_h = rw(r, 2);
+  p.filter_w = rw(r, 3);
+  p.pad_top = rw(r, 4);
+  p.pad_left = rw(r, 5);
+  p.act_min = rw(r, 6);
+  p.act_max = rw(r, 7);
+  in = rdims(r, 8);
+  out = rdims(r, 12);
+  if (avg) {
+    ek_avg_pool2d_s8(&p, &in, (const int8_t *)cref(r, 16), &out, (int8_t *)mref(r, 17));
+  } else {
+    ek_max_pool2d_s8(&p, &in, (const int8_t *)cref(r, 16), &out, (int8_t *)mref(r, 17));
+  }
+}
+
+static void run_addsub(const rctx *r, int sub) {
+  ek_add_params p;
+  ek_dims4 out;
+  ek_strides4 s1, s2;
+  p.input1_offset = rw(r, 0);
+  p.input2_offset = rw(r, 1);
+  p.left_shift = rw(r, 2);
+  p.input1_multiplier = rw(r, 3);
+  p.input1_shift = rw(r, 4);
+  p.input2_multiplier = rw(r, 5);
+  p.input2_shift = rw(r, 6);
+  p.output_multiplier = rw(r, 7);
+  p.output_shift = rw(r, 8);
+  p.output_offset = rw(r, 9);
+  p.act_min = rw(r, 10);
+  p.act_max = rw(r, 11);
+  out = rdims(r, 12);
+  s1 = rstrides(r, 16);
+  s2 = rstrides(r, 20);
+  if (sub) {
+    ek_sub_s8(&p, &out, (const int8_t *)cref(r, 26), &s1, (const int8_t *)cref(r, 27), &s2,
+              (int8_t *)mref(r, 28));
+  } else {
+    ek_add_s8(&p, &out, (const int8_t *)cref(r, 26), &s1, (const int8_t *)cref(r, 27), &s2,
+              (int8_t *)mref(r, 28));
+  }
+}
+
+static void run_mul(const rctx *r) {
+  ek_mul_params p;
+  ek_dims4 out;
+  ek_strides4 s1, s2;
+  p.input1_offset = rw(r, 0);
+  p.input2_offset = rw(r, 1);
+  p.output_multiplier = rw(r, 2);
+  p.output_shift = rw(r, 3);
+  p.output_offset = rw(r, 4);
+  p.act_min = rw(r, 5);
+  p.act_max = rw(r, 6);
+  out = rdims(r, 7);
+  s1 = rstrides(r, 11);
+  s2 = rstrides(r, 15);
+  ek_mul_s8(&p, &out, (const int8_t *)cref(r, 21), &s1, (const int8_t *)cref(r, 22), &s2,
+            (int8_t *)mref(r, 23));
+}
+
+static void run_pad(const rctx *r) {
+  ek_pad_params p;
+  ek_dims4 in;
+  int32_t k;
+  for (k = 0; k < 4; k++) {
+    p.before[k] = rw(r, (uint32_t)k);
+    p.after[k] = rw(r, 4u + (uint32_t)k);
+  }
+  p.value = rw(r, 8);
+  in = rdims(r, 9);
+  ek_pad_s8(&p, &in, (const int8_t *)cref(r, 13), (int8_t *)mref(r, 14));
+}
+
+static void run_concat(const rctx *r) {
+  const int8_t *inputs[EK_PKG_MAX_CONCAT];
+  int32_t sizes[EK_PKG_MAX_CONCAT];
+  const int32_t n = rw(r, 0);
+  int32_t i;
+  for (i = 0; i < n; i++) {
+    sizes[i] = rw(r, 4u + 2u * (uint32_t)i);
+    inputs[i] = (const int8_t *)cref(r, 5u + 2u * (uint32_t)i);
+  }
+  ek_concatenation_s8(n, inputs, sizes, rw(r, 1), rw(r, 2), (int8_t *)mref(r, 3));
+}
+
+static void run_transpose(const rctx *r) {
+  ek_dims4 in = rdims(r, 0);
+  int32_t perm[4];
+  int32_t k;
+  for (k = 0; k < 4; k++) {
+    perm[k] = rw(r, 4u + (uint32_t)k);
+  }
+  ek_transpose_s8(&in, perm, (const int8_t *)cref(r, 8), (int8_t *)mref(r, 9));
+}
+
+static void run_mean(const rctx *r) {
+  ek_mean_params p;
+  ek_dims4 in;
+  p.input_offset = rw(r, 0);
+  p.output_offset = rw(r, 1);
+  p.multiplier = rw(r, 2);
+  p.shift = rw(r, 3);
+  in = rdims(r, 4);
+  ek_mean_s8(&p, &in, rw(r, 8), (const int8_t *)cref(r, 9), (int8_t *)mref(r, 10));
+}
+
+static void run_requant(const rctx *r, int relu) {
+  ek_requant_params p;
+  p.input_offset = rw(r, 0);
+  p.output_offset = rw(r, 1);
+  p.multiplier = rw(r, 2);
+  p.shift = rw(r, 3);
+  p.act_min = rw(r, 4);
+  p.act_max = rw(r, 5);
+  if (relu) {
+    ek_relu_s8(&p, rw(r, 6), (const int8_t *)cref(r, 7), (int8_t *)mref(r, 8));
+  } else {
+    ek_requantize_s8(&p, rw(r, 6), (const int8_t *)cref(r, 7), (int8_t *)mref(r, 8));
+  }
+}
+
+static void run_sigmoid(const rctx *r, int tanh_op) {
+  ek_sigmoid_params p;
+  p.input_offset = rw(r, 0);
+  p.input_multiplier = rw(r, 1);
+  p.input_left_shift = rw(r, 2);
+  p.input_range_radius = rw(r, 3);
+  if (tanh_op) {
+    ek_tanh_s8(&p, rw(r, 4), (const int8_t *)cref(r, 5), (int8_t *)mref(r, 6));
+  } else {
+    ek_logistic_s8(&p, rw(r, 4), (const int8_t *)cref(r, 5), (int8_t *)mref(r, 6));
+  }
+}
+
+static void run_op(const rctx *r, uint32_t kind) {
+  switch (kind) {
+    case EK_OP_CONV_2D:
+      run_conv(r);
+      break;
+    case EK_OP_DEPTHWISE_CONV_2D:
+      run_depthwise(r);
+      break;
+    case EK_OP_FULLY_CONNECTED:
+      run_fc(r);
+      break;
+    case EK_OP_AVERAGE_POOL_2D:
+      run_pool(r, 1);
+      break;
+    case EK_OP_MAX_POOL_2D:
+      run_pool(r, 0);
+      break;
+    case EK_OP_ADD:
+      run_addsub(r, 0);
+      break;
+    case EK_OP_SUB:
+      run_addsub(r, 1);
+      break;
+    case EK_OP_MUL:
+      run_mul(r);
+      break;
+    case EK_OP_PAD:
+      run_pad(r);
+      break;
+    case EK_OP_CONCATENATION:
+      run_concat(r);
+      break;
+    case EK_OP_TRANSPOSE:
+      run_transpose(r);
+      break;
+    case EK_OP_MEAN:
+      run_mean(r);
+      break;
+    case EK_OP_SOFTMAX: {
+      ek_softmax_params p;
+      p.input_multiplier = rw(r, 0);
+      p.input_left_shift = rw(r, 1);
+      p.diff_min = rw(r, 2);
+      ek_softmax_s8(&p, rw(r, 3), rw(r, 4), (const int8_t *)cref(r, 5), (int8_t *)mref(r, 6));
+      break;
+    }
+    case EK_OP_LOGISTIC:
+      run_sigmoid(r, 0);
+      break;
+    case EK_OP_TANH:
+      run_sigmoid(r, 1);
+      break;
+    case EK_OP_RELU:
+      run_requant(r, 1);
+      break;
+    case EK_OP_REQUANTIZE:
+      run_requant(r, 0);
+      break;
+    case EK_OP_RELU6:
+      ek_relu6_s8(rw(r, 0), rw(r, 1), rw(r, 2), (const int8_t *)cref(r, 3), (int8_t *)mref(r, 4));
+      break;
+    case EK_OP_QUANTIZE:
+      ek_quantize_f32_s8(rfloat(r, 0), rw(r, 1), rw(r, 2), (const float *)cref(r, 3),
+                         (int8_t *)mref(r, 4));
+      break;
+    case EK_OP_DEQUANTIZE:
+      ek_dequantize_s8_f32(rfloat(r, 0), rw(r, 1), rw(r, 2), (const int8_t *)cref(r, 3),
+                           (float *)mref(r, 4));
+      break;
+    case EK_OP_COPY:
+      memmove(mref(r, 2), cref(r, 1), (uint32_t)rw(r, 0));
+      break;
+    default:
+      break;
+  }
+}
+
+int ek_pkg_run(const ek_pkg *pkg, uint8_t *arena, const uint8_t *input, uint8_t *output) {
+  const uint8_t *p = pkg->base;
+  rctx r;
+  uint32_t i;
+  for (i = 0; i < pkg->num_inputs; i++) {
+    const uint8_t *e = p + pkg->io_table + i * EK_PKG_IO_ENTRY_BYTES;
+    const uint32_t bytes = ek_rd32(e + 4);
+    memcpy(arena + ek_rd32(e), input, bytes);
+    input += bytes;
+  }
+  r.pkg = p;
+  r.arena = arena;
+  for (i = 0; i < pkg->num_ops; i++) {
+    const uint8_t *e = p + pkg->op_table + i * EK_PKG_OP_ENTRY_BYTES;
+    r.w = p + ek_rd32(e + 4);
+    run_op(&r, ek_rd16(e));
+  }
+  for (i = 0; i < pkg->num_outputs; i++) {
+    const uint8_t *e = p + pkg->io_table + (pkg->num_inputs + i) * EK_PKG_IO_ENTRY_BYTES;
+    const uint32_t bytes = ek_rd32(e + 4);
+    memcpy(output, arena + ek_rd32(e), bytes);
+    output += bytes;
+  }
+  return 0;
+}

@@ -1,0 +1,66 @@
+/* The STM32L4R5 registers this port touches (RM0432), by address. */
+#ifndef EK_STM32L4_H
+#define EK_STM32L4_H
+
+#include "cortexm.h"
+
+#define RCC_BASE 0x40021000u
+#define RCC_CR EK_REG(RCC_BASE + 0x00u)
+#define RCC_AHB2ENR EK_REG(RCC_BASE + 0x4Cu)
+#define RCC_APB1ENR1 EK_REG(RCC_BASE + 0x58u)
+#define RCC_APB1ENR2 EK_REG(RCC_BASE + 0x5Cu)
+#define RCC_CCIPR EK_REG(RCC_BASE + 0x88u)
+#define RCC_CR_HSION (1u << 8)
+#define RCC_CR_HSIRDY (1u << 10)
+#define RCC_AHB2ENR_GPIOGEN (1u << 6)
+#define RCC_APB1ENR1_PWREN (1u << 28)
+#define RCC_APB1ENR2_LPUART1EN (1u << 0)
+#define RCC_CCIPR_LPUART1SEL_SHIFT 10u /* 2 bits: 10 = HSI16 */
+
+#define PWR_CR2 EK_REG(0x40007000u + 0x04u)
+#define PWR_CR2_IOSV (1u << 9) /* VDDIO2 valid: powers PG2..PG15 */
+
+#define GPIOG_BASE 0x48001800u
+#define GPIOG_MODER EK_REG(GPIOG_BASE + 0x00u)
+#define GPIOG_OSPEEDR EK_REG(GPIOG_BASE + 0x08u)
+#define GPIOG_PUPDR EK_REG(GPIOG_BASE + 0x0Cu)
+#define GPIOG_AFRL EK_REG(GPIOG_BASE + 0x20u)
+#define GPIOG_AFRH EK_REG(GPIOG_BASE + 0x24u)
+
+#define LPUART1_BASE 0x40008000u
+#define LPUART1_CR1 EK_REG(LPUART1_BASE + 0x00u)
+#define LPUART1_BRR EK_REG(LPUART1_BASE + 0x0Cu)
+#define LPUART1_ISR EK_REG(LPUART1_BASE + 0x1Cu)
+#define LPUART1_ICR EK_REG(LPUART1_BASE + 0x20u)
+#define LPUART1_RDR EK_REG(LPUART1_BASE + 0x24u)
+#define LPUART1_TDR EK_REG(LPUART1_BASE + 0x28u)
+#define USART_CR1_UE (1u << 0)
+#define USART_CR1_RE (1u << 2)
+#define USART_CR1_TE (1u << 3)
+#define USART_CR1_RXNEIE (1u << 5)
+#define USART_ISR_ORE (1u << 3)
+#define USART_ISR_RXNE (1u << 5)
+#define USART_ISR_TC (1u << 6)
+#define USART_ISR_TXE (1u << 7)
+#define USART_ICR_ORECF (1u << 3)
+
+#define FLASH_BASE_REG 0x40022000u
+#define FLASH_ACR EK_REG(FLASH_BASE_REG + 0x00u)
+#define FLASH_KEYR EK_REG(FLASH_BASE_REG + 0x08u)
+#define FLASH_SR EK_REG(FLASH_BASE_REG + 0x10u)
+#define FLASH_CR EK_REG(FLASH_BASE_REG + 0x14u)
+#define FLASH_ACR_ICEN (1u << 9)
+#define FLASH_ACR_DCEN (1u << 10)
+#define FLASH_ACR_ICRST (1u << 11)
+#define FLASH_ACR_DCRST (1u << 12)
+#define FLASH_SR_BSY (1u << 16)
+#define FLASH_SR_ERRORS 0xC3FAu /* OPERR PROGERR WRPERR PGAERR SIZERR PGSERR MISERR FASTERR RDERR OPTVERR */
+#define FLASH_SR_EOP (1u << 0)
+#define FLASH_CR_PG (1u << 0)
+#define FLASH_CR_PER (1u << 1)
+#define FLASH_CR_PNB_SHIFT 3u
+#define FLASH_CR_BKER (1u << 11)
+#define FLASH_CR_STRT (1u << 16)
+#define FLASH_CR_LOCK (1u << 31)
+
+#endif /* EK_STM32L4_H */
