@@ -28,7 +28,7 @@ demo: install
 	$(VENV)/bin/edgekit demo
 
 test: install
-	$(PY) -m pytest -n $(JOBS) -q tests
+	$(PY) -m pytest -n $(JOBS) -q tests hwtests
 
 lint: install
 	$(PY) -m ruff check edgekit tests

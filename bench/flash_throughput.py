@@ -42,7 +42,7 @@ from edgekit.device.client import DeviceClient  # noqa: E402
 from edgekit.device.frames import Frame, FrameDecoder, encode  # noqa: E402
 from edgekit.device.qemu import QemuBoard  # noqa: E402
 from edgekit.hil import run_hil  # noqa: E402
-from edgekit.hil.rig import QEMU_INSTRUCTIONS_PER_TICK, slot_firmware  # noqa: E402
+from edgekit.hil.rig import qemu_instructions_per_tick, slot_firmware  # noqa: E402
 
 BOARDS = ("cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 KWS = SHARED / "models/mlperf-tiny/kws_ref_model_int8.tflite"
@@ -122,7 +122,7 @@ def ticks_per_board(vectors: int) -> list[dict]:
             for name, (graph, x) in models.items():
                 r = run_hil(graph, dev, x[:vectors], target=target, name=name)
                 rows.append(dict(target=target, board=r.board, model=name, passed=r.passed,
-                                 ticks=r.ticks_median, instructions=r.ticks_median * QEMU_INSTRUCTIONS_PER_TICK,
+                                 ticks=r.ticks_median, instructions=r.ticks_median * qemu_instructions_per_tick(r.tick_hz),
                                  arena=r.arena_used, stack=r.stack_high_water))
     return rows
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from edgekit.hil import run_hil
-from edgekit.hil.rig import QEMU_INSTRUCTIONS_PER_TICK
+from edgekit.hil.rig import qemu_instructions_per_tick
 from hwtests.conftest import record
 from tests.device import models
 
@@ -26,7 +26,7 @@ def test_model_bit_exact(board, model, n_vectors):
     graph, x = models.MODELS[model]()
     result = run_hil(graph, board.client, x[:n_vectors], target=board.target, name=model)
     if board.qemu is not None:
-        result.instructions_per_tick = QEMU_INSTRUCTIONS_PER_TICK
+        result.instructions_per_tick = qemu_instructions_per_tick(result.tick_hz)
     record(dict(device=board.spec, board=result.board, model=model, vectors=result.vectors,
                 passed=result.passed, ticks=result.ticks_median, instructions=result.instructions_median,
                 arena_used=result.arena_used, stack=result.stack_high_water,

@@ -29,7 +29,10 @@ import numpy as np
 
 from edgekit.errors import BadInputError
 
-QEMU_INSTRUCTIONS_PER_TICK = 40  # -icount shift=0: 1 ns per instruction, 25 MHz timer
+def qemu_instructions_per_tick(tick_hz: int) -> float:
+    """Under ``-icount shift=0`` QEMU runs one guest instruction per virtual ns, so a
+    timer at ``tick_hz`` advances once every 1e9 / tick_hz instructions (40 at 25 MHz)."""
+    return 1e9 / tick_hz
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class HilResult:
     failed_indices: list[int] = field(default_factory=list)
     ticks: list[int] = field(default_factory=list)
     tick_hz: int = 0
-    instructions_per_tick: int | None = None  # known for QEMU with -icount shift=0
+    instructions_per_tick: float | None = None  # known for QEMU with -icount shift=0
     arena_size: int = 0
     arena_used: int = 0
     stack_size: int = 0
@@ -204,8 +207,8 @@ def run_hil(graph, device, vectors, *, target=None, package: bytes | None = None
         with QemuBoard(qemu_target, elf) as board:
             with DeviceClient(board, **opts) as client:
                 return _run(graph, client, feeds, want, device, target or qemu_target, package, name,
-                            max_mismatches, progress, flash, QEMU_INSTRUCTIONS_PER_TICK)
-    ipt = QEMU_INSTRUCTIONS_PER_TICK if isinstance(device, QemuBoard) and device.icount else None
+                            max_mismatches, progress, flash, True)
+    ipt = isinstance(device, QemuBoard) and device.icount
     if isinstance(device, DeviceClient):
         return _run(graph, device, feeds, want, device.port_name, target, package, name,
                     max_mismatches, progress, flash, ipt)
@@ -316,7 +319,8 @@ def _run(graph, client, feeds, want, device_label, target, package, name, max_mi
     info = client.info()
     stats = client.device_stats()
     result.tick_hz = stats.tick_hz
-    result.instructions_per_tick = instructions_per_tick
+    result.instructions_per_tick = (qemu_instructions_per_tick(stats.tick_hz)
+                                    if instructions_per_tick and stats.tick_hz else None)
     result.arena_size, result.arena_used = info.arena_size, info.arena_used
     result.stack_size, result.stack_high_water = info.stack_size, info.stack_high_water
     return result
