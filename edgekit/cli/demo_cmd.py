@@ -1,63 +1,42 @@
-"""``edgekit demo``: the main job on the bundled model, with no arguments and no download."""
+"""``edgekit demo``: the main job on an embedded default, with no arguments and no download."""
 
 from __future__ import annotations
 
-import time
-from importlib import resources
-
 import click
-import numpy as np
 from rich.table import Table
 
-from edgekit.cli.common import make_console
+from edgekit.cli.common import human_bytes, make_console
 
 console = make_console()
 
 
-def bundled(name: str) -> str:
-    return str(resources.files("edgekit") / "data" / name)
-
-
 @click.command()
-def demo() -> None:
-    """Import the bundled digits CNN, show its layers and run it on held-out digits."""
-    from edgekit.cli.model_cmds import print_inspect
-    from edgekit.frontends import load_model
-    from edgekit.reference.interpreter import Interpreter
+@click.option("--target", "-t", default="cortex-m4", show_default=True,
+              help="Emulated board: cortex-m3, cortex-m4, cortex-m7, cortex-m33 or cortex-m55.")
+@click.option("--out", "out_dir", metavar="DIR", help="Keep the models, C code and reports here.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(target: str, out_dir: str | None, seed: int) -> None:
+    """Train a CNN on the handwritten digits that ship with scikit-learn, prune, distill,
+    quantize to int8, compile for TARGET, flash it to the emulated board over serial and
+    run the held-out digits there."""
+    from edgekit.demo import run_demo
 
-    model = bundled("digits_cnn.onnx")
-    console.rule("[bold]1. import[/bold]")
-    t0 = time.perf_counter()
-    graph = load_model(model)
-    seconds = time.perf_counter() - t0
-    console.print(f"{model}\n-> edgekit IR: {len(graph.ops)} ops after folding batch norm, fusing "
-                  "activations and moving NCHW to NHWC")
-    print_inspect(graph, seconds, console)
-
-    console.rule("[bold]2. run on held-out digits (numpy reference interpreter)[/bold]")
-    with np.load(bundled("digits_samples.npz")) as z:
-        x, y = z["x"], z["y"]
-    t0 = time.perf_counter()
-    probs = Interpreter(graph).run({graph.inputs[0]: x}, layout="source")[graph.outputs[0]]
-    ms = (time.perf_counter() - t0) * 1000
-    pred = probs.argmax(-1)
-    table = Table(title=f"{len(x)} digits in {ms:.1f} ms")
-    table.add_column("digit")
-    table.add_column("true", justify="right")
-    table.add_column("predicted", justify="right")
-    table.add_column("confidence", justify="right")
-    for i in range(min(len(x), 4)):
-        art = _ascii(x[i, 0])
-        ok = "[green]" if pred[i] == y[i] else "[red]"
-        table.add_row(art, str(y[i]), f"{ok}{pred[i]}", f"{probs[i, pred[i]]:.3f}")
+    result = run_demo(target, out_dir, seed=seed, say=lambda m: console.print(m, highlight=False))
+    table = Table(title=f"edgekit demo: digits CNN -> {target} ({result.test_samples} held-out digits)")
+    for col in ("stage", "top-1", "flash", "RAM", "instructions / inference", "note"):
+        table.add_column(col, justify="left" if col in ("stage", "note") else "right")
+    for r in result.rows:
+        table.add_row(r.stage, "-" if r.accuracy is None else f"{r.accuracy * 100:.2f}%",
+                      "-" if r.flash_bytes is None else human_bytes(r.flash_bytes),
+                      "-" if r.ram_bytes is None else human_bytes(r.ram_bytes),
+                      "-" if r.instructions is None else f"{r.instructions:,.0f}", r.note)
     console.print(table)
-    console.print(f"accuracy on the {len(x)} bundled held-out digits: "
-                  f"[bold]{(pred == y).mean() * 100:.1f}%[/bold]")
-
-
-def _ascii(img: np.ndarray) -> str:
-    shades = " .:-=+*#"
-    rows = []
-    for r in img:
-        rows.append("".join(shades[min(int(v * (len(shades) - 1) + 0.5), len(shades) - 1)] * 2 for v in r))
-    return "\n".join(rows)
+    teacher, device = result.rows[0], result.rows[-1]
+    console.print(
+        f"on-device int8 vs fp32 teacher: {(device.accuracy - teacher.accuracy) * 100:+.2f} points, "
+        f"flash {teacher.flash_bytes / max(device.flash_bytes, 1):.1f}x smaller; "
+        f"{result.bit_exact}/{result.test_samples} device outputs bit-exact with the host; "
+        f"{result.seconds:.0f} s in all ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items()) + ")")
+    if out_dir:
+        console.print(f"models, C code and reports in {result.out_dir}")

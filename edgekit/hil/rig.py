@@ -153,9 +153,14 @@ def prepare_inputs(graph, vectors) -> dict[str, np.ndarray]:
             if t.quant is None:
                 raise BadInputError(f"input {name!r} is {t.dtype.value} without quantization "
                                     "parameters; give integer vectors")
-            info = np.iinfo(t.dtype.np)
-            q = np.round(x / t.quant.scale[0]) + t.quant.zero_point[0]
-            x = np.clip(q, info.min, info.max)
+            if t.dtype is DType.INT8:
+                from edgekit.reference.int8_kernels import quantize
+
+                x = quantize(x.astype(np.float32), t.quant)  # TFLite's rounding (half away from 0)
+            else:
+                info = np.iinfo(t.dtype.np)
+                q = np.round(x / t.quant.scale[0]) + t.quant.zero_point[0]
+                x = np.clip(q, info.min, info.max)
         elif t.dtype is not DType.FLOAT32 and x.dtype != t.dtype.np:
             info = np.iinfo(t.dtype.np)
             if x.size and (x.min() < info.min or x.max() > info.max):
