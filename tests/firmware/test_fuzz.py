@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import struct
 import time
-import zlib
 
 import numpy as np
 import pytest
