@@ -270,7 +270,7 @@ def report_html(r: QuantReport) -> str:
     ranking = [[i + 1, f"#{l.index} {l.op}", l.tensor, f"{l.solo_output_sqnr_db:.1f}"]
                for i, l in enumerate(r.ranking())]
     return html_page(f"edgekit quantization report: {r.model}", [
-        ("Summary", html_table(["", "", ""], summary)),
+        ("Summary", html_table(["", "value", ""], summary)),
         ("Per-layer error", chart + html_table(
             ["#", "op", "tensor", "SQNR dB", "output SQNR dB (only this layer int8)", "range method"], rows)),
         ("Layer sensitivity (most sensitive first)", html_table(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Sequence
 
 _PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948")
@@ -58,7 +59,7 @@ def bar_chart(labels: Sequence[str], series: dict[str, Sequence[float]], *, titl
             out.append(f'<text x="{xb + 3:.1f}" y="{y + k * bar_height + bar_height - 5:.1f}">{v:.3g}</text>')
     if len(names) > 1:
         for k, name in enumerate(names):
-            lx = width - 150
+            lx = width - 290  # room for the longest series name
             ly = 30 + k * 14
             out.append(f'<rect x="{lx}" y="{ly}" width="10" height="10" fill="{_PALETTE[k % len(_PALETTE)]}"/>')
             out.append(f'<text x="{lx + 14}" y="{ly + 9}">{_esc(name)}</text>')
@@ -74,8 +75,9 @@ def html_page(title: str, sections: list[tuple[str, str]]) -> str:
 <style>
 body {{ font-family: sans-serif; margin: 2em auto; max-width: 980px; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; font-size: 13px; }}
-th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; font-size: 13px;
+          max-width: 30em; overflow-wrap: anywhere; }}
+th {{ background: #f3f3f3; }} td:first-child, th:first-child, td.t {{ text-align: left; }}
 section {{ margin-bottom: 2em; }}
 </style></head><body>
 <h1>{_esc(title)}</h1>
@@ -84,7 +86,17 @@ section {{ margin-bottom: 2em; }}
 """
 
 
+_NUMBER = re.compile(r"^[-+]?[\d,.]+(e[-+]?\d+)?\s*(%|x|dB|B|KiB|MiB|ms|s|us)?$")
+
+
+def _cell(c) -> str:
+    # Numbers line up on the right, words read from the left.
+    text = str(c)
+    cls = "" if isinstance(c, (int, float)) or _NUMBER.match(text) or not text else ' class="t"'
+    return f"<td{cls}>{_esc(text)}</td>"
+
+
 def html_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "\n".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "\n".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
