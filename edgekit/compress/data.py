@@ -18,9 +18,6 @@ accuracies unless a test set is given.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,30 +255,9 @@ def _from_dict(d: dict, what: str, source: str) -> dict:
 
 
 def _read_callable(spec: str, what: str) -> dict:
-    target, _, fname = spec.rpartition(":")
-    if not target or not fname.isidentifier():
-        raise BadInputError(f"{what}: {spec!r} is not 'module:function' or 'path/file.py:function'")
-    try:
-        if target.endswith(".py") or "/" in target or "\\" in target:
-            file = Path(target)
-            if not file.is_file():
-                raise BadInputError(f"{what}: {file}: no such file")
-            name = f"_edgekit_compress_data_{hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:10]}"
-            mspec = importlib.util.spec_from_file_location(name, file)
-            if mspec is None or mspec.loader is None:
-                raise BadInputError(f"{what}: cannot import {file}")
-            module = importlib.util.module_from_spec(mspec)
-            sys.modules[name] = module
-            mspec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-    except BadInputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the user's code
-        raise BadInputError(f"{what}: importing {target} failed: {type(exc).__name__}: {exc}") from exc
-    fn = getattr(module, fname, None)
-    if not callable(fn):
-        raise BadInputError(f"{what}: {target} has no function {fname!r}")
+    from edgekit.user_code import load_callable
+
+    fn = load_callable(spec, what)
     try:
         result = fn()
     except Exception as exc:  # noqa: BLE001

@@ -9,9 +9,6 @@ order), or ``"module:function"`` / ``"path/file.py:function"`` whose function re
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -136,30 +133,9 @@ def _read_folder(folder: Path, input_shape, what) -> tuple[np.ndarray, np.ndarra
 
 
 def _read_callable(spec: str, input_shape, limit, what) -> tuple[np.ndarray, np.ndarray | None]:
-    target, _, fname = spec.rpartition(":")
-    if not target or not fname.isidentifier():
-        raise BadInputError(f"{what}: {spec!r} is not 'module:function' or 'path/file.py:function'")
-    try:
-        if target.endswith(".py") or "/" in target or "\\" in target:
-            file = Path(target)
-            if not file.is_file():
-                raise BadInputError(f"{what}: {file} not found")
-            name = f"_edgekit_data_{abs(hash(str(file.resolve())))}"
-            mod_spec = importlib.util.spec_from_file_location(name, file)
-            if mod_spec is None or mod_spec.loader is None:
-                raise BadInputError(f"{what}: cannot import {file}")
-            module = importlib.util.module_from_spec(mod_spec)
-            sys.modules[name] = module
-            mod_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-    except BadInputError:
-        raise
-    except Exception as exc:  # the user's code: report whatever it raised
-        raise BadInputError(f"{what}: importing {target} failed: {type(exc).__name__}: {exc}") from exc
-    fn = getattr(module, fname, None)
-    if not callable(fn):
-        raise BadInputError(f"{what}: {target} has no function {fname!r}")
+    from edgekit.user_code import load_callable
+
+    fn = load_callable(spec, what)
     try:
         result = fn()
         return _collect(result, input_shape, limit, what, spec)
