@@ -133,7 +133,7 @@ class FaultProxy:
             try:
                 closer()
             except OSError:
-                pass
+                pass  # the socket is already closed
         self._session = None
 
     def disconnect(self) -> None:
@@ -185,7 +185,7 @@ class FaultProxy:
             try:
                 closer()
             except OSError:
-                pass
+                pass  # the socket is already closed
 
     # ------------------------------------------------------------------ faults
     def _process(self, d: _Direction, data: bytes):

@@ -128,7 +128,7 @@ class ReferenceDevice:
                 try:
                     self._conn.close()
                 except OSError:
-                    pass
+                    pass  # the peer already went away
                 self._conn = None
             self._boot()
 
@@ -196,7 +196,7 @@ class ReferenceDevice:
         try:
             conn.sendall(data)
         except OSError:
-            pass
+            pass  # the peer already went away
 
     # ------------------------------------------------------------------ frames
     def _handle(self, conn, ev) -> None:

@@ -100,7 +100,7 @@ def _mutations(data: bytes, rng: np.random.Generator, n: int):
 
 
 class _Timeout(Exception):
-    pass
+    """A load took longer than the fuzz budget allows."""
 
 
 def _alarm(signum, frame):

@@ -190,7 +190,7 @@ class _Silence:
                 sys.stdout.flush() if fd == 1 else sys.stderr.flush()
                 self._saved.append((fd, os.dup(fd)))
             except OSError:
-                pass
+                pass  # a standard stream that cannot be duplicated stays as it is
         self._null = os.open(os.devnull, os.O_WRONLY)
         for fd, _ in self._saved:
             os.dup2(self._null, fd)
