@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import click
 import numpy as np
@@ -81,3 +84,95 @@ def make_console(stderr: bool = False):
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 140
     return Console(stderr=stderr, width=width)
+
+
+# -- output paths -------------------------------------------------------------------
+# Every command that writes checks its output paths before any work (a bad path is exit
+# 2 at once, not an internal error after minutes of work or a model left half-done), and
+# writes files atomically (a temporary file in the same folder, then a rename).
+
+
+def _check_creatable(folder: Path, option: str, given) -> None:
+    """The nearest existing ancestor of ``folder`` must be a folder we may write in."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BadInputError(f"{option} {given}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BadInputError(f"{option} {given}: cannot write in {existing} (permission denied)")
+
+
+def output_file(path, option: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """Check an output file path before any work; returns it as a Path.
+
+    ``suffixes``: the file name endings the command writes (``(".npy", ".npz")``); any
+    other is refused rather than silently changed."""
+    p = Path(path)
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise BadInputError(f"{option} {path}: use a file name ending in {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise BadInputError(f"{option} {path}: is a folder; give a file name")
+    _check_creatable(p.parent, option, path)
+    if p.exists() and not os.access(p, os.W_OK):
+        raise BadInputError(f"{option} {path}: the file exists and is not writable")
+    return p
+
+
+def output_dir(path, option: str) -> Path:
+    """Check an output folder path before any work; returns it as a Path."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise BadInputError(f"{option} {path}: is a file; give a folder")
+    _check_creatable(p, option, path)
+    return p
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Run ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``:
+    a failure or a kill leaves the old file or none, never a half-written one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    return write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray], npz: bool = False) -> Path:
+    """Outputs as .npz (every array by name) or .npy (the first), written atomically."""
+    if npz or path.suffix.lower() == ".npz":
+        return write_atomic(path, lambda f: np.savez(f, **arrays))
+    return write_atomic(path, lambda f: np.save(f, next(iter(arrays.values()))))
+
+
+# -- inputs ---------------------------------------------------------------------------
+quantize_inputs_option = click.option(
+    "--quantize-inputs", is_flag=True,
+    help="Quantize float data for an int8 (or other integer) input with that input's scale and zero "
+         "point, as TFLite's QUANTIZE does. Without it, float data for an integer input is refused.")
+
+
+def quantize_float_feeds(graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``--quantize-inputs``: float arrays for integer inputs quantized by the one input
+    rule (edgekit.reference.inputs); other arrays unchanged (checked later by that rule)."""
+    from edgekit.reference.inputs import to_input_dtype
+
+    out = {}
+    for name, x in feeds.items():
+        t = graph.tensor(name)
+        x = np.asarray(x)
+        out[name] = to_input_dtype(name, t.dtype, t.quant, x, quantize_floats=True) if x.dtype.kind == "f" else x
+    return out

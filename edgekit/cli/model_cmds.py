@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 import numpy as np
@@ -11,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.common import (make_console, human_bytes, human_count, input_shape_option, load_arrays,
-                                load_model_cli)
+                                load_model_cli, output_file, quantize_float_feeds, quantize_inputs_option,
+                                save_arrays)
 from edgekit.errors import BadInputError
 
 console = make_console()
@@ -94,16 +94,21 @@ def _bind_run_inputs(graph, data):
 @click.option("--layout", type=click.Choice(["source", "ir"]), default="source", show_default=True,
               help="Array layout: 'source' = as the original model (NCHW for ONNX/PyTorch), 'ir' = NHWC.")
 @click.option("--dump", "dump_path", metavar="FILE.npz", help="Also save every intermediate tensor.")
+@quantize_inputs_option
 @input_shape_option
 def run(model: str, input_path: str, out_path: str | None, layout: str, dump_path: str | None,
-        input_shapes: tuple[str, ...]) -> None:
+        quantize_inputs: bool, input_shapes: tuple[str, ...]) -> None:
     """Run MODEL on inputs with the numpy reference interpreter."""
     import time
 
     from edgekit.reference.interpreter import Interpreter
 
+    out_file = output_file(out_path, "--out", (".npy", ".npz")) if out_path else None
+    dump_file = output_file(dump_path, "--dump", (".npz",)) if dump_path else None
     graph, _ = load_model_cli(model, input_shapes)
     feeds = _bind_run_inputs(graph, load_arrays(input_path))
+    if quantize_inputs:
+        feeds = quantize_float_feeds(graph, feeds)
     t0 = time.perf_counter()
     result = Interpreter(graph).run(feeds, layout=layout, dump=bool(dump_path))
     seconds = time.perf_counter() - t0
@@ -117,22 +122,12 @@ def run(model: str, input_path: str, out_path: str | None, layout: str, dump_pat
             am = " ".join(str(int(a)) for a in v.reshape(-1, v.shape[-1]).argmax(-1)[:8])
         table.add_row(name, str(list(v.shape)), str(v.dtype), f"{v.min():.6g}", f"{v.max():.6g}", am)
     console.print(table)
-    if out_path:
-        _save(out_path, outputs)
-        console.print(f"wrote {out_path}")
-    if dump_path:
-        _save(dump_path, result, npz=True)
-        console.print(f"wrote {len(result)} tensors to {dump_path}")
-
-
-def _save(path: str, arrays: dict[str, np.ndarray], npz: bool = False) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if npz or p.suffix == ".npz":
-        # Tensor names may hold '/' or ';': keep them readable but valid as npz keys.
-        np.savez(p, **{k: v for k, v in arrays.items()})
-    else:
-        np.save(p, next(iter(arrays.values())))
+    if out_file:
+        save_arrays(out_file, outputs)
+        console.print(f"wrote {out_file}")
+    if dump_file:
+        save_arrays(dump_file, result, npz=True)
+        console.print(f"wrote {len(result)} tensors to {dump_file}")
 
 
 @click.command()
@@ -145,6 +140,7 @@ def convert(model: str, fmt: str, out_path: str, input_shapes: tuple[str, ...]) 
     """Convert MODEL to another format."""
     from edgekit.ir import save
 
+    output_file(out_path, "--out")
     graph, _ = load_model_cli(model, input_shapes)
     if fmt == "ir":
         js, npz = save(graph, out_path)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli.common import input_shape_option, load_model_cli, make_console
-from edgekit.errors import BadInputError
+from edgekit.cli.common import (input_shape_option, load_model_cli, make_console, output_dir, output_file,
+                                write_text_atomic)
 
 console = make_console()
 
@@ -57,17 +57,19 @@ def quantize(model, calib, eval_spec, out_path, method, percentile, per_tensor, 
 
     from edgekit.quantize import load_dataset
     from edgekit.quantize import quantize as run_quantize
-    from edgekit.quantize.report import build_report, print_report, report_html
+    from edgekit.quantize.report import build_report, check_labels, choose_metric, print_report, report_html
 
-    out = Path(out_path)
-    if out.suffix not in (".tflite", ".json"):
-        raise BadInputError(f"--out {out_path}: use a .tflite or .json (edgekit IR) file name")
+    out = output_file(out_path, "--out", (".tflite", ".json"))
+    report_out = output_dir(report_dir, "--report") if report_dir else None
     graph, _ = load_model_cli(model, input_shapes)
     t_in = graph.input_tensors()[0]
     source_shape = _source_shape(graph, t_in)
     prep = dict(input_shape=source_shape, scale=scale, mean=mean, layout=data_layout)
     calib_ds = load_dataset(calib, limit=calib_limit, **prep)
     eval_ds = load_dataset(eval_spec, limit=eval_limit, **prep) if eval_spec else None
+    ds = eval_ds or calib_ds
+    # Labels the report cannot score are bad input: refuse them before quantizing.
+    check_labels(graph, ds.y, choose_metric(graph, ds.y, metric))
 
     t0 = time.perf_counter()
     with Progress(console=console, transient=True, disable=as_json) as progress:
@@ -81,32 +83,29 @@ def quantize(model, calib, eval_spec, out_path, method, percentile, per_tensor, 
     q_seconds = time.perf_counter() - t0
     _write(result.graph, out)
 
-    ds = eval_ds or calib_ds
     with Progress(console=console, transient=True, disable=as_json) as progress:
         task = progress.add_task("evaluating layers", total=None)
-        report = build_report(result.float_graph, result.graph, ds.x, ds.y, metric=metric, model=Path(model).name,
+        rep = build_report(result.float_graph, result.graph, ds.x, ds.y, metric=metric, model=Path(model).name,
                               source=ds.source + ("" if eval_ds else " (calibration data: pass --eval)"),
                               methods=getattr(result, "methods", None),
                               progress=lambda d, t: progress.update(task, completed=d, total=t))
-    report.extra["quantize_seconds"] = round(q_seconds, 3)
-    report.extra["calibration_samples"] = int(len(calib_ds.x))
+    rep.extra["quantize_seconds"] = round(q_seconds, 3)
+    rep.extra["calibration_samples"] = int(len(calib_ds.x))
     if out.suffix == ".tflite":
-        report.extra["tflite_bytes"] = out.stat().st_size
-    doc = report.to_dict()
+        rep.extra["tflite_bytes"] = out.stat().st_size
+    doc = rep.to_dict()
     doc = _finite(doc)
     doc.update(method=method, io=io, per_channel=not per_tensor, bias_correction=bias_correction,
                output=str(out))
-    if report_dir:
-        d = Path(report_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "report.json").write_text(json.dumps(doc, indent=1, default=_json_default))
-        (d / "report.html").write_text(report_html(report))
+    if report_out is not None:
+        write_text_atomic(report_out / "report.json", json.dumps(doc, indent=1, default=_json_default))
+        write_text_atomic(report_out / "report.html", report_html(rep))
     if as_json:
         click.echo(json.dumps(doc, indent=1, default=_json_default))
         return
-    print_report(report, console)
+    print_report(rep, console)
     console.print(f"quantized in {q_seconds:.1f} s with method {method}; wrote {out}"
-                  + (f" and {report_dir}/report.html" if report_dir else ""))
+                  + (f" and {report_out / 'report.html'}" if report_out is not None else ""))
 
 
 def _json_default(v):

@@ -11,8 +11,9 @@ QEMU, which is always stopped afterwards), a port URL, a ``QemuBoard`` or a conn
 
 Vectors are the model's inputs, batch first, in the model's own layout (NCHW for ONNX
 and PyTorch models, as ``edgekit run`` takes them); float vectors for an int8 input are
-quantized with the input's scale and zero point (round half to even), so the device and
-the interpreter see the same bytes. Models with several inputs take their tensors
+quantized with the input's scale and zero point as TFLite's QUANTIZE does (the CLI does it
+only with ``--quantize-inputs``: edgekit.reference.inputs), so the device and the
+interpreter see the same bytes. Models with several inputs take their tensors
 concatenated in input order in one INFER, and answer their outputs concatenated in
 output order (the package's input/output tables).
 """
@@ -130,9 +131,11 @@ def _vectors_for(graph, vectors) -> list[np.ndarray]:
     raise BadInputError(f"vectors must be an array or a mapping of arrays, not {type(vectors).__name__}")
 
 
-def prepare_inputs(graph, vectors) -> dict[str, np.ndarray]:
-    """Vectors -> {input name: array in the IR layout (NHWC), with the input's dtype}."""
-    from edgekit.ir.dtypes import DType
+def prepare_inputs(graph, vectors, *, quantize_floats: bool = True) -> dict[str, np.ndarray]:
+    """Vectors -> {input name: array in the IR layout (NHWC), with the input's dtype}.
+    ``quantize_floats=False`` refuses float vectors for an integer input (the CLI's rule
+    without ``--quantize-inputs``)."""
+    from edgekit.reference.inputs import to_input_dtype
 
     arrays = _vectors_for(graph, vectors)
     feeds = {}
@@ -149,24 +152,9 @@ def prepare_inputs(graph, vectors) -> dict[str, np.ndarray]:
         if x.ndim != len(want) or tuple(x.shape[1:]) != want[1:]:
             raise BadInputError(f"vectors for input {name!r} have shape {list(x.shape)}; the model "
                                 f"takes {list(want)} (batch first, in the model's own layout)")
-        if t.dtype is not DType.FLOAT32 and np.issubdtype(x.dtype, np.floating):
-            if t.quant is None:
-                raise BadInputError(f"input {name!r} is {t.dtype.value} without quantization "
-                                    "parameters; give integer vectors")
-            if t.dtype is DType.INT8:
-                from edgekit.reference.int8_kernels import quantize
-
-                x = quantize(x.astype(np.float32), t.quant)  # TFLite's rounding (half away from 0)
-            else:
-                info = np.iinfo(t.dtype.np)
-                q = np.round(x / t.quant.scale[0]) + t.quant.zero_point[0]
-                x = np.clip(q, info.min, info.max)
-        elif t.dtype is not DType.FLOAT32 and x.dtype != t.dtype.np:
-            info = np.iinfo(t.dtype.np)
-            if x.size and (x.min() < info.min or x.max() > info.max):
-                raise BadInputError(f"vectors for input {name!r} hold values outside the "
-                                    f"{t.dtype.value} range")
-        x = np.ascontiguousarray(x.astype(t.dtype.np))
+        # The one input rule of edgekit.reference.inputs: NaN/inf refused, float data for an
+        # integer input quantized with the input's scale and zero point only when asked.
+        x = np.ascontiguousarray(to_input_dtype(name, t.dtype, t.quant, x, quantize_floats=quantize_floats))
         if count is not None and len(x) != count:
             raise BadInputError(f"inputs hold different numbers of vectors ({count} and {len(x)})")
         count = len(x)
@@ -196,14 +184,14 @@ def run_hil(graph, device, vectors, *, target=None, package: bytes | None = None
             name: str | None = None, expected: Mapping[str, np.ndarray] | None = None,
             max_mismatches: int = 10, progress: Progress | None = None,
             firmware_dir: str | Path | None = None, client_options: dict | None = None,
-            flash: bool = True) -> HilResult:
+            flash: bool = True, quantize_floats: bool = True) -> HilResult:
     """Flash ``graph`` on ``device``, run every vector there and compare with the reference
     interpreter, bit for bit. Returns a HilResult; device and link failures after the
     connection raise EdgekitError."""
     from edgekit.device.client import DeviceClient
     from edgekit.device.qemu import QemuBoard, parse_device_spec
 
-    feeds = prepare_inputs(graph, vectors)
+    feeds = prepare_inputs(graph, vectors, quantize_floats=quantize_floats)
     want = dict(expected) if expected is not None else reference_outputs(graph, feeds)
     opts = dict(client_options or {})
     qemu_target = parse_device_spec(device) if isinstance(device, str) else None

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from edgekit.errors import BadInputError
 from edgekit.ir import DType, Graph, OpType
 from edgekit.ir.stats import graph_stats
 from edgekit.reference import int8_kernels as ik
@@ -117,6 +118,24 @@ def choose_metric(graph: Graph, y: np.ndarray | None, metric: str = "auto") -> s
     return "output_mse"
 
 
+def check_labels(graph: Graph, y: np.ndarray | None, metric: str) -> None:
+    """For top-1, every label must name one of the model's classes (0 .. outputs - 1):
+    a label outside them can never match and would show as a silent 0% accuracy."""
+    if y is None or metric != "top1":
+        return
+    classes = int(graph.output_tensors()[0].shape[-1])
+    labels = np.asarray(y).reshape(-1)
+    if labels.dtype.kind == "f" and labels.size and not np.array_equal(labels, np.round(labels)):
+        raise BadInputError(f"top-1 labels must be class indices 0..{classes - 1}; got non-integer labels "
+                            f"such as {labels[labels != np.round(labels)][0]:g}")
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        shown = ", ".join(str(v) for v in np.unique(labels[bad])[:8].tolist())
+        raise BadInputError(f"{int(bad.sum())} of {labels.size} labels are outside the model's classes "
+                            f"0..{classes - 1} (the output has {classes} values): {shown}"
+                            + (" ..." if len(np.unique(labels[bad])) > 8 else ""))
+
+
 def _metric(metric: str, x: np.ndarray, out: np.ndarray, y, ref_out: np.ndarray | None) -> float:
     if metric == "top1":
         return float((out.reshape(len(out), -1).argmax(-1) == np.asarray(y).reshape(-1)).mean())
@@ -159,6 +178,7 @@ def build_report(float_graph: Graph, int8_graph: Graph, x: np.ndarray, y: np.nda
                  sensitivity: bool = True, max_layer_samples: int = 256, progress=None) -> QuantReport:
     t0 = time.perf_counter()
     metric = choose_metric(float_graph, y, metric)
+    check_labels(float_graph, y, metric)
     f_out = run_model(float_graph, x)[float_graph.outputs[0]]
     q_out = run_model(int8_graph, x)[int8_graph.outputs[0]]
     f_m = _metric(metric, x, f_out, y, None) if (y is not None or metric in ("recon_mse",)) else None
