@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit.errors import BadInputError, EdgekitError
+from edgekit.resources import firmware_dir
 
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 OPT = ("-O2", "-ffunction-sections", "-fdata-sections")
@@ -32,9 +33,9 @@ APT_HINT = {
     "arm-none-eabi-gcc": "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi",
     "gcc": "sudo apt-get install -y gcc",
 }
-SLOT_APP = ("ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_slots.c", "ek_package.c",
+SLOT_APP = ("ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_tensor.c", "ek_slots.c", "ek_package.c",
             "ek_model_slots.c", "main.c")
-LINKED_APP = ("ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_model_linked.c", "main.c")
+LINKED_APP = ("ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_tensor.c", "ek_model_linked.c", "main.c")
 
 
 class ToolchainMissingError(EdgekitError):
@@ -46,8 +47,8 @@ class FirmwareBuildError(EdgekitError):
 
 
 def firmware_root() -> Path:
-    """``firmware/`` next to the ``edgekit`` package."""
-    return Path(__file__).resolve().parents[2] / "firmware"
+    """``firmware/``: in the checkout, or the copy a wheel carries (edgekit.resources)."""
+    return firmware_dir()
 
 
 @dataclass(frozen=True)

@@ -562,9 +562,12 @@ int ek_pkg_open(const uint8_t *p, uint32_t size, const ek_pkg_limits *lim, ek_pk
     } else {
       out_bytes += bytes;
     }
-    if (in_bytes > lim->max_input_bytes || out_bytes > lim->max_output_bytes) {
-      return header_fail(err, EK_PKG_E_IO, "input or output larger than a frame carries");
+    if (in_bytes > lim->max_io_bytes || out_bytes > lim->max_io_bytes) {
+      return header_fail(err, EK_PKG_E_IO, "inputs and outputs exceed the tensor buffer");
     }
+  }
+  if (((in_bytes + 15u) & ~15u) + out_bytes > lim->max_io_bytes) {
+    return header_fail(err, EK_PKG_E_IO, "inputs and outputs exceed the tensor buffer");
   }
   v.pkg = p;
   v.data_start = data;

@@ -90,7 +90,8 @@ enum {
   EK_PKG_E_IO = 7,        /* input/output table invalid or too large for a frame */
   EK_PKG_E_TABLE = 8,     /* op table or data region out of bounds */
   EK_PKG_E_OP_KIND = 9,   /* op kind this firmware does not know */
-  EK_PKG_E_OP_PARAMS = 10 /* op parameters invalid (reference out of bounds, ...) */
+  EK_PKG_E_OP_PARAMS = 10, /* op parameters invalid (reference out of bounds, ...) */
+  EK_PKG_E_HASH = 11       /* the body's SHA-256 differs from model_hash (ek_slots.c) */
 };
 
 /* An opened (checked) package. */
@@ -109,8 +110,9 @@ typedef struct {
 typedef struct {
   const char *target;
   uint32_t arena_bytes;
-  uint32_t max_input_bytes;
-  uint32_t max_output_bytes;
+  /* Bytes the inputs (rounded up to 16) and the outputs may take together: the
+   * firmware's tensor buffer (ek_tensor.h). */
+  uint32_t max_io_bytes;
 } ek_pkg_limits;
 
 /* Checks everything the executor relies on: header, tables, every op's parameters

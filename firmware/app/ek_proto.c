@@ -8,6 +8,7 @@
 #include "ek_crc32.h"
 #include "ek_model.h"
 #include "ek_package.h"
+#include "ek_tensor.h"
 #include "ek_version.h"
 #ifdef EK_LINKED_MODEL
 #include "ek_model_linked.h"
@@ -18,7 +19,7 @@
 /* Request payload malformed (too short for its type); see the protocol doc. */
 #define EK_E_PAYLOAD 11
 
-#define HELLO_BYTES 48u
+#define HELLO_BYTES 56u /* 48 in firmware 0.1.0: no capabilities, tensor_bytes */
 #define SLOT_INFO_BYTES 41u
 
 #if EK_MAX_PAYLOAD < 256u || EK_MAX_PAYLOAD > 65535u
@@ -134,6 +135,8 @@ static void cmd_hello(reply *r, const uint8_t *req, uint32_t n) {
   put32(p + 12, ek_model_arena_capacity());
   put_text(p + 16, EK_TARGET_NAME, 16);
   put_text(p + 32, EK_BOARD_NAME, 16);
+  put32(p + 48, EK_CAP_CHUNKED_TENSORS);
+  put32(p + 52, EK_IO_BYTES); /* tensor_bytes: the chunked input and output fit in it */
   r->n = HELLO_BYTES;
 }
 
@@ -203,7 +206,7 @@ static void cmd_infer(reply *r, const uint8_t *req, uint32_t n) {
     return;
   }
   if (shape.output_bytes + 5u > EK_MAX_PAYLOAD) {
-    error_reply(r, EK_E_INFER, shape.output_bytes, "output larger than a frame carries");
+    error_reply(r, EK_E_INFER, shape.output_bytes, "output larger than a frame: use INFER_RUN");
     return;
   }
   /* The barriers keep the compiler from moving work across the timer reads. */
@@ -223,6 +226,91 @@ static void cmd_infer(reply *r, const uint8_t *req, uint32_t n) {
   p[0] = 0;
   put32(p + 1, stats.last_ticks);
   r->n = 5u + shape.output_bytes;
+}
+
+/* Chunked tensors (ek_tensor.h): an input or output larger than a frame. */
+static void tensor_reply(reply *r, ek_tensor_result res) {
+  error_reply(r, res.code, res.detail, res.message);
+}
+
+static void cmd_infer_begin(reply *r, const uint8_t *req, uint32_t n) {
+  ek_tensor_result res;
+  uint32_t offset = 0;
+  if (n < 8u) {
+    error_reply(r, EK_E_PAYLOAD, n, "INFER_BEGIN needs the input's size and crc");
+    return;
+  }
+  res = ek_tensor_begin(ek_rd32(req), ek_rd32(req + 4), &offset);
+  if (res.code != 0u) {
+    tensor_reply(r, res);
+    return;
+  }
+  put32(payload(), offset);
+  r->n = 4;
+}
+
+static void cmd_infer_chunk(reply *r, const uint8_t *req, uint32_t n) {
+  ek_tensor_result res;
+  uint32_t next = 0;
+  int dup = 0;
+  if (n < 4u) {
+    error_reply(r, EK_E_PAYLOAD, n, "INFER_CHUNK needs an offset");
+    return;
+  }
+  res = ek_tensor_chunk(ek_rd32(req), req + 4, n - 4u, &next, &dup);
+  if (res.code != 0u) {
+    tensor_reply(r, res);
+    return;
+  }
+  if (dup) {
+    stats.duplicates++;
+  }
+  put32(payload(), next);
+  r->n = 4;
+}
+
+/* Response: status u8, ticks u32, output_bytes u32, output_crc u32, then the output
+ * itself when it fits in this frame (else the host reads it with OUTPUT_READ). */
+static void cmd_infer_run(reply *r) {
+  uint8_t *p = payload();
+  const uint8_t *out = 0;
+  uint32_t ticks = 0, out_bytes = 0, out_crc = 0;
+  ek_tensor_result res = ek_tensor_run(&ticks, &out, &out_bytes, &out_crc);
+  if (res.code != 0u) {
+    tensor_reply(r, res);
+    return;
+  }
+  stats.inferences++;
+  stats.last_ticks = ticks;
+  p[0] = 0;
+  put32(p + 1, ticks);
+  put32(p + 5, out_bytes);
+  put32(p + 9, out_crc);
+  r->n = 13;
+  if (13u + out_bytes <= EK_MAX_PAYLOAD) {
+    memcpy(p + 13, out, out_bytes);
+    r->n += out_bytes;
+  }
+}
+
+/* Request: offset u32, length u32. Response: offset u32, then the bytes. */
+static void cmd_output_read(reply *r, const uint8_t *req, uint32_t n) {
+  const uint8_t *data = 0;
+  uint32_t got = 0, offset;
+  ek_tensor_result res;
+  if (n < 8u) {
+    error_reply(r, EK_E_PAYLOAD, n, "OUTPUT_READ needs an offset and a length");
+    return;
+  }
+  offset = ek_rd32(req);
+  res = ek_tensor_read(offset, ek_rd32(req + 4), EK_MAX_PAYLOAD - 4u, &data, &got);
+  if (res.code != 0u) {
+    tensor_reply(r, res);
+    return;
+  }
+  put32(payload(), offset);
+  memcpy(payload() + 4, data, got);
+  r->n = 4u + got;
 }
 
 #ifndef EK_LINKED_MODEL
@@ -266,7 +354,9 @@ static void cmd_upload(reply *r, uint8_t type, const uint8_t *req, uint32_t n) {
       }
       break;
     case EK_MSG_UPLOAD_COMMIT:
-      res = ek_slots_commit(&slot);
+      /* Optional size u32, crc u32 (hosts since firmware 0.2.0): the package meant. */
+      res = ek_slots_commit(n >= 8u, n >= 8u ? ek_rd32(req) : 0u, n >= 8u ? ek_rd32(req + 4) : 0u,
+                            &slot);
       if (res.code == 0u) {
         p[0] = slot;
         r->n = 1;
@@ -312,6 +402,18 @@ static void dispatch(uint8_t type, uint16_t seq, const uint8_t *req, uint32_t n)
       break;
     case EK_MSG_INFER:
       cmd_infer(&r, req, n);
+      break;
+    case EK_MSG_INFER_BEGIN:
+      cmd_infer_begin(&r, req, n);
+      break;
+    case EK_MSG_INFER_CHUNK:
+      cmd_infer_chunk(&r, req, n);
+      break;
+    case EK_MSG_INFER_RUN:
+      cmd_infer_run(&r);
+      break;
+    case EK_MSG_OUTPUT_READ:
+      cmd_output_read(&r, req, n);
       break;
     case EK_MSG_RESET:
       r.reset = 1;
@@ -443,10 +545,12 @@ void ek_proto_init(void) {
   ek_pkg_limits limits;
   limits.target = EK_TARGET_NAME;
   limits.arena_bytes = ek_model_arena_capacity();
-  limits.max_input_bytes = EK_MAX_PAYLOAD;
-  limits.max_output_bytes = EK_MAX_PAYLOAD - 5u;
+  /* Inputs and outputs of any size travel in chunks (ek_tensor.h): what bounds them is
+   * the tensor buffer. */
+  limits.max_io_bytes = EK_IO_BYTES;
   ek_slots_init(&limits);
 #endif
+  ek_tensor_init();
   rx_len = 0;
   rx_overflow = 0;
   have_last = 0;

@@ -32,6 +32,10 @@ enum {
   EK_MSG_UPLOAD_COMMIT = 0x12,
   EK_MSG_UPLOAD_ABORT = 0x13,
   EK_MSG_INFER = 0x20,
+  EK_MSG_INFER_BEGIN = 0x21, /* chunked tensors: ek_tensor.h */
+  EK_MSG_INFER_CHUNK = 0x22,
+  EK_MSG_INFER_RUN = 0x23,
+  EK_MSG_OUTPUT_READ = 0x24,
   EK_MSG_RESET = 0x30,
   EK_MSG_NAK = 0x7E,
   EK_MSG_ERROR = 0x7F,
@@ -51,6 +55,10 @@ enum {
   EK_E_INFER = 9,
   EK_E_BUSY = 10
 };
+
+/* HELLO capabilities (a trailing field): what this firmware does beyond protocol v1's
+ * first message set. */
+#define EK_CAP_CHUNKED_TENSORS 0x1u /* INFER_BEGIN, INFER_CHUNK, INFER_RUN, OUTPUT_READ */
 
 typedef struct {
   uint32_t frames_ok, frames_bad, naks, duplicates, inferences, last_ticks;

@@ -99,7 +99,7 @@ def firmware_elf(tmp_path_factory, board: str) -> Path:
     return folder / f"{board}.elf"
 
 
-HOST_SOURCES = ["ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_slots.c", "ek_package.c",
+HOST_SOURCES = ["ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_tensor.c", "ek_slots.c", "ek_package.c",
                 "ek_model_slots.c"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 

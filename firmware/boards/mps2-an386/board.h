@@ -22,4 +22,11 @@
 /* Activation arena of the package executor (in .bss, RAM). */
 #define EK_ARENA_BYTES (1024 * 1024u)
 
+/* Tensor buffer of chunked inputs and outputs (ek_tensor.h): an input and an
+ * output that take more are refused at upload. */
+#define EK_IO_BYTES (256u * 1024u)
+
+/* External interrupts in the vector table (boards/shared/startup.c). */
+#define EK_IRQ_COUNT 32u
+
 #endif /* EK_BOARD_CONFIG_H */

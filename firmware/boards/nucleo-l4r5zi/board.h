@@ -20,4 +20,11 @@
 
 #define EK_ARENA_BYTES (384u * 1024u)
 
+/* Tensor buffer of chunked inputs and outputs (ek_tensor.h): an input and an
+ * output that take more are refused at upload. */
+#define EK_IO_BYTES (96u * 1024u)
+
+/* External interrupts in the vector table (boards/shared/startup.c). */
+#define EK_IRQ_COUNT 96u
+
 #endif /* EK_BOARD_CONFIG_H */
