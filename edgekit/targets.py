@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import BadInputError, TargetError
+from edgekit.resources import targets_dir
 
 __all__ = [
     "BACKENDS",
@@ -333,8 +334,9 @@ class Target:
 
 
 def builtin_targets_dir() -> Path:
-    """The ``targets/`` folder shipped next to the ``edgekit`` package."""
-    return Path(__file__).resolve().parent.parent / "targets"
+    """The built-in target files: ``targets/`` of the checkout, or the copy a wheel carries
+    (edgekit.resources)."""
+    return targets_dir()
 
 
 PathArg = str | os.PathLike[str]

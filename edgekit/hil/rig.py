@@ -217,12 +217,13 @@ def slot_firmware(target: str, out_dir: str | Path | None = None) -> Path:
     import hashlib
     import tempfile
 
-    from edgekit.firmware import build_firmware, firmware_root
+    from edgekit.firmware import build_firmware
+    from edgekit.resources import firmware_dir, micro_runtime_dir
     from edgekit.targets import load_target
 
     if out_dir is not None:
         return build_firmware(target, out_dir)
-    roots = [firmware_root(), firmware_root().parent / "runtimes" / "micro"]
+    roots = [firmware_dir(), micro_runtime_dir()]
     h = hashlib.sha256(target.encode())
     for root in roots:
         for f in sorted(root.rglob("*")):

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import EdgekitError
+from edgekit.resources import firmware_dir
 from edgekit.targets import Target
 
-REPO = Path(__file__).resolve().parents[3]
-FIRMWARE_COMMON = REPO / "firmware" / "common"
-MODEL_RUNNER = FIRMWARE_COMMON / "model_runner.c"
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 OPT = ("-O2",)
 
@@ -206,11 +204,12 @@ def build_firmware(model_dir: Path, target: Target, vectors_c: Path, elf: Path, 
     cc = tool(target.toolchain.cc)
     em = target.emulator
     timer = [f"-DEK_TIMER_BASE={em.timer_base:#x}u"] if em is not None and em.timer_base else []
+    common = firmware_dir() / "common"
     run([cc, *target.toolchain.cflags, *WARNINGS, *OPT, "-ffunction-sections", "-fdata-sections",
-         *timer, *cflags, *include_flags(model_dir), f"-I{FIRMWARE_COMMON}",
-         *model_sources(model_dir), vectors_c, MODEL_RUNNER,
-         FIRMWARE_COMMON / "startup.c", FIRMWARE_COMMON / "semihosting.c",
-         "-T", FIRMWARE_COMMON / "mps2.ld", "-nostartfiles", *target.toolchain.ldflags, "-o", elf],
+         *timer, *cflags, *include_flags(model_dir), f"-I{common}",
+         *model_sources(model_dir), vectors_c, common / "model_runner.c",
+         common / "startup.c", common / "semihosting.c",
+         "-T", common / "mps2.ld", "-nostartfiles", *target.toolchain.ldflags, "-o", elf],
         timeout=600)
     return elf
 

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import BadInputError
+from edgekit.resources import micro_runtime_dir
 
 VARIANTS = ("auto", "portable", "dsp")
 
 
 def micro_root() -> Path:
-    """runtimes/micro next to the ``edgekit`` package."""
-    return Path(__file__).resolve().parents[3] / "runtimes" / "micro"
+    """runtimes/micro: in the checkout, or the copy a wheel carries (edgekit.resources)."""
+    return micro_runtime_dir()
 
 
 @functools.lru_cache(maxsize=4)
