@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -29,3 +31,24 @@ try:
     settings.load_profile("ci")
 except ImportError:  # hypothesis is a dev dependency; tests that need it skip
     pass
+
+
+def test_seed(nodeid: str) -> int:
+    """A seed that depends only on the test's id: the same on every run and machine,
+    whatever ran before it in the same worker."""
+    return zlib.crc32(nodeid.encode())
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    return np.random.default_rng(test_seed(request.node.nodeid))
+
+
+@pytest.fixture(autouse=True)
+def _module_rng_per_test(request, monkeypatch):
+    """Modules that keep a module-level generator (`rng` or `RNG`) get it reseeded for
+    each test, so a test's data never depends on test order or on xdist's split."""
+    module = getattr(request, "module", None)
+    for name in ("rng", "RNG"):
+        if isinstance(getattr(module, name, None), np.random.Generator):
+            monkeypatch.setattr(module, name, np.random.default_rng(test_seed(request.node.nodeid)))

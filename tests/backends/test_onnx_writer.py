@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.ort_oracle import exact_session
+
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
@@ -35,11 +37,7 @@ KWS_SCALE, KWS_ZERO = np.float32(0.5847029), 83
 # -- helpers ------------------------------------------------------------------------
 
 def _session(model) -> "ort.InferenceSession":
-    data = model if isinstance(model, (bytes, str)) else model.SerializeToString()
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    return exact_session(model)
 
 
 def _run(model, feeds: dict) -> dict:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.ort_oracle import exact_session
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 pytest.importorskip("sklearn")
@@ -103,15 +105,10 @@ def test_output_files(result):
     import onnx
 
     onnx.checker.check_model(onnx.load(f["onnx"]))
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        ort = None
-    if ort is not None:
-        sess = ort.InferenceSession(f["onnx"])
-        got = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i:i + 1].numpy()})[0]
-                              for i in range(len(x))])
-        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    sess = exact_session(f["onnx"])
+    got = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i:i + 1].numpy()})[0]
+                          for i in range(len(x))])
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
     q = load(f["int8_ir"])
     verify(q)
     assert q.input_tensors()[0].dtype.value == "int8"

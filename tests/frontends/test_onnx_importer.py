@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.ort_oracle import exact_session
+
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
@@ -33,9 +35,6 @@ def _interp():
     return mod.Interpreter
 
 
-def _ort():
-    return pytest.importorskip("onnxruntime")
-
 
 # -- model building ---------------------------------------------------------------------
 
@@ -58,10 +57,9 @@ def w(*shape, scale=0.3):
 
 def run_both(model, feeds, rtol=1e-5, atol=1e-5, **load_kw):
     """Import, run in source layout, compare every output with onnxruntime."""
-    ort = _ort()
     Interpreter = _interp()
     g = load_onnx(model, **load_kw)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = exact_session(model.SerializeToString())
     ref = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
     got = Interpreter(g).run(feeds, layout="source")
     assert set(got) == set(ref)
@@ -303,10 +301,8 @@ def _small_cnn():
 
 @pytest.mark.parametrize("act_type,per_channel", [("QUInt8", False), ("QInt8", True)])
 def test_ort_quantized_qdq_model(tmp_path, act_type, per_channel):
-    _ort()
     q = pytest.importorskip("onnxruntime.quantization")
     Interpreter = _interp()
-    import onnxruntime as ort
 
     calib = [RNG.standard_normal((1, 3, 8, 8)).astype(np.float32) for _ in range(16)]
 
@@ -332,7 +328,7 @@ def test_ort_quantized_qdq_model(tmp_path, act_type, per_channel):
         if per_channel and op.type is not OpType.FULLY_CONNECTED:
             assert g.tensor(op.inputs[1]).quant.axis == (0 if op.type is OpType.CONV_2D else 3)
     assert g.tensor(g.inputs[0]).dtype is DType.FLOAT32 and g.tensor(g.outputs[0]).dtype is DType.FLOAT32
-    sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    sess = exact_session(str(dst))
     xs = np.concatenate([RNG.standard_normal((1, 3, 8, 8)).astype(np.float32) for _ in range(32)])
     ref = np.concatenate([sess.run(None, {"x": xs[i:i + 1]})[0] for i in range(len(xs))])
     got = Interpreter(g).run({"x": xs}, layout="source")["y"]
@@ -357,7 +353,6 @@ def _kws_float_inputs(spec_shape):
 
 def test_kws_qdq_model_matches_onnxruntime_top1():
     _need(KWS_ONNX, KWS_DATA)
-    ort = _ort()
     Interpreter = _interp()
     g = load_onnx(KWS_ONNX)
     # The int8 path: every conv / depthwise / fully-connected runs on int8 tensors.
@@ -368,7 +363,7 @@ def test_kws_qdq_model_matches_onnxruntime_top1():
     dws = [op for op in weighted if op.type is OpType.DEPTHWISE_CONV_2D]
     assert len(dws) == 4 and all(g.tensor(op.inputs[1]).quant.axis == 3 for op in dws)
 
-    sess = ort.InferenceSession(str(KWS_ONNX), providers=["CPUExecutionProvider"])
+    sess = exact_session(str(KWS_ONNX))
     spec = sess.get_inputs()[0]
     assert spec.type == "tensor(float)"
     x, y = _kws_float_inputs(spec.shape)
@@ -387,13 +382,12 @@ def test_kws_qdq_model_matches_onnxruntime_top1():
 
 def test_ad_qdq_model_reconstruction_error_matches_onnxruntime():
     _need(AD_ONNX, AD_DATA)
-    ort = _ort()
     Interpreter = _interp()
     g = load_onnx(AD_ONNX)
     fcs = [op for op in g.ops if op.type is OpType.FULLY_CONNECTED]
     assert len(fcs) == 10 and all(g.tensor(op.inputs[0]).dtype is DType.INT8 for op in fcs)
     x = np.load(AD_DATA).astype(np.float32)
-    sess = ort.InferenceSession(str(AD_ONNX), providers=["CPUExecutionProvider"])
+    sess = exact_session(str(AD_ONNX))
     name = sess.get_inputs()[0].name
     ref = np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
     got = Interpreter(g).run({name: x})[g.outputs[0]]
@@ -470,7 +464,6 @@ def test_malformed_files(tmp_path):
 
 
 def test_qdq_int8_input_unwrapped_op_stays_float_and_int8_softmax():
-    ort = _ort()
     Interpreter = _interp()
     i8, f32 = np.int8, np.float32
     nodes = [helper.make_node("DequantizeLinear", ["x", "sx", "zx"], ["xd"], name="dq_in"),
@@ -501,7 +494,7 @@ def test_qdq_int8_input_unwrapped_op_stays_float_and_int8_softmax():
     sm = next(op for op in g.ops if op.type is OpType.SOFTMAX)
     assert g.tensor(sm.outputs[0]).dtype is DType.INT8
     x = RNG.integers(-128, 128, (1, 2, 5, 5)).astype(i8)
-    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = exact_session(m.SerializeToString())
     ry, rz = sess.run(None, {"x": x})
     got = Interpreter(g).run({"x": x}, layout="source")
     assert np.abs(got["y"] - ry).max() <= 0.25 * 0.08 + 1e-6  # one output step through the sigmoid
@@ -509,7 +502,6 @@ def test_qdq_int8_input_unwrapped_op_stays_float_and_int8_softmax():
 
 
 def test_qdq_matmul_with_transposed_int8_weights():
-    ort = _ort()
     Interpreter = _interp()
     i8, f32 = np.int8, np.float32
     nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
@@ -530,6 +522,6 @@ def test_qdq_matmul_with_transposed_int8_weights():
     assert wt.dtype is DType.INT8 and wt.shape == (6, 10) and wt.quant.axis == 0
     assert fc.attrs["activation"] == "RELU" and g.tensor(fc.outputs[0]).dtype is DType.INT8
     x = RNG.standard_normal((3, 10)).astype(f32)
-    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    ref = exact_session(m.SerializeToString()).run(None, {"x": x})[0]
     got = Interpreter(g).run({"x": x})["y"]
     assert np.abs(got - ref).max() <= 0.05 + 1e-6

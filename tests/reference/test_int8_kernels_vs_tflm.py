@@ -23,7 +23,8 @@ from edgekit.ir.dtypes import QuantParams  # noqa: E402
 from edgekit.reference import int8_kernels as K  # noqa: E402
 from edgekit.reference.float_kernels import output_hw, same_pads  # noqa: E402
 
-needs_tflm = pytest.mark.skipif(not orc.HAVE_TFLM, reason="tflite_micro (the TFLite Micro Python interpreter) is not installed")
+needs_tflm = pytest.mark.skipif(not orc.HAVE_TFLM,
+                                reason="tflite_micro (the TFLite Micro Python interpreter) is not installed")
 
 S = orc.schema
 OPS = S.BuiltinOperator if S is not None else None

@@ -1020,7 +1020,9 @@ __attribute__((noinline)) static int use_fpu(void) { volatile float a = 1.5f, b 
 __attribute__((noinline)) static int use_fpu_dp(void) { volatile double a = 1.25, b = 1e10; return a * b == 1.25e10; }
 #endif
 #if FEAT_FP16
-__attribute__((noinline)) static int use_fp16(void) { volatile _Float16 a = 1.5f16; _Float16 r = a * a; return r == 2.25f16; }
+__attribute__((noinline)) static int use_fp16(void) {
+    volatile _Float16 a = 1.5f16; _Float16 r = a * a; return r == 2.25f16;
+}
 #endif
 #if FEAT_MVE || FEAT_MVE_FP
 #include <arm_mve.h>
