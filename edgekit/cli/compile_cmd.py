@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from edgekit.cli.common import input_shape_option, load_model_cli, make_console
+from edgekit.cli.common import input_shape_option, load_model_cli, make_console, output_dir
 from edgekit.errors import BadInputError
 
 console = make_console()
@@ -60,13 +60,13 @@ def compile_cmd(model, target, calib, calib_limit, out_dir, flash, sram, variant
 
     flash_b, sram_b = _size("--flash", flash), _size("--sram", sram)
     tgt = load_target(target, list(targets_dirs) or None)
+    out = output_dir(out_dir or f"{Path(model).stem}-{tgt.name}", "--out")
     graph, _ = load_model_cli(model, input_shapes)
     calib_x = None
     if calib:
         from edgekit.quantize import load_dataset
 
         calib_x = load_dataset(calib, input_shape=_source_shape(graph), limit=calib_limit).x
-    out = Path(out_dir) if out_dir else Path(f"{Path(model).stem}-{tgt.name}")
     result = compile_model(graph, tgt, out, calib=calib_x, flash=flash_b, sram=sram_b,
                            variant=variant)
     if as_json:

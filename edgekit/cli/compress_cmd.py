@@ -6,7 +6,7 @@ import re
 
 import click
 
-from edgekit.cli.common import make_console
+from edgekit.cli.common import make_console, output_dir
 from edgekit.errors import BadInputError
 
 _COUNT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*$")
@@ -98,6 +98,7 @@ def compress(model, data_spec, val_spec, test_spec, state_dict, ratio, target, s
         raise BadInputError("say how small: --ratio R, --macs N, --params N, --target T [--sram SIZE], "
                             "or --student SPEC")
     layers = tuple(s.strip() for s in (feature_layers or "").split(",") if s.strip())
+    output_dir(out_dir, "--out")
     result = run_compress(
         model, data_spec, val=val_spec, test=test_spec, state_dict=state_dict, student=student, ratio=ratio,
         target=target, sram=sram, flash=flash,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from edgekit.cli.common import human_bytes, make_console
+from edgekit.cli.common import human_bytes, make_console, output_dir
 
 console = make_console()
 
@@ -21,6 +21,8 @@ def demo(target: str, out_dir: str | None, seed: int) -> None:
     run the held-out digits there."""
     from edgekit.demo import run_demo
 
+    if out_dir:
+        output_dir(out_dir, "--out")
     result = run_demo(target, out_dir, seed=seed, say=lambda m: console.print(m, highlight=False))
     table = Table(title=f"edgekit demo: digits CNN -> {target} ({result.test_samples} held-out digits)")
     for col in ("stage", "top-1", "flash", "RAM", "instructions / inference", "note"):

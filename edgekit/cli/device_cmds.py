@@ -10,7 +10,8 @@ import click
 import numpy as np
 from rich.table import Table
 
-from edgekit.cli.common import human_bytes, load_arrays, make_console
+from edgekit.cli.common import (human_bytes, load_arrays, make_console, output_file, quantize_inputs_option,
+                                save_arrays, write_atomic, write_text_atomic)
 from edgekit.errors import BadInputError
 
 console = make_console()
@@ -168,10 +169,14 @@ def device_info(port: str, as_json: bool, timeout: float, retries: int, baudrate
               help="The model the device runs: checks the input and shapes the output.")
 @click.option("--output-dtype", type=click.Choice(["int8", "uint8", "int32", "float32"]),
               default="int8", show_default=True, help="Output element type without --model.")
+@quantize_inputs_option
 @_link_options
 def device_infer(port: str, input_path: str, out_path: str | None, model_path: str | None,
-                 output_dtype: str, timeout: float, retries: int, baudrate: int) -> None:
+                 output_dtype: str, quantize_inputs: bool, timeout: float, retries: int, baudrate: int) -> None:
     """Run the device's active model on the input(s); print outputs and timer ticks."""
+    from edgekit.reference.inputs import check_finite
+
+    out_file = output_file(out_path, "--out", (".npy",)) if out_path else None
     data = load_arrays(input_path)
     graph = None
     if model_path:
@@ -179,7 +184,7 @@ def device_infer(port: str, input_path: str, out_path: str | None, model_path: s
         from edgekit.hil.rig import prepare_inputs
 
         graph, _ = load_model_cli(model_path)
-        feeds = prepare_inputs(graph, data)
+        feeds = prepare_inputs(graph, data, quantize_floats=quantize_inputs)
         n = len(next(iter(feeds.values())))
         blobs = [b"".join(feeds[k][i].tobytes() for k in graph.inputs) for i in range(n)]
     else:
@@ -187,6 +192,7 @@ def device_infer(port: str, input_path: str, out_path: str | None, model_path: s
             if len(data) != 1:
                 raise BadInputError(f"{input_path} holds {sorted(data)}: give one array (or --model)")
             data = next(iter(data.values()))
+        check_finite(Path(input_path).name, data)  # without a model the bytes go as they are
         arr = np.ascontiguousarray(data)
         batch = arr if arr.ndim >= 2 and arr.shape[0] > 1 else arr[None]
         blobs = [np.ascontiguousarray(b).tobytes() for b in batch]
@@ -216,11 +222,9 @@ def device_infer(port: str, input_path: str, out_path: str | None, model_path: s
             table.add_row("...", "", "", f"({len(outs) - 20} more)", "")
             break
     console.print(table)
-    if out_path:
-        p = Path(out_path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        np.save(p, arr_out)
-        console.print(f"wrote {out_path}")
+    if out_file:
+        save_arrays(out_file, {"outputs": arr_out})
+        console.print(f"wrote {out_file}")
 
 
 @device.command("reset")
@@ -248,26 +252,38 @@ def device_reset(port: str, timeout: float, retries: int, baudrate: int) -> None
               help="Mismatches to record in detail.")
 @click.option("--firmware", "firmware_elf", metavar="ELF", type=click.Path(dir_okay=False),
               help="With --device: run this ELF instead of building the model-slot firmware.")
+@quantize_inputs_option
 @_link_options
 def hil(model: str, device_spec: str | None, port: str | None, vectors: str, limit: int | None,
         junit_path: str | None, json_path: str | None, max_mismatches: int,
-        firmware_elf: str | None, timeout: float, retries: int, baudrate: int) -> None:
+        firmware_elf: str | None, quantize_inputs: bool, timeout: float, retries: int, baudrate: int) -> None:
     """Flash MODEL, run every vector on the device and compare with the reference
     interpreter bit for bit. Exit status 1 when any output differs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from edgekit.cli.common import load_model_cli
-    from edgekit.hil import run_hil, write_json, write_junit
+    from edgekit.hil import junit_tree, prepare_inputs, run_hil
 
     if (device_spec is None) == (port is None):
         raise BadInputError("give exactly one of --device qemu:TARGET or --port PORT")
     if device_spec is not None and not device_spec.startswith("qemu:"):
         raise BadInputError(f"--device {device_spec!r}: expected qemu:TARGET, e.g. qemu:cortex-m4 "
                             "(use --port for a real board)")
+    junit_file = output_file(junit_path, "--junit") if junit_path else None
+    json_file = output_file(json_path, "--json") if json_path else None
+    if firmware_elf:
+        if device_spec is None:
+            raise BadInputError("--firmware runs an ELF on an emulated board: it needs --device qemu:TARGET")
+        # QEMU runs in its own working folder: a relative path must be made absolute here.
+        firmware_elf = str(Path(firmware_elf).resolve())
+        if not Path(firmware_elf).is_file():
+            raise BadInputError(f"--firmware {firmware_elf}: file not found")
     graph, _ = load_model_cli(model)
     data = load_arrays(vectors)
     if limit:
         data = {k: v[:limit] for k, v in data.items()} if isinstance(data, dict) else data[:limit]
+    # The vectors are checked (shapes, NaN/inf, the input type rule) before any board starts.
+    prepare_inputs(graph, data, quantize_floats=quantize_inputs)
     opts = dict(timeout=timeout, retries=retries, baudrate=baudrate)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
@@ -286,18 +302,20 @@ def hil(model: str, device_spec: str | None, port: str | None, vectors: str, lim
             tname = parse_device_spec(device_spec)
             with QemuBoard(tname, firmware_elf) as board:
                 result = run_hil(graph, board, data, target=tname, progress=progress,
-                                 max_mismatches=max_mismatches, client_options=opts)
+                                 max_mismatches=max_mismatches, client_options=opts,
+                                 quantize_floats=quantize_inputs)
                 result.device = device_spec
         else:
             result = run_hil(graph, device_spec or port, data, progress=progress,
-                             max_mismatches=max_mismatches, client_options=opts)
+                             max_mismatches=max_mismatches, client_options=opts,
+                             quantize_floats=quantize_inputs)
     _print_hil(result)
-    if junit_path:
-        write_junit(result, junit_path)
-        console.print(f"wrote {junit_path}")
-    if json_path:
-        write_json(result, json_path)
-        console.print(f"wrote {json_path}")
+    if junit_file:
+        write_atomic(junit_file, lambda f: junit_tree(result).write(f, encoding="utf-8", xml_declaration=True))
+        console.print(f"wrote {junit_file}")
+    if json_file:
+        write_text_atomic(json_file, json.dumps(result.to_dict(), indent=1) + "\n")
+        console.print(f"wrote {json_file}")
     if not result.passed:
         raise click.exceptions.Exit(1)
 

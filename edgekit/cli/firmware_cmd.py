@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli.common import human_bytes, input_shape_option, load_model_cli, make_console
+from edgekit.cli.common import human_bytes, input_shape_option, load_model_cli, make_console, output_dir
+from edgekit.errors import BadInputError
 
 console = make_console()
 
@@ -27,13 +28,13 @@ console = make_console()
 def build_firmware_cmd(target, model, out_dir, board, variant, as_json, input_shapes):
     """Build the edgekit firmware (firmware/) for TARGET with its cross compiler: an
     ELF that answers the serial protocol of docs/serial-protocol.md."""
-    from edgekit.firmware.build import board_for_target, build_firmware_info, load_board
+    from edgekit.firmware.build import build_firmware_info
 
-    port = load_board(board) if board else board_for_target(target)
+    port = _board_port(target, board)
+    out = output_dir(out_dir or f"firmware-{port.name}", "--out")
     graph = None
     if model:
         graph, _ = load_model_cli(model, input_shapes)
-    out = Path(out_dir) if out_dir else Path(f"firmware-{port.name}")
     result = build_firmware_info(port.target, out, model=graph, variant=variant, board=port.name)
     if as_json:
         click.echo(json.dumps(result.to_dict() | {"qemu_machine": port.qemu_machine}, indent=1))
@@ -49,3 +50,21 @@ def build_firmware_cmd(target, model, out_dir, board, variant, as_json, input_sh
         console.print(f"  run: qemu-system-arm -M {port.qemu_machine} -display none -monitor none "
                       f"-icount shift=0 -kernel {result.elf} "
                       "-serial tcp:127.0.0.1:5555,server=on,wait=on,nodelay=on")
+
+
+def _board_port(target: str, board: str | None):
+    """The board port for ``--target`` (a target or a board name) and ``--board``; an
+    unknown target, or a board that is not a port of the target, is bad input."""
+    from edgekit.firmware.build import board_for_target, list_boards, load_board
+    from edgekit.targets import load_target
+
+    boards = {b.name: b for b in list_boards()}
+    target_name = boards[target].target if target in boards else load_target(target).name
+    if board is None:
+        return boards[target] if target in boards else board_for_target(target_name)
+    port = load_board(board)
+    if port.target != target_name:
+        ports = ", ".join(b.name for b in boards.values() if b.target == target_name) or "none"
+        raise BadInputError(f"--board {board} is a port for target {port.target}, not for --target {target} "
+                            f"(ports for {target_name}: {ports})")
+    return port

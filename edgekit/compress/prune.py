@@ -518,6 +518,13 @@ def make_measure(kind: str, example_inputs: tuple, target_features: Iterable[str
     raise BadInputError(f"unknown pruning target {kind!r}; choose from {', '.join(MEASURES)}")
 
 
+def _amount(what: str, value: float) -> str:
+    """A measure's value with its unit: flash and SRAM are bytes."""
+    if what in ("flash", "sram"):
+        return f"{value:,.0f} bytes"
+    return f"{value:,.0f}" if float(value).is_integer() or value >= 100 else f"{value:.3g}"
+
+
 def find_ratio(model, example_inputs: tuple, measure: Callable, target: float, *, importance: str = "magnitude",
                global_pruning: bool = False, ignored=None, grad_fn: Callable | None = None,
                what: str = "size", iterations: int = 14) -> float:
@@ -528,7 +535,8 @@ def find_ratio(model, example_inputs: tuple, measure: Callable, target: float, *
         return 0.0
     _, groups = build_groups(model, example_inputs, ignored)
     if not groups:
-        raise BadInputError(f"the model has {what} {measure(model):,} > target {target:,.0f} and no prunable layers")
+        raise BadInputError(f"the model has {what} {_amount(what, measure(model))} > target {_amount(what, target)} "
+                            "and no prunable layers")
     base = {g.key: g.channels for g in groups}
     if global_pruning:
         floors = sum(max(1, int(math.ceil(c * GLOBAL_MIN_KEEP))) for c in base.values())
@@ -548,8 +556,8 @@ def find_ratio(model, example_inputs: tuple, measure: Callable, target: float, *
 
     v_hi = value(hi)
     if v_hi > target:
-        raise BadInputError(f"cannot reach the target {what} {target:,.0f}: even pruning {hi:.1%} of the channels "
-                            f"(the most that keeps every layer) leaves {v_hi:,}")
+        raise BadInputError(f"cannot reach the target {what} {_amount(what, target)}: even pruning {hi:.1%} of the "
+                            f"channels (the most that keeps every layer) leaves {_amount(what, v_hi)}")
     lo = 0.0
     for _ in range(iterations):
         mid = (lo + hi) / 2

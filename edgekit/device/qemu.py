@@ -106,7 +106,7 @@ class QemuBoard:
                                 "(its [emulator] table needs kind = \"qemu-system\" and a machine)")
         self.machine = em.machine
         self.cpu = em.cpu
-        self.elf = Path(elf)
+        self.elf = Path(elf).resolve()  # QEMU runs in self.workdir: a relative path would miss
         if not self.elf.is_file():
             raise BadInputError(f"firmware ELF {self.elf} not found")
         self.qemu = qemu or shutil.which(em.binary)
@@ -316,7 +316,11 @@ class QemuBoard:
             pass
 
     def __enter__(self) -> QemuBoard:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # __exit__ does not run when __enter__ fails: remove the work folder here
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
