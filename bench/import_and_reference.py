@@ -3,7 +3,7 @@ agreement and speed next to TFLM and LiteRT on the same inputs, in one run.
 
     .venv/bin/python bench/import_and_reference.py [--repeat 5]
 
-Prints markdown tables (pasted into docs/benchmarks.md).
+Prints markdown tables and writes them to bench/results/import_and_reference.md (or --out).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import Report, default_out  # noqa: E402
 
 from edgekit.frontends import load_model  # noqa: E402
 from edgekit.reference.interpreter import Interpreter  # noqa: E402
@@ -36,14 +39,18 @@ def timed(fn, repeat):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--out", default=str(default_out(__file__)), help="Markdown results file")
     args = ap.parse_args()
+    rep = Report(args.out)
+    rep.line(f"Command: `.venv/bin/python bench/import_and_reference.py --repeat {args.repeat}`")
+    rep.line()
     models = sorted((SHARED / "models/mlperf-tiny").glob("*.tflite")) + \
         sorted((SHARED / "models/mlperf-tiny/onnx").glob("*.onnx"))
-    print("| model | size | import (median of %d) | ops |" % args.repeat)
-    print("| --- | ---: | ---: | ---: |")
+    rep.line("| model | size | import (median of %d) | ops |" % args.repeat)
+    rep.line("| --- | ---: | ---: | ---: |")
     for m in models:
         g, t = timed(lambda m=m: load_model(m), args.repeat)
-        print(f"| {m.name} | {m.stat().st_size:,} B | {t * 1000:.1f} ms | {len(g.ops)} |")
+        rep.line(f"| {m.name} | {m.stat().st_size:,} B | {t * 1000:.1f} ms | {len(g.ops)} |")
 
     from tests.support.shared import litert_outputs, tflm_outputs
 
@@ -55,13 +62,14 @@ def main() -> None:
     (tflm, t_tflm) = timed(lambda: tflm_outputs(path, x), 1)
     (ref, t_ref) = timed(lambda: litert_outputs(path, x, reference=True), 1)
     (xnn, t_xnn) = timed(lambda: litert_outputs(path, x), 1)
-    print()
-    print("| KWS int8, 1000 kws01 inputs | top-1 | bytes differing from TFLM | wall time |")
-    print("| --- | ---: | ---: | ---: |")
+    rep.line()
+    rep.line("| KWS int8, 1000 kws01 inputs | top-1 | bytes differing from TFLM | wall time |")
+    rep.line("| --- | ---: | ---: | ---: |")
     for name, out, t in (("edgekit reference (numpy, batched)", ours, t_ours),
                          ("tflite_micro interpreter", tflm, t_tflm),
                          ("LiteRT reference kernels", ref, t_ref), ("LiteRT default (XNNPACK)", xnn, t_xnn)):
-        print(f"| {name} | {(out.argmax(-1) == y).mean() * 100:.1f}% | {int((out != tflm).sum())} | {t:.2f} s |")
+        rep.line(f"| {name} | {(out.argmax(-1) == y).mean() * 100:.1f}% | {int((out != tflm).sum())} | {t:.2f} s |")
+    rep.save()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ MLPerf reference int8 model, and onnxruntime's quantize_static (QDQ, per-channel
 same 200 calibration samples, MinMax and Entropy) on the same float model exported
 to ONNX by edgekit. AD: ad01_fp32 with 100 calibration windows, evaluated on the
 other 96: reconstruction MSE and its correlation with the float model's.
-Prints markdown tables (pasted into docs/benchmarks.md).
+Prints markdown tables and writes them to bench/results/quantization.md (or --out).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 MLPERF = SHARED / "models/mlperf-tiny"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import Report, default_out  # noqa: E402
 
 from edgekit.frontends import load_model  # noqa: E402
 from edgekit.ir.passes import run_passes  # noqa: E402
@@ -67,7 +70,7 @@ def top1(out, y):
     return float((out.reshape(len(out), -1).argmax(-1) == y).mean())
 
 
-def kws(methods, tmp: Path):
+def kws(methods, tmp: Path, rep: Report):
     from edgekit.backends.onnx import write_onnx
 
     with np.load(SHARED / "data/kws01/kws01_test1000.npz") as z:
@@ -93,13 +96,13 @@ def kws(methods, tmp: Path):
             t = time.perf_counter() - t0
             rows.append((f"edgekit {m}" + (" + bias correction" if bc else ""),
                          top1(run_model(r.graph, ev)[r.graph.outputs[0]], yev), f"{t:.1f} s"))
-    print("| KWS quantizer (calibration: 200 kws01 samples) | top-1 on the other 800 | quantization time |")
-    print("| --- | ---: | ---: |")
+    rep.line("| KWS quantizer (calibration: 200 kws01 samples) | top-1 on the other 800 | quantization time |")
+    rep.line("| --- | ---: | ---: |")
     for name, acc, t in rows:
-        print(f"| {name} | {acc * 100:.2f}% | {t} |")
+        rep.line(f"| {name} | {acc * 100:.2f}% | {t} |")
 
 
-def ad(methods, tmp: Path):
+def ad(methods, tmp: Path, rep: Report):
     from edgekit.backends.onnx import write_onnx
 
     x = np.load(SHARED / "data/ad01/normal_id_01_00000000_windows_f32_196x640.npy").astype(np.float32)
@@ -127,22 +130,27 @@ def ad(methods, tmp: Path):
         r = quantize(g, calib, method=m)
         t = time.perf_counter() - t0
         rows.append(row(f"edgekit {m} + bias correction", run_model(r.graph, ev)[r.graph.outputs[0]], f"{t:.1f} s"))
-    print("| AD quantizer (calibration: 100 windows) | mean reconstruction MSE on the other 96 "
+    rep.line("| AD quantizer (calibration: 100 windows) | mean reconstruction MSE on the other 96 "
           "| correlation with float scores | quantization time |")
-    print("| --- | ---: | ---: | ---: |")
+    rep.line("| --- | ---: | ---: | ---: |")
     for name, mse, corr, t in rows:
-        print(f"| {name} | {mse:.4f} | {corr:.4f} | {t} |")
+        rep.line(f"| {name} | {mse:.4f} | {corr:.4f} | {t} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="minmax,percentile,mse,entropy,auto")
+    ap.add_argument("--out", default=str(default_out(__file__)), help="Markdown results file")
     args = ap.parse_args()
+    rep = Report(args.out)
+    rep.line(f"Command: `.venv/bin/python bench/quantization.py --methods {args.methods}`")
+    rep.line()
     methods = args.methods.split(",")
     with tempfile.TemporaryDirectory() as d:
-        kws(methods, Path(d))
-        print()
-        ad(methods, Path(d))
+        kws(methods, Path(d), rep)
+        rep.line()
+        ad(methods, Path(d), rep)
+    rep.save()
 
 
 if __name__ == "__main__":
