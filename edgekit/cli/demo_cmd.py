@@ -28,15 +28,21 @@ def demo(target: str, out_dir: str | None, seed: int) -> None:
     for col in ("stage", "top-1", "flash", "RAM", "instructions / inference", "note"):
         table.add_column(col, justify="left" if col in ("stage", "note") else "right")
     for r in result.rows:
+        def cell(kind: str, text: str, r=r) -> str:
+            return f"{text} (est.)" if kind in r.estimated else text
+
         table.add_row(r.stage, "-" if r.accuracy is None else f"{r.accuracy * 100:.2f}%",
-                      "-" if r.flash_bytes is None else human_bytes(r.flash_bytes),
-                      "-" if r.ram_bytes is None else human_bytes(r.ram_bytes),
-                      "-" if r.instructions is None else f"{r.instructions:,.0f}", r.note)
+                      "-" if r.flash_bytes is None else cell("flash", human_bytes(r.flash_bytes)),
+                      "-" if r.ram_bytes is None else cell("ram", human_bytes(r.ram_bytes)),
+                      "-" if r.instructions is None else cell("instructions", f"{r.instructions:,.0f}"), r.note)
     console.print(table)
+    console.print("(est.): an estimate, not a measurement. fp32 flash: weights + code per kernel kind + "
+                  "parameters; fp32 RAM: the planned float arena; host instructions: MACs x edgekit's "
+                  "instructions per MAC. The board row is measured on the emulated board.", highlight=False)
     teacher, device = result.rows[0], result.rows[-1]
     console.print(
         f"on-device int8 vs fp32 teacher: {(device.accuracy - teacher.accuracy) * 100:+.2f} points, "
-        f"flash {teacher.flash_bytes / max(device.flash_bytes, 1):.1f}x smaller; "
+        f"flash {result.flash_ratio:.1f}x smaller (the same estimate for both); "
         f"{result.bit_exact}/{result.test_samples} device outputs bit-exact with the host; "
         f"{result.seconds:.0f} s in all ("
         + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items()) + ")")
