@@ -30,7 +30,7 @@ def load_digits_data(seed: int = 0) -> TrainData:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError:
-        raise BadInputError("the digits demo needs scikit-learn: pip install scikit-learn") from None
+        raise BadInputError("the digits demo needs scikit-learn: pip install 'edgekit[demo]'") from None
     digits = load_digits()
     x = (digits.images.astype(np.float32) / 16.0)[:, None]
     y = digits.target.astype(np.int64)
