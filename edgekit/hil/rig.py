@@ -135,7 +135,7 @@ def prepare_inputs(graph, vectors, *, quantize_floats: bool = True) -> dict[str,
     """Vectors -> {input name: array in the IR layout (NHWC), with the input's dtype}.
     ``quantize_floats=False`` refuses float vectors for an integer input (the CLI's rule
     without ``--quantize-inputs``)."""
-    from edgekit.reference.inputs import to_input_dtype
+    from edgekit.reference.inputs import check_finite, to_input_dtype
 
     arrays = _vectors_for(graph, vectors)
     feeds = {}
@@ -145,6 +145,7 @@ def prepare_inputs(graph, vectors, *, quantize_floats: bool = True) -> dict[str,
         want = tuple(t.shape)
         x = np.asarray(x)
         layout = graph.metadata.get("io_layout", {}).get(name, "NHWC")
+        check_finite(name, x)  # before any transpose: the index named is the caller's
         if x.ndim == len(want) - 1:
             x = x[None]
         if layout == "NCHW" and x.ndim == 4 and len(want) == 4:

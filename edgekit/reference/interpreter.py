@@ -17,7 +17,7 @@ from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import normalize_attrs
 from edgekit.ir.verify import verify
 from edgekit.reference import kernels
-from edgekit.reference.inputs import to_input_dtype
+from edgekit.reference.inputs import check_finite, to_input_dtype
 
 
 class Interpreter:
@@ -86,6 +86,7 @@ class Interpreter:
     def _check_input(self, name: str, x: np.ndarray, layout: str) -> np.ndarray:
         t = self.graph.tensor(name)
         want = tuple(t.shape)
+        check_finite(name, x)  # before any transpose: the index named is the caller's
         if layout == "source" and self._source_layout(name) == "NCHW" and len(want) == 4:
             # Accept NCHW from the caller; the IR holds NHWC.
             if x.ndim == 3:

@@ -156,7 +156,7 @@ def test_cli_flash_info_infer_on_qemu(qemu_port, tmp_path):
     assert "mps2-an386" in r.output and "digits-cli" in r.output
     np.save(tmp_path / "x.npy", x[:5])
     r = invoke("device", "infer", "--port", qemu_port, "--input", tmp_path / "x.npy", "--model",
-               tmp_path / "digits.json", "--out", tmp_path / "y.npy")
+               tmp_path / "digits.json", "--out", tmp_path / "y.npy", "--quantize-inputs")
     assert r.exit_code == 0, r.output
     from edgekit.hil import reference_outputs
 
@@ -172,7 +172,8 @@ def test_cli_hil_on_qemu_writes_junit_and_json(tmp_path):
     save(graph, tmp_path / "digits.json")
     np.savez(tmp_path / "v.npz", x=x[:8])
     r = invoke("hil", tmp_path / "digits.json", "--device", "qemu:cortex-m4", "--vectors",
-               tmp_path / "v.npz", "--junit", tmp_path / "h.xml", "--json", tmp_path / "h.json")
+               tmp_path / "v.npz", "--junit", tmp_path / "h.xml", "--json", tmp_path / "h.json",
+               "--quantize-inputs")
     assert r.exit_code == 0, r.output
     assert "PASS: 8 of 8 vectors bit-exact" in r.output and "instructions" in r.output
     doc = json.loads((tmp_path / "h.json").read_text())
