@@ -34,7 +34,7 @@ APT_HINT = {
     "gcc": "sudo apt-get install -y gcc",
 }
 SLOT_APP = ("ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_tensor.c", "ek_slots.c", "ek_package.c",
-            "ek_model_slots.c", "main.c")
+            "ek_sha256.c", "ek_model_slots.c", "main.c")
 LINKED_APP = ("ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_tensor.c", "ek_model_linked.c", "main.c")
 
 

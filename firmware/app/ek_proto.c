@@ -354,7 +354,7 @@ static void cmd_upload(reply *r, uint8_t type, const uint8_t *req, uint32_t n) {
       }
       break;
     case EK_MSG_UPLOAD_COMMIT:
-      /* Optional size u32, crc u32 (hosts since firmware 0.2.0): the package meant. */
+      /* Optional size u32, crc u32: the package the host means (idempotent COMMIT). */
       res = ek_slots_commit(n >= 8u, n >= 8u ? ek_rd32(req) : 0u, n >= 8u ? ek_rd32(req + 4) : 0u,
                             &slot);
       if (res.code == 0u) {

@@ -4,6 +4,7 @@
 
 #include "ek_crc32.h"
 #include "ek_proto.h"
+#include "ek_sha256.h"
 
 #if (EK_SLOT_WRITE_UNIT & (EK_SLOT_WRITE_UNIT - 1)) != 0 || EK_SLOT_WRITE_UNIT > 64
 #error "EK_SLOT_WRITE_UNIT must be a power of two, at most 64"
@@ -39,7 +40,10 @@ static struct {
   uint32_t erased_end; /* region bytes [0, erased_end) are erased */
   uint8_t pending[EK_SLOT_WRITE_UNIT];
   char name[EK_SLOT_NAME_BYTES];
-} up = {-1, 0, 0, 0, 0, 0, {0}, {0}};
+  /* The last BEGIN named the package the active slot already holds: nothing was erased,
+   * and a COMMIT answers the active slot (an upload repeated after a lost answer). */
+  uint8_t begin_was_active;
+} up = {-1, 0, 0, 0, 0, 0, {0}, {0}, 0};
 
 static void wr32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)v;
@@ -82,6 +86,17 @@ static const uint8_t *slot_data(uint32_t slot) {
   return ek_slot_base(slot) + EK_SLOT_DATA_OFFSET;
 }
 
+/* Does the SHA-256 of the package body (header_size to the end) begin with the header's
+ * model_hash? Call after ek_pkg_open passed (header_size is in range then). The CRC-32
+ * only says the bytes arrived as the host sent them; this says they are the bytes the
+ * package was built with. */
+static int body_hash_matches(const uint8_t *pkg, uint32_t size) {
+  uint8_t digest[EK_SHA256_BYTES];
+  const uint32_t header_size = ek_rd32(pkg + EK_PKG_OFF_HEADER_SIZE);
+  ek_sha256(pkg + header_size, size - header_size, digest);
+  return memcmp(digest, pkg + EK_PKG_OFF_HASH, EK_SLOT_HASH_BYTES) == 0;
+}
+
 /* Reads a slot's record and checks the package it describes. */
 static int load_slot(uint32_t s, ek_pkg *pkg) {
   const uint8_t *rec = ek_slot_base(s);
@@ -95,7 +110,8 @@ static int load_slot(uint32_t s, ek_pkg *pkg) {
   }
   size = ek_rd32(rec + REC_SIZE);
   if (size > ek_slots_capacity() || ek_crc32(slot_data(s), size) != ek_rd32(rec + REC_CRC) ||
-      ek_pkg_open(slot_data(s), size, &pkg_limits, pkg, &perr) != 0) {
+      ek_pkg_open(slot_data(s), size, &pkg_limits, pkg, &perr) != 0 ||
+      !body_hash_matches(slot_data(s), size)) {
     return -1;
   }
   info->state = EK_SLOT_VALID;
@@ -112,6 +128,7 @@ void ek_slots_init(const ek_pkg_limits *limits) {
   pkg_limits = *limits;
   active = -1;
   up.slot = -1;
+  up.begin_was_active = 0;
   for (s = 0; s < EK_SLOT_COUNT; s++) {
     ek_pkg pkg;
     if (load_slot(s, &pkg) == 0 &&
@@ -161,6 +178,12 @@ static void drop_upload(void) {
     slots[up.slot].state = EK_SLOT_EMPTY;
   }
   up.slot = -1;
+  up.begin_was_active = 0;
+}
+
+/* Does the active slot hold the package of this size and CRC? */
+static int active_holds(uint32_t size, uint32_t crc) {
+  return active >= 0 && slots[active].size == size && slots[active].crc == crc;
 }
 
 ek_slot_result ek_slots_begin(uint32_t size, uint32_t crc, const uint8_t name[24], uint8_t *slot,
@@ -180,6 +203,14 @@ ek_slot_result ek_slots_begin(uint32_t size, uint32_t crc, const uint8_t name[24
     return ok();
   }
   drop_upload();
+  if (active_holds(size, crc)) {
+    /* Already active (e.g. the answer to a COMMIT was lost and the host starts over):
+     * starting an upload would erase the other slot, the previous model. */
+    up.begin_was_active = 1;
+    *slot = (uint8_t)active;
+    *offset = size;
+    return ok();
+  }
   /* The slot that is not active: the first such one. */
   for (s = 0; s < EK_SLOT_COUNT; s++) {
     if ((int)s != active) {
@@ -279,13 +310,21 @@ ek_slot_result ek_slots_chunk(uint32_t offset, const uint8_t *data, uint32_t n, 
   return ok();
 }
 
-ek_slot_result ek_slots_commit(uint8_t *slot) {
+ek_slot_result ek_slots_commit(int named, uint32_t size, uint32_t crc_named, uint8_t *slot) {
   uint8_t rec[EK_SLOT_DATA_OFFSET];
   ek_pkg pkg;
   ek_pkg_error perr;
   uint32_t s, gen = 0, crc;
   if (up.slot < 0) {
+    /* Idempotent: committing the package that is already active answers its slot. */
+    if (named ? active_holds(size, crc_named) : (up.begin_was_active && active >= 0)) {
+      *slot = (uint8_t)active;
+      return ok();
+    }
     return err(EK_E_STATE, 0, "no upload in progress");
+  }
+  if (named && (size != up.size || crc_named != up.crc)) {
+    return err(EK_E_STATE, up.size, "COMMIT names another package than the upload");
   }
   if (up.received != up.size) {
     return err(EK_E_OFFSET, up.received, "package incomplete");
@@ -308,6 +347,10 @@ ek_slot_result ek_slots_commit(uint8_t *slot) {
   if (ek_pkg_open(slot_data(s), up.size, &pkg_limits, &pkg, &perr) != 0) {
     drop_upload();
     return err(EK_E_HEADER, perr.reason | ((perr.op & 0xFFFFu) << 16), perr.message);
+  }
+  if (!body_hash_matches(slot_data(s), up.size)) {
+    drop_upload();
+    return err(EK_E_HEADER, EK_PKG_E_HASH | (0xFFFFu << 16), "body SHA-256 differs from model_hash");
   }
   for (uint32_t k = 0; k < EK_SLOT_COUNT; k++) {
     if (slots[k].state >= EK_SLOT_VALID && slots[k].generation >= gen) {

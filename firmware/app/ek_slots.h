@@ -1,7 +1,7 @@
 /*
  * A/B model slots. A new package goes to the slot that is not active; it becomes
- * active only after all its bytes arrived, their CRC-32 matched and the package
- * passed ek_pkg_open. Until then (and after any failure) the previously active
+ * active only after all its bytes arrived, their CRC-32 matched, the package passed
+ * ek_pkg_open and the SHA-256 of its body matched its model_hash. Until then (and after any failure) the previously active
  * package keeps serving.
  *
  * Each slot region starts with a 64-byte record written last, at commit: magic,
@@ -61,7 +61,9 @@ int ek_slots_active(void);
 /* The active package, opened (valid while no commit replaces it); NULL when none. */
 const ek_pkg *ek_slots_active_package(void);
 
-/* UPLOAD_BEGIN: *slot and *offset receive the slot and the resume offset. */
+/* UPLOAD_BEGIN: *slot and *offset receive the slot and the resume offset. A BEGIN for
+ * the package the active slot holds (same size and CRC) erases nothing: it answers the
+ * active slot and offset = size, and the COMMIT after it answers at once. */
 ek_slot_result ek_slots_begin(uint32_t size, uint32_t crc, const uint8_t name[24],
                               uint8_t *slot, uint32_t *offset);
 
@@ -69,8 +71,10 @@ ek_slot_result ek_slots_begin(uint32_t size, uint32_t crc, const uint8_t name[24
 ek_slot_result ek_slots_chunk(uint32_t offset, const uint8_t *data, uint32_t n, uint32_t *next,
                               int *duplicate);
 
-/* UPLOAD_COMMIT: *slot receives the newly active slot. */
-ek_slot_result ek_slots_commit(uint8_t *slot);
+/* UPLOAD_COMMIT: *slot receives the newly active slot. With `named` (the request carried
+ * them) `size` and `crc` must be the upload's; a COMMIT naming the package that is
+ * already active, with no upload in progress, answers its slot again (idempotent). */
+ek_slot_result ek_slots_commit(int named, uint32_t size, uint32_t crc, uint8_t *slot);
 
 /* UPLOAD_ABORT. */
 ek_slot_result ek_slots_abort(void);

@@ -100,7 +100,7 @@ def firmware_elf(tmp_path_factory, board: str) -> Path:
 
 
 HOST_SOURCES = ["ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_tensor.c", "ek_slots.c", "ek_package.c",
-                "ek_model_slots.c"]
+                "ek_sha256.c", "ek_model_slots.c"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 

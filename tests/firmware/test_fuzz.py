@@ -6,6 +6,7 @@ answered."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import time
 
@@ -136,13 +137,14 @@ def test_random_byte_streams(host_fw):
 
 
 def _damage(rng, pkg: bytes) -> bytes:
-    """1 to 8 random byte changes, mostly past the header; the header CRC is fixed up
-    half of the time so the deeper checks get to see the damage."""
+    """1 to 8 random byte changes, mostly past the header; the model hash and the header
+    CRC are fixed up half of the time so the deeper checks get to see the damage."""
     d = bytearray(pkg)
     for _ in range(int(rng.integers(1, 9))):
         i = int(rng.integers(0, len(d))) if rng.random() < 0.2 else int(rng.integers(128, len(d)))
         d[i] = int(rng.integers(0, 256)) if rng.random() < 0.5 else d[i] ^ (1 << int(rng.integers(0, 8)))
     if rng.random() < 0.5:
+        d[56:64] = hashlib.sha256(bytes(d[128:])).digest()[:8]
         d[104:108] = struct.pack("<I", header_crc(bytes(d)))
     return bytes(d)
 
