@@ -28,8 +28,8 @@ from typing import Callable, Protocol
 
 from edgekit.device import protocol as P
 from edgekit.device.crc import crc32
-from edgekit.device.errors import (DeviceError, DeviceRejectedError, DeviceTimeoutError, LinkLostError,
-                                   PortError, ProtocolError)
+from edgekit.device.errors import (DeviceError, DeviceRejectedError, DoesNotFitError, DeviceTimeoutError,
+                                   LinkLostError, PortError, ProtocolError)
 from edgekit.device.frames import BadFrame, Frame, FrameDecoder, OVERHEAD, encode
 from edgekit.device.link import Link, open_link
 
@@ -376,21 +376,35 @@ class DeviceClient:
     def device_stats(self) -> P.DeviceStats:
         return self._parse("STATS", P.parse_stats, self.request(P.STATS))
 
-    def infer(self, data: bytes, timeout: float | None = None) -> tuple[bytes, int]:
+    def infer(self, data: bytes, timeout: float | None = None, *,
+              output_bytes: int | None = None) -> tuple[bytes, int]:
         """Run the active model on ``data`` (the input tensor's bytes). Returns the output
-        tensor's bytes and the timer ticks the inference took."""
+        tensor's bytes and the timer ticks the inference took.
+
+        A tensor that fits in one frame goes in one INFER; a larger input, or an output
+        (``output_bytes``, when the caller knows it) larger than a frame carries, goes in
+        chunks (INFER_BEGIN, INFER_CHUNK, INFER_RUN, OUTPUT_READ)."""
         data = bytes(data)
-        limit = self.hello.max_payload
-        if len(data) > limit:
-            raise DeviceError(f"INFER: the input is {len(data)} bytes, over the device's max_payload "
-                              f"of {limit} (protocol v1 carries a tensor in one frame)")
+        hello = self.hello
         if timeout is None:
             # Until an inference was timed, allow infer_timeout; then 3x the slowest seen.
             timeout = self.infer_timeout if self._infer_seconds is None else \
                 min(self.infer_timeout, max(self.timeout, 3 * self._infer_seconds))
+        one_frame = len(data) <= hello.max_payload and \
+            (output_bytes is None or output_bytes + 5 <= hello.max_payload)
+        if not one_frame:
+            self._require_chunked("INFER", len(data), output_bytes)
+            return self._infer_chunked(data, timeout)
         t0 = time.monotonic()
         retrans = self.stats.retransmissions
-        payload = self.request(P.INFER, data, timeout=timeout)
+        try:
+            payload = self.request(P.INFER, data, timeout=timeout)
+        except DeviceRejectedError as exc:
+            # The output is larger than a frame (or the model failed, which INFER_RUN
+            # reports again): the chunked path carries any output the device holds.
+            if exc.code == P.E_INFER and hello.chunked_tensors:
+                return self._infer_chunked(data, timeout)
+            raise
         if self.stats.retransmissions == retrans:  # a clean round trip: a fair measure
             took = time.monotonic() - t0
             self._infer_seconds = max(took, self._infer_seconds or 0.0)
@@ -398,6 +412,102 @@ class DeviceClient:
         if status != 0:
             raise DeviceError(f"INFER: the device reported status {status}")
         return out, ticks
+
+    def _require_chunked(self, what: str, input_bytes: int, output_bytes: int | None) -> None:
+        """Raise DoesNotFitError unless the device carries tensors of these sizes."""
+        h = self.hello
+        sizes = f"input {input_bytes:,} B" + (f", output {output_bytes:,} B" if output_bytes else "")
+        if not h.chunked_tensors:
+            raise DoesNotFitError(
+                f"{what}: the model's tensors ({sizes}) are larger than a frame carries "
+                f"(max_payload {h.max_payload:,} B), and firmware {h.firmware} on {self.port_name} "
+                "cannot send tensors in chunks: update it (edgekit build-firmware, firmware 0.2.0 "
+                "or later)")
+        need = P.tensor_footprint(input_bytes, output_bytes or 0)
+        if need > h.tensor_bytes:
+            raise DoesNotFitError(
+                f"{what}: the model's tensors ({sizes}) need {need:,} B of the device's tensor "
+                f"buffer; board {h.board} ({h.target}) has {h.tensor_bytes:,} B")
+
+    def _check_tensors_fit(self, package: bytes, name: str) -> None:
+        """Refuse, before uploading, an edgekit model package whose tensors the device cannot
+        carry. Other packages are left to the device's own header check."""
+        from edgekit.bundle.micro_package import read_package_header
+        from edgekit.errors import ModelFormatError
+
+        try:
+            header = read_package_header(package)
+        except ModelFormatError:
+            return
+        i, o = header.input_bytes, header.output_bytes
+        if i <= self.hello.max_payload and o + 5 <= self.hello.max_payload:
+            return  # one INFER frame carries them, on any firmware
+        self._require_chunked(f"upload of {name!r}", i, o)
+
+    def _infer_chunked(self, data: bytes, timeout: float) -> tuple[bytes, int]:
+        """INFER_BEGIN (resumes what the device holds), the input in pipelined INFER_CHUNKs,
+        INFER_RUN, then OUTPUT_READ for an output its response did not carry. Link losses
+        and device reboots are survived as in an upload; every output byte is checked
+        against the output CRC the device computed."""
+        size, crc = len(data), crc32(data)
+        restarts = 0
+        while True:
+            try:
+                if self._link is None or self._link.closed:
+                    raise LinkLostError(f"link to {self.port_name} is closed")
+                payload = self.request(P.INFER_BEGIN, P.pack_infer_begin(size, crc), restart_raises=True)
+                offset = self._parse("INFER_BEGIN", lambda p: P.parse_u32(p, "INFER_BEGIN"), payload)
+                if offset > size:
+                    raise ProtocolError(f"INFER_BEGIN: the device holds {offset} bytes of a {size}-byte "
+                                        "input")
+                self._send_chunks(data, offset, None, chunk_type=P.INFER_CHUNK)
+                try:
+                    payload = self.request(P.INFER_RUN, timeout=timeout, restart_raises=True)
+                except DeviceRejectedError as exc:
+                    # E_OFFSET: chunks went missing; E_STATE: the device forgot the input
+                    # (or a new model came); E_CRC: the input arrived damaged. Begin again.
+                    if exc.code in (P.E_OFFSET, P.E_STATE, P.E_CRC):
+                        raise _DeviceRestarted(str(exc)) from None
+                    raise
+                run = self._parse("INFER_RUN", P.parse_infer_run_response, payload)
+                if run.status != 0:
+                    raise DeviceError(f"INFER_RUN: the device reported status {run.status}")
+                out = run.output if len(run.output) == run.output_bytes else self._read_output(run)
+                return out, run.ticks
+            except (LinkLostError, _DeviceRestarted) as exc:
+                restarts += 1
+                if restarts > self.max_restarts:
+                    raise DeviceError(f"INFER ({size:,}-byte input) on {self.port_name}: gave up after "
+                                      f"{self.max_restarts} link losses or device restarts "
+                                      f"(last: {exc})") from None
+                if isinstance(exc, LinkLostError):
+                    self._emit(f"link lost during an inference ({exc})")
+                    self.reconnect()
+                else:
+                    self._emit(f"inference started over ({exc})")
+                    self.say_hello()
+
+    def _read_output(self, run: P.InferRun) -> bytes:
+        """The output of the last INFER_RUN, in OUTPUT_READ pieces, checked against its CRC
+        (read again once on a mismatch)."""
+        per = self.hello.max_payload - 4
+        for _ in range(2):
+            out = bytearray()
+            while len(out) < run.output_bytes:
+                want = min(per, run.output_bytes - len(out))
+                payload = self.request(P.OUTPUT_READ, P.pack_output_read(len(out), want),
+                                       restart_raises=True)
+                at = self._parse("OUTPUT_READ", lambda p: P.parse_u32(p, "OUTPUT_READ"), payload)
+                piece = payload[4:]
+                if at != len(out) or not piece or len(piece) > want:
+                    raise ProtocolError(f"OUTPUT_READ: asked {want} bytes at {len(out)}, the device "
+                                        f"answered {len(piece)} at {at}")
+                out += piece
+            if crc32(bytes(out)) == run.output_crc:
+                return bytes(out)
+            self._emit("output CRC mismatch: reading it again")
+        raise ProtocolError(f"OUTPUT_READ: the {run.output_bytes:,}-byte output does not match the "
+                            "CRC the device reported, twice")
 
     def reset(self, boot_timeout: float = 10.0) -> P.HelloInfo:
         """RESET, then wait for the banner (or reconnect if the link went away) and HELLO."""
@@ -440,6 +550,7 @@ class DeviceClient:
         if size > hello.slot_size:
             raise DeviceError(f"upload of {name!r}: the package is {size:,} bytes, the device's slots "
                               f"hold {hello.slot_size:,}")
+        self._check_tensors_fit(package, name)
         t0 = time.monotonic()
         restarts = 0
         crc_retries = 0
@@ -492,8 +603,11 @@ class DeviceClient:
                     self._emit(f"device restarted the upload ({exc})")
                     self.say_hello()
 
-    def _send_chunks(self, data: bytes, start: int, progress) -> None:
+    def _send_chunks(self, data: bytes, start: int, progress, chunk_type: int = P.UPLOAD_CHUNK) -> None:
+        """Send data[start:] in pipelined ``chunk_type`` chunks (UPLOAD_CHUNK or INFER_CHUNK: the same
+        rules) until the device acknowledged all of it."""
         size = len(data)
+        what = P.type_name(chunk_type)
         hello = self.hello
         per = hello.max_payload - 4
         window = max(1, min(hello.window, self.window_limit or hello.window))
@@ -518,7 +632,7 @@ class DeviceClient:
             seen.append(reason)
             if fruitless > self.retries:
                 raise DeviceTimeoutError(
-                    f"UPLOAD_CHUNK: no progress at offset {acked:,} of {size:,} after {self.retries} "
+                    f"{what}: no progress at offset {acked:,} of {size:,} after {self.retries} "
                     f"retransmissions to {self.port_name} (saw {_summary(seen)})")
             self.stats.go_backs += 1
             log.debug("upload: go back to %d (%s)", to, reason)
@@ -534,7 +648,7 @@ class DeviceClient:
             while len(inflight) < window and next_off < size:
                 end = min(next_off + per, size)
                 seq = self._next_seq()
-                frame = encode(P.UPLOAD_CHUNK, seq, P.pack_chunk(next_off, data[next_off:end]))
+                frame = encode(chunk_type, seq, P.pack_chunk(next_off, data[next_off:end]))
                 self._send(frame)
                 inflight[seq] = (next_off, end, len(frame))
                 next_off = end
@@ -558,8 +672,8 @@ class DeviceClient:
                 # A response to a chunk sent before the last go-back (or a duplicate): its
                 # cumulative offset is still true.
                 self.stats.stale_responses += 1
-                if ev.type == (P.UPLOAD_CHUNK | P.RESPONSE) and len(ev.payload) >= 4:
-                    nxt = P.parse_u32(ev.payload, "UPLOAD_CHUNK")
+                if ev.type == (chunk_type | P.RESPONSE) and len(ev.payload) >= 4:
+                    nxt = P.parse_u32(ev.payload, what)
                     if acked < nxt <= size:
                         acked = nxt
                         next_off = max(next_off, acked)
@@ -571,20 +685,20 @@ class DeviceClient:
                 code, detail, msg = P.parse_error(ev.payload)
                 if code == P.E_OFFSET:
                     if detail > size:
-                        raise ProtocolError(f"UPLOAD_CHUNK: the device expects offset {detail}, past "
+                        raise ProtocolError(f"{what}: the device expects offset {detail}, past "
                                             f"the package's {size} bytes")
                     go_back(f"E_OFFSET {detail}", detail)
                     continue
                 if code == P.E_STATE:
-                    raise _DeviceRestarted("UPLOAD_CHUNK answered E_STATE: the device forgot the upload")
+                    raise _DeviceRestarted(f"{what} answered E_STATE: the device forgot the transfer")
                 off = inflight[ev.seq][0]
-                raise DeviceRejectedError(f"UPLOAD_CHUNK at offset {off:,}", code, detail, msg,
-                                          _hint(P.UPLOAD_CHUNK, code))
-            if ev.type != (P.UPLOAD_CHUNK | P.RESPONSE):
-                raise ProtocolError(f"UPLOAD_CHUNK: the device answered {P.type_name(ev.type)}")
-            nxt = self._parse("UPLOAD_CHUNK", lambda p: P.parse_u32(p, "UPLOAD_CHUNK"), ev.payload)
+                raise DeviceRejectedError(f"{what} at offset {off:,}", code, detail, msg,
+                                          _hint(chunk_type, code))
+            if ev.type != (chunk_type | P.RESPONSE):
+                raise ProtocolError(f"{what}: the device answered {P.type_name(ev.type)}")
+            nxt = self._parse(what, lambda p: P.parse_u32(p, what), ev.payload)
             if nxt > size:
-                raise ProtocolError(f"UPLOAD_CHUNK: the device acknowledged offset {nxt}, past the "
+                raise ProtocolError(f"{what}: the device acknowledged offset {nxt}, past the "
                                     f"package's {size} bytes")
             for s in [s for s in inflight if _seq_le(s, ev.seq)]:
                 del inflight[s]
@@ -626,7 +740,7 @@ def _summary(seen: list[str]) -> str:
 def _hint(type_: int, code: int) -> str:
     if code == P.E_NO_MODEL:
         return "Flash a model first: edgekit flash MODEL --port PORT"
-    if code == P.E_TOO_LARGE and type_ == P.INFER:
+    if code == P.E_TOO_LARGE and type_ in (P.INFER, P.INFER_BEGIN):
         return "The input's size differs from the active model's input tensor"
     if code == P.E_TOO_LARGE:
         return "The package does not fit the device's slot"

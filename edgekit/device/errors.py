@@ -14,6 +14,11 @@ class PortError(BadInputError):
     """The port cannot be opened: a wrong name, a missing device, a refused socket (exit 2)."""
 
 
+class DoesNotFitError(BadInputError):
+    """The model does not fit the device (its tensors exceed the device's buffer, or the
+    firmware cannot carry them): refused before anything is sent (exit 2)."""
+
+
 class LinkLostError(DeviceError):
     """The link closed under us (USB unplugged, the emulator stopped, the socket reset)."""
 

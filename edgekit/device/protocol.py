@@ -20,6 +20,11 @@ UPLOAD_CHUNK = 0x11
 UPLOAD_COMMIT = 0x12
 UPLOAD_ABORT = 0x13
 INFER = 0x20
+# Chunked tensors (an input or output larger than a frame; HELLO capability CAP_CHUNKED_TENSORS)
+INFER_BEGIN = 0x21
+INFER_CHUNK = 0x22
+INFER_RUN = 0x23
+OUTPUT_READ = 0x24
 RESET = 0x30
 RESPONSE = 0x80
 ERROR = 0x7F
@@ -28,8 +33,12 @@ NAK_SEQ = 0xFFFF  # the seq a NAK carries; hosts never use it for a request
 
 TYPE_NAMES = {HELLO: "HELLO", INFO: "INFO", STATS: "STATS", UPLOAD_BEGIN: "UPLOAD_BEGIN",
               UPLOAD_CHUNK: "UPLOAD_CHUNK", UPLOAD_COMMIT: "UPLOAD_COMMIT",
-              UPLOAD_ABORT: "UPLOAD_ABORT", INFER: "INFER", RESET: "RESET", ERROR: "ERROR",
-              NAK: "NAK"}
+              UPLOAD_ABORT: "UPLOAD_ABORT", INFER: "INFER", INFER_BEGIN: "INFER_BEGIN",
+              INFER_CHUNK: "INFER_CHUNK", INFER_RUN: "INFER_RUN", OUTPUT_READ: "OUTPUT_READ",
+              RESET: "RESET", ERROR: "ERROR", NAK: "NAK"}
+
+# HELLO capabilities (a trailing field since firmware 0.2.0; absent: none)
+CAP_CHUNKED_TENSORS = 0x1
 
 E_VERSION, E_UNKNOWN, E_STATE, E_OFFSET, E_TOO_LARGE, E_CRC, E_HEADER, E_NO_MODEL, E_INFER, \
     E_BUSY, E_PAYLOAD = range(1, 12)
@@ -85,6 +94,7 @@ def _need(payload: bytes, n: int, what: str) -> None:
 # --------------------------------------------------------------------------- HELLO
 
 _HELLO = struct.Struct("<BBBBHBBII16s16s")
+_HELLO_TAIL = struct.Struct("<II")  # capabilities, tensor_bytes (firmware 0.2.0 on)
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,12 @@ class HelloInfo:
     arena_size: int
     target: str
     board: str
+    capabilities: int | None = None  # None: a firmware older than the field (0.1.x)
+    tensor_bytes: int = 0  # the buffer chunked inputs and outputs share (tensor_footprint)
+
+    @property
+    def chunked_tensors(self) -> bool:
+        return bool((self.capabilities or 0) & CAP_CHUNKED_TENSORS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,15 +121,21 @@ class HelloInfo:
 
 def pack_hello_response(h: HelloInfo) -> bytes:
     major, minor, patch = (int(p) for p in h.firmware.split("."))
-    return _HELLO.pack(h.protocol, major, minor, patch, h.max_payload, h.window, h.slot_count,
-                       h.slot_size, h.arena_size, h.target.encode()[:16], h.board.encode()[:16])
+    out = _HELLO.pack(h.protocol, major, minor, patch, h.max_payload, h.window, h.slot_count,
+                      h.slot_size, h.arena_size, h.target.encode()[:16], h.board.encode()[:16])
+    if h.capabilities is not None:
+        out += _HELLO_TAIL.pack(h.capabilities, h.tensor_bytes)
+    return out
 
 
 def parse_hello(payload: bytes) -> HelloInfo:
     _need(payload, _HELLO.size, "HELLO")
     proto, ma, mi, pa, maxp, window, slots, slot_size, arena, target, board = _HELLO.unpack_from(payload)
+    caps, tensor_bytes = None, 0
+    if len(payload) >= _HELLO.size + _HELLO_TAIL.size:
+        caps, tensor_bytes = _HELLO_TAIL.unpack_from(payload, _HELLO.size)
     return HelloInfo(proto, f"{ma}.{mi}.{pa}", maxp, window, slots, slot_size, arena, _cstr(target),
-                     _cstr(board))
+                     _cstr(board), caps, tensor_bytes)
 
 
 # --------------------------------------------------------------------------- INFO
@@ -275,6 +297,60 @@ def parse_error(payload: bytes) -> tuple[int, int, str]:
     code, detail = _ERROR.unpack_from(payload)
     msg = payload[_ERROR.size:_ERROR.size + ERROR_MESSAGE_MAX].split(b"\0", 1)[0]
     return code, detail, msg.decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- chunked tensors
+
+_INFER_BEGIN = struct.Struct("<II")
+_INFER_RUN_RESP = struct.Struct("<BIII")
+_OUTPUT_READ = struct.Struct("<II")
+
+
+def tensor_footprint(input_bytes: int, output_bytes: int) -> int:
+    """Bytes of the device's tensor buffer a model takes: the input, rounded up to 16, then
+    the output. It must not exceed HELLO's ``tensor_bytes``."""
+    return (input_bytes + 15) // 16 * 16 + output_bytes
+
+
+def pack_infer_begin(size: int, crc: int) -> bytes:
+    return _INFER_BEGIN.pack(size, crc)
+
+
+def parse_infer_begin(payload: bytes) -> tuple[int, int]:
+    _need(payload, _INFER_BEGIN.size, "INFER_BEGIN request")
+    return _INFER_BEGIN.unpack_from(payload)
+
+
+@dataclass(frozen=True)
+class InferRun:
+    status: int
+    ticks: int
+    output_bytes: int
+    output_crc: int
+    output: bytes  # the whole output when it fit in the response, else b""
+
+
+def pack_infer_run_response(ticks: int, output: bytes, max_payload: int, status: int = 0) -> bytes:
+    from edgekit.device.crc import crc32
+
+    out = _INFER_RUN_RESP.pack(status, ticks, len(output), crc32(output))
+    return out + bytes(output) if len(out) + len(output) <= max_payload else out
+
+
+def parse_infer_run_response(payload: bytes) -> InferRun:
+    _need(payload, _INFER_RUN_RESP.size, "INFER_RUN")
+    status, ticks, nbytes, crc = _INFER_RUN_RESP.unpack_from(payload)
+    inline = bytes(payload[_INFER_RUN_RESP.size:])
+    return InferRun(status, ticks, nbytes, crc, inline if len(inline) == nbytes else b"")
+
+
+def pack_output_read(offset: int, length: int) -> bytes:
+    return _OUTPUT_READ.pack(offset, length)
+
+
+def parse_output_read(payload: bytes) -> tuple[int, int]:
+    _need(payload, _OUTPUT_READ.size, "OUTPUT_READ request")
+    return _OUTPUT_READ.unpack_from(payload)
 
 
 def parse_banner(line: bytes) -> dict | None:

@@ -3,7 +3,7 @@
 #define EK_VERSION_H
 
 #define EK_FW_MAJOR 0
-#define EK_FW_MINOR 1
+#define EK_FW_MINOR 2
 #define EK_FW_PATCH 0
 #define EK_PROTOCOL_VERSION 1
 

@@ -7,8 +7,10 @@ old. Slots live in "flash" (they survive ``reboot()`` and ``power_cut()``); the 
 session, the duplicate-detection state and the counters live in "RAM" (lost).
 
 Packages use a toy format (``make_package``): ``EKTP`` magic, format version, target,
-input/output/arena sizes, then a body; ``INFER`` answers a deterministic function of the
-input and the body (``expected_output``), so tests can check which model served.
+input/output/arena sizes, then a body; ``INFER`` (and the chunked INFER_BEGIN .. OUTPUT_READ,
+``chunked=True``: firmware 0.2.0) answers a deterministic function of the input and the
+body (``expected_output``), so tests can check which model served. ``chunked=False`` is a
+0.1.x firmware: no HELLO capabilities, tensors in one frame only.
 """
 
 from __future__ import annotations
@@ -70,6 +72,16 @@ class Upload:
     crc: int
 
 
+@dataclass
+class TensorInput:
+    """The chunked input being received (INFER_BEGIN), and the output of its INFER_RUN."""
+    size: int
+    crc: int
+    data: bytearray = field(default_factory=bytearray)
+    output: bytes | None = None
+
+
+
 class ReferenceDevice:
     """Device side of the protocol on a loopback TCP port; ``url`` is its port."""
 
@@ -77,7 +89,7 @@ class ReferenceDevice:
                  slot_count: int = 2, target: str = "cortex-m4", board: str = "ref-double",
                  protocol: int = 1, firmware: str = "0.9.0", arena_size: int = 64 * 1024,
                  banner: bool = True, nak: bool = True, power_cut_after_chunks: int | None = None,
-                 chunk_delay: float = 0.0):
+                 chunk_delay: float = 0.0, chunked: bool = True, tensor_bytes: int = 64 * 1024):
         self.max_payload = max_payload
         self.window = window
         self.slot_size = slot_size
@@ -90,6 +102,8 @@ class ReferenceDevice:
         self.nak = nak
         self.power_cut_after_chunks = power_cut_after_chunks
         self.chunk_delay = chunk_delay
+        self.chunked = chunked
+        self.tensor_bytes = tensor_bytes
         self.slots = [Slot() for _ in range(slot_count)]
         self.active: int | None = None
         self.executed: dict[str, int] = {}  # request type name -> times executed (not deduplicated)
@@ -108,6 +122,7 @@ class ReferenceDevice:
     def _boot(self) -> None:
         """RAM state after a reset; the banner goes to the current or next connection."""
         self.upload: Upload | None = None
+        self.tensor: TensorInput | None = None
         self.last_request: tuple | None = None
         self.last_response: bytes | None = None
         self.counters = dict(frames_ok=0, frames_bad=0, naks=0, duplicates=0, inferences=0,
@@ -232,6 +247,9 @@ class ReferenceDevice:
                    P.UPLOAD_BEGIN: self._begin, P.UPLOAD_CHUNK: self._chunk,
                    P.UPLOAD_COMMIT: self._commit, P.UPLOAD_ABORT: self._abort, P.INFER: self._infer,
                    P.RESET: self._reset}.get(t)
+        if self.chunked and handler is None:
+            handler = {P.INFER_BEGIN: self._infer_begin, P.INFER_CHUNK: self._infer_chunk,
+                       P.INFER_RUN: self._infer_run, P.OUTPUT_READ: self._output_read}.get(t)
         if handler is None:
             raise _Err(P.E_UNKNOWN, t, "unknown type")
         result = handler(p)
@@ -243,7 +261,9 @@ class ReferenceDevice:
             raise _Err(P.E_VERSION, 1, "this device speaks protocol 1")
         return P.pack_hello_response(P.HelloInfo(self.protocol, self.firmware, self.max_payload,
                                                  self.window, len(self.slots), self.slot_size,
-                                                 self.arena_size, self.target, self.board))
+                                                 self.arena_size, self.target, self.board,
+                                                 P.CAP_CHUNKED_TENSORS if self.chunked else None,
+                                                 self.tensor_bytes if self.chunked else 0))
 
     def _info(self, p: bytes) -> bytes:
         slots = tuple(P.SlotInfo(i, P.SLOT_STATES[s.state], s.size, s.crc, s.name, s.model_hash())
@@ -342,8 +362,12 @@ class ReferenceDevice:
             return f"format version {version}"
         if target.rstrip(b"\0").decode() != self.target:
             return "built for another target"
-        if i > self.max_payload or o + 5 > self.max_payload or arena > self.arena_size:
+        if arena > self.arena_size:
             return "sizes do not fit"
+        if self.chunked and P.tensor_footprint(i, o) > self.tensor_bytes:
+            return "inputs and outputs exceed the tensor buffer"
+        if not self.chunked and (i > self.max_payload or o + 5 > self.max_payload):
+            return "input or output larger than a frame carries"
         return ""
 
     def _abort(self, p: bytes) -> bytes:
@@ -356,13 +380,74 @@ class ReferenceDevice:
         if self.active is None:
             raise _Err(P.E_NO_MODEL, 0, "no active model")
         pkg = bytes(self.slots[self.active].data)
-        i, _ = package_io(pkg)
+        i, o = package_io(pkg)
         if len(p) != i:
             raise _Err(P.E_TOO_LARGE, i, "input size")
+        if o + 5 > self.max_payload:
+            raise _Err(P.E_INFER, o, "output larger than a frame: use INFER_RUN")
         ticks = expected_ticks(p)
         self.counters["inferences"] += 1
         self.counters["last_ticks"] = ticks
         return P.pack_infer_response(ticks, expected_output(pkg, p))
+
+    # ------------------------------------------------------------------ chunked tensors
+    def _infer_begin(self, p: bytes) -> bytes:
+        if self.active is None:
+            raise _Err(P.E_NO_MODEL, 0, "no active model")
+        size, crc = P.parse_infer_begin(p)
+        i, o = package_io(bytes(self.slots[self.active].data))
+        if size != i:
+            raise _Err(P.E_TOO_LARGE, i, "input size differs from the model's")
+        t = self.tensor
+        if t is None or (t.size, t.crc) != (size, crc):
+            self.tensor = t = TensorInput(size, crc)  # another input: start over
+        return P.pack_u32(len(t.data))
+
+    def _infer_chunk(self, p: bytes) -> bytes:
+        t = self.tensor
+        if t is None:
+            raise _Err(P.E_STATE, 0, "INFER_CHUNK without INFER_BEGIN")
+        offset, data = struct.unpack_from("<I", p)[0], p[4:]
+        held = len(t.data)
+        if offset + len(data) > t.size:
+            raise _Err(P.E_TOO_LARGE, t.size, "chunk runs past the input's size")
+        if offset > held:
+            raise _Err(P.E_OFFSET, held, "gap")
+        if offset < held:
+            overlap = min(len(data), held - offset)
+            if bytes(t.data[offset:offset + overlap]) != data[:overlap]:
+                raise _Err(P.E_OFFSET, held, "differs from the bytes held")
+            self.counters["duplicates"] += 1
+            data = data[overlap:]
+        t.data += data
+        return P.pack_u32(len(t.data))
+
+    def _infer_run(self, p: bytes) -> bytes:
+        t = self.tensor
+        if t is None:
+            raise _Err(P.E_STATE, 0, "INFER_RUN without INFER_BEGIN")
+        if len(t.data) < t.size:
+            raise _Err(P.E_OFFSET, len(t.data), "input incomplete")
+        if crc32(t.data) != t.crc:
+            self.tensor = None
+            raise _Err(P.E_CRC, crc32(t.data), "input CRC mismatch")
+        pkg = bytes(self.slots[self.active].data)
+        x = bytes(t.data)
+        t.output = expected_output(pkg, x)
+        ticks = expected_ticks(x)
+        self.counters["inferences"] += 1
+        self.counters["last_ticks"] = ticks
+        return P.pack_infer_run_response(ticks, t.output, self.max_payload)
+
+    def _output_read(self, p: bytes) -> bytes:
+        t = self.tensor
+        if t is None or t.output is None:
+            raise _Err(P.E_STATE, 0, "no output: INFER_RUN first")
+        offset, length = P.parse_output_read(p)
+        if offset > len(t.output):
+            raise _Err(P.E_OFFSET, len(t.output), "offset past the output")
+        n = min(length, len(t.output) - offset, self.max_payload - 4)
+        return P.pack_u32(offset) + t.output[offset:offset + n]
 
     def _reset(self, p: bytes):
         return b"", self.reboot

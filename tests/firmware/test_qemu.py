@@ -47,11 +47,11 @@ def test_board_serves_kws_and_ad_models(board, tmp_path_factory):
     target = load_board(board).target
     with QemuBoard(target, elf) as qb:
         qb.start()
-        assert qb.banner == f"edgekit-fw 0.1.0 proto 1 target {target} board {board}"
+        assert qb.banner == f"edgekit-fw 0.2.0 proto 1 target {target} board {board}"
         link = qb.connect()
         client = DeviceClient(link, timeout=3.0)
         h = client.hello_info
-        assert (h.protocol, h.firmware, h.target, h.board) == (1, "0.1.0", target, board)
+        assert (h.protocol, h.firmware, h.target, h.board) == (1, "0.2.0", target, board)
         assert (h.max_payload, h.window, h.slot_count) == (1024, 4, 2)
         assert h.slot_size >= 1 << 21 and h.arena_size >= 256 * 1024
         info = client.info()
