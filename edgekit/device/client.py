@@ -58,6 +58,8 @@ class ClientStats:
     device_restarts: int = 0
     reconnects: int = 0
     go_backs: int = 0
+    bytes_sent: int = 0      # on the wire, framing and retransmissions included
+    bytes_received: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,14 +77,37 @@ class UploadResult:
     restarts: int  # reconnects / device reboots survived
     retransmissions: int
     begin_offsets: tuple[int, ...] = ()  # what each UPLOAD_BEGIN answered (one per restart)
+    already_active: bool = False  # the device ran this package before: nothing was sent
+    confirmed_after_fault: bool = False  # COMMIT's answer was lost; INFO showed the package active
+    wire_bytes_sent: int = 0  # host -> device, every frame of the upload (framing, retransmissions)
+    wire_bytes_received: int = 0  # device -> host
+
+    @property
+    def bytes_transferred(self) -> int:
+        """Package bytes this upload had to move: those the device did not hold at the start."""
+        return self.size - self.resumed_from
 
     @property
     def bytes_per_second(self) -> float:
-        return self.size / self.seconds if self.seconds > 0 else 0.0
+        return self.bytes_transferred / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def wire_bytes_per_package_byte(self) -> float:
+        """Bytes on the wire, host to device, per package byte moved: the protocol's framing,
+        COBS, request and retransmission overhead (1.02 for 1 KiB chunks on a clean line)."""
+        return self.wire_bytes_sent / self.bytes_transferred if self.bytes_transferred else 0.0
+
+    def line_seconds(self, baud: int = 115200, bits_per_byte: int = 10) -> float:
+        """Time the bytes of this upload take on a real UART at ``baud`` (8N1: 10 bits a byte).
+        The line is full duplex: acknowledgements travel while chunks are sent, so the busier
+        direction sets the time. The device's own time (flash programming) comes on top."""
+        return max(self.wire_bytes_sent, self.wire_bytes_received) * bits_per_byte / baud
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["bytes_per_second"] = round(self.bytes_per_second, 1)
+        d["wire_bytes_per_package_byte"] = round(self.wire_bytes_per_package_byte, 4)
+        d["seconds_at_115200_baud"] = round(self.line_seconds(), 2)
         return d
 
 
@@ -248,6 +273,7 @@ class DeviceClient:
                 raise LinkLostError(f"not connected to {self.port_name}")
             data = self._link.read(min(left, 0.25))
             if data:
+                self.stats.bytes_received += len(data)
                 self._events.extend(self._decoder.feed(data))
         ev = self._events.popleft()
         if isinstance(ev, BadFrame):
@@ -266,6 +292,7 @@ class DeviceClient:
         if self._link is None:
             raise LinkLostError(f"not connected to {self.port_name}")
         self._link.write(data)
+        self.stats.bytes_sent += len(data)
 
     def _wire_time(self, nbytes: int) -> float:
         return nbytes / self.link_rate
@@ -527,8 +554,11 @@ class DeviceClient:
                                 f"package's {size} bytes")
         return slot, offset
 
-    def commit(self) -> int:
-        payload = self.request(P.UPLOAD_COMMIT, command="UPLOAD_COMMIT", restart_raises=True)
+    def commit(self, size: int | None = None, crc: int | None = None) -> int:
+        """UPLOAD_COMMIT; with ``size`` and ``crc``, naming the package meant (the device then
+        refuses to commit another one, and answers again for one already active)."""
+        named = P.pack_commit(size, crc) if size is not None and crc is not None else b""
+        payload = self.request(P.UPLOAD_COMMIT, named, command="UPLOAD_COMMIT", restart_raises=True)
         if not payload:
             raise ProtocolError("UPLOAD_COMMIT: empty response (expected the slot)")
         return payload[0]
@@ -538,12 +568,18 @@ class DeviceClient:
 
     # ------------------------------------------------------------------ upload
     def upload(self, package: bytes, name: str, progress: Callable[[int, int], None] | None = None,
-               *, commit: bool = True) -> UploadResult:
+               *, commit: bool = True, model_hash: str | None = None) -> UploadResult:
         """Send ``package`` to the inactive slot and (with ``commit``) activate it.
 
         Survives lost, corrupted and duplicated frames (retransmission) and up to
         ``max_restarts`` link losses or device reboots (reconnect, HELLO, UPLOAD_BEGIN,
-        which resumes from the offset the device still holds)."""
+        which resumes from the offset the device still holds).
+
+        Before each UPLOAD_BEGIN the host asks INFO whether the device already runs this
+        package (size, CRC-32 and, when given, ``model_hash``, the hex the device reports).
+        So a COMMIT whose answer was lost (the link died, the board restarted) is reported
+        as done when it was, and the upload is never started again over the slot that
+        holds the previous model."""
         package = bytes(package)
         size, crc = len(package), crc32(package)
         hello = self.hello
@@ -557,10 +593,31 @@ class DeviceClient:
         resumed_from: int | None = None
         begin_offsets: list[int] = []
         retrans0 = self.stats.retransmissions + self.stats.go_backs
+        wire0 = (self.stats.bytes_sent, self.stats.bytes_received)
+        commit_sent = False
+
+        def result(slot: int, **kw) -> UploadResult:
+            return UploadResult(name, slot, size, crc, size if resumed_from is None else resumed_from,
+                                commit, time.monotonic() - t0, restarts,
+                                self.stats.retransmissions + self.stats.go_backs - retrans0,
+                                tuple(begin_offsets), wire_bytes_sent=self.stats.bytes_sent - wire0[0],
+                                wire_bytes_received=self.stats.bytes_received - wire0[1], **kw)
+
         while True:
             try:
                 if self._link is None or self._link.closed:
                     raise LinkLostError(f"link to {self.port_name} is closed")
+                if commit:
+                    try:
+                        active = self._active_slot_holding(size, crc, model_hash)
+                    except DeviceTimeoutError as exc:
+                        raise LinkLostError(str(exc)) from None
+                    if active is not None:
+                        if commit_sent:
+                            self._emit(f"the device runs {name!r} in slot {active}: the commit took "
+                                       "effect before its answer was lost")
+                        return result(active, already_active=not commit_sent,
+                                      confirmed_after_fault=commit_sent)
                 slot, offset = self.begin(size, crc, name)
                 begin_offsets.append(offset)
                 if resumed_from is None:
@@ -572,8 +629,13 @@ class DeviceClient:
                     if not commit:
                         break
                     try:
-                        slot = self.commit()
+                        commit_sent = True
+                        slot = self.commit(size, crc)
                         break
+                    except DeviceTimeoutError as exc:
+                        # No answer: the device may have committed and then died, or the
+                        # link may be dead. Reconnect and ask it (above) what it runs.
+                        raise LinkLostError(f"no answer to UPLOAD_COMMIT ({exc})") from None
                     except DeviceRejectedError as exc:
                         if exc.code == P.E_OFFSET and exc.detail < size:
                             offset = exc.detail
@@ -586,22 +648,37 @@ class DeviceClient:
                             self._emit("the device found a CRC mismatch at commit: uploading again")
                             raise _DeviceRestarted("E_CRC") from None
                         raise
-                return UploadResult(name, slot, size, crc, resumed_from, commit,
-                                    time.monotonic() - t0, restarts,
-                                    self.stats.retransmissions + self.stats.go_backs - retrans0,
-                                    tuple(begin_offsets))
+                return result(slot)
             except (LinkLostError, _DeviceRestarted) as exc:
                 restarts += 1
+                unknown = (" UPLOAD_COMMIT was sent and its answer lost: the device may run the new "
+                           f"model or the previous one (edgekit device info --port {self.port_name} "
+                           "tells)") if commit_sent else ""
                 if restarts > self.max_restarts:
                     raise DeviceError(f"upload of {name!r} to {self.port_name}: gave up after "
                                       f"{self.max_restarts} link losses or device reboots "
-                                      f"(last: {exc})") from None
-                if isinstance(exc, LinkLostError):
-                    self._emit(f"link lost during the upload ({exc})")
-                    self.reconnect()
-                else:
-                    self._emit(f"device restarted the upload ({exc})")
-                    self.say_hello()
+                                      f"(last: {exc}).{unknown}") from None
+                try:
+                    if isinstance(exc, LinkLostError):
+                        self._emit(f"link lost during the upload ({exc})")
+                        self.reconnect()
+                    else:
+                        self._emit(f"device restarted the upload ({exc})")
+                        self.say_hello()
+                except DeviceError as lost:
+                    if not commit_sent:
+                        raise
+                    raise DeviceError(f"upload of {name!r}: {lost}.{unknown}") from None
+
+    def _active_slot_holding(self, size: int, crc: int, model_hash: str | None) -> int | None:
+        """The active slot if it holds the package of this size and CRC-32 (and model hash,
+        when given), else None."""
+        active = self.info().active
+        if active is None or (active.size, active.crc) != (size, crc):
+            return None
+        if model_hash is not None and active.model_hash != model_hash:
+            return None
+        return active.index
 
     def _send_chunks(self, data: bytes, start: int, progress, chunk_type: int = P.UPLOAD_CHUNK) -> None:
         """Send data[start:] in pipelined ``chunk_type`` chunks (UPLOAD_CHUNK or INFER_CHUNK: the same

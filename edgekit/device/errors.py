@@ -36,15 +36,22 @@ class DeviceRejectedError(DeviceError):
     """The device answered ERROR. ``code``/``detail``/``device_message`` hold its payload."""
 
     def __init__(self, command: str, code: int, detail: int, device_message: str, hint: str = ""):
-        from edgekit.device.protocol import error_name
+        from edgekit.device.protocol import TYPE_NAMES, describe_error, error_name
 
         self.command = command
         self.code = code
         self.detail = detail
         self.device_message = device_message
-        text = f"{command}: the device answered {error_name(code)} (detail {detail})"
+        # The request type from the command's first word ("UPLOAD_CHUNK at offset 1,020").
+        types = {name: t for t, name in TYPE_NAMES.items()}
+        meaning = describe_error(types.get(command.split(" ", 1)[0], -1), code, detail)
+        text = f"{command}: the device answered {error_name(code)}"
         if device_message:
             text += f": {device_message}"
+        if meaning:
+            text += f" ({meaning})"
+        elif detail:
+            text += f" (detail {detail})"
         if hint:
             text += f". {hint}"
         super().__init__(text)

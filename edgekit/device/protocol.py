@@ -256,6 +256,21 @@ def parse_begin_response(payload: bytes) -> tuple[int, int]:
     return _BEGIN_RESP.unpack_from(payload)
 
 
+_COMMIT = struct.Struct("<II")
+
+
+def pack_commit(size: int, crc: int) -> bytes:
+    """UPLOAD_COMMIT naming the package meant (size, CRC-32): the device refuses to commit
+    another upload, and answers again, without doing anything, when that package is
+    already active (so a COMMIT repeated after a lost answer is harmless)."""
+    return _COMMIT.pack(size, crc)
+
+
+def parse_commit(payload: bytes) -> tuple[int, int] | None:
+    """(size, crc) of a COMMIT that names its package, None for an empty one."""
+    return _COMMIT.unpack_from(payload) if len(payload) >= _COMMIT.size else None
+
+
 def pack_chunk(offset: int, data: bytes) -> bytes:
     return struct.pack("<I", offset) + bytes(data)
 
@@ -282,21 +297,6 @@ def parse_infer_response(payload: bytes) -> tuple[int, int, bytes]:
     _need(payload, _INFER_RESP.size, "INFER")
     status, ticks = _INFER_RESP.unpack_from(payload)
     return status, ticks, bytes(payload[_INFER_RESP.size:])
-
-
-_ERROR = struct.Struct("<BI")
-
-
-def pack_error(code: int, detail: int = 0, message: str = "") -> bytes:
-    return _ERROR.pack(code, detail) + message.encode("utf-8")[:ERROR_MESSAGE_MAX]
-
-
-def parse_error(payload: bytes) -> tuple[int, int, str]:
-    if len(payload) < _ERROR.size:  # be lenient: an ERROR is already a failure
-        return (payload[0] if payload else 0), 0, ""
-    code, detail = _ERROR.unpack_from(payload)
-    msg = payload[_ERROR.size:_ERROR.size + ERROR_MESSAGE_MAX].split(b"\0", 1)[0]
-    return code, detail, msg.decode("utf-8", "replace")
 
 
 # --------------------------------------------------------------------------- chunked tensors
@@ -351,6 +351,66 @@ def pack_output_read(offset: int, length: int) -> bytes:
 def parse_output_read(payload: bytes) -> tuple[int, int]:
     _need(payload, _OUTPUT_READ.size, "OUTPUT_READ request")
     return _OUTPUT_READ.unpack_from(payload)
+
+
+_ERROR = struct.Struct("<BI")
+
+
+def pack_error(code: int, detail: int = 0, message: str = "") -> bytes:
+    return _ERROR.pack(code, detail) + message.encode("utf-8")[:ERROR_MESSAGE_MAX]
+
+
+def parse_error(payload: bytes) -> tuple[int, int, str]:
+    if len(payload) < _ERROR.size:  # be lenient: an ERROR is already a failure
+        return (payload[0] if payload else 0), 0, ""
+    code, detail = _ERROR.unpack_from(payload)
+    msg = payload[_ERROR.size:_ERROR.size + ERROR_MESSAGE_MAX].split(b"\0", 1)[0]
+    return code, detail, msg.decode("utf-8", "replace")
+
+
+# Why the firmware refused a package: the low 16 bits of an E_HEADER detail
+# (docs/model-package.md, "What the firmware checks"); the high 16 bits are the op index.
+HEADER_REASONS = {
+    1: "size: shorter than a header, total_size differs from the upload, or header_size out of range",
+    2: "magic: not an edgekit model package",
+    3: "format_major: a package format this firmware does not run",
+    4: "header_crc: the header is corrupt",
+    5: "target: packed for another target than the firmware's",
+    6: "arena_size: needs a larger arena than the firmware has",
+    7: "input/output table: out of bounds, or tensors larger than the device carries",
+    8: "op table or data region outside the package",
+    9: "an op kind this firmware does not know",
+    10: "op parameters out of range",
+    11: "model_hash: the SHA-256 of the package body differs from its header (altered or corrupt)",
+}
+NO_OP = 0xFFFF
+
+
+def describe_error(type_: int, code: int, detail: int) -> str:
+    """What an ERROR's ``detail`` means for this request and code, in words."""
+    if code == E_HEADER:
+        reason, op = detail & 0xFFFF, detail >> 16
+        text = f"check {reason}, " + HEADER_REASONS.get(reason, "a check this host does not know")
+        return text + (f", at op {op}" if op != NO_OP else "")
+    if code == E_OFFSET:
+        return f"the device expects offset {detail:,}" if type_ != UPLOAD_COMMIT else \
+            f"the device holds {detail:,} bytes"
+    if code == E_TOO_LARGE:
+        what = "input size" if type_ == INFER else "limit"
+        return f"the device's {what} is {detail:,} bytes"
+    if code == E_CRC:
+        return f"the device computed CRC-32 0x{detail:08x}"
+    if code == E_PAYLOAD:
+        return f"the request payload was {detail} bytes"
+    if code == E_UNKNOWN:
+        return f"message type 0x{detail:02x}"
+    if code == E_VERSION:
+        return f"the device speaks protocol version {detail}"
+    if code == E_INFER and detail:
+        return f"detail {detail}"
+    if code == E_STATE and type_ == UPLOAD_COMMIT and detail:
+        return f"the upload in progress is {detail:,} bytes"
+    return ""
 
 
 def parse_banner(line: bytes) -> dict | None:

@@ -89,7 +89,8 @@ class ReferenceDevice:
                  slot_count: int = 2, target: str = "cortex-m4", board: str = "ref-double",
                  protocol: int = 1, firmware: str = "0.9.0", arena_size: int = 64 * 1024,
                  banner: bool = True, nak: bool = True, power_cut_after_chunks: int | None = None,
-                 chunk_delay: float = 0.0, chunked: bool = True, tensor_bytes: int = 64 * 1024):
+                 chunk_delay: float = 0.0, chunked: bool = True, tensor_bytes: int = 64 * 1024,
+                 keeps_fallback: bool = True):
         self.max_payload = max_payload
         self.window = window
         self.slot_size = slot_size
@@ -104,6 +105,9 @@ class ReferenceDevice:
         self.chunk_delay = chunk_delay
         self.chunked = chunked
         self.tensor_bytes = tensor_bytes
+        # False: firmware 0.1.x, whose BEGIN for the active package erased the other slot and
+        # whose COMMIT named nothing (the host alone must then keep the fallback model).
+        self.keeps_fallback = keeps_fallback
         self.slots = [Slot() for _ in range(slot_count)]
         self.active: int | None = None
         self.executed: dict[str, int] = {}  # request type name -> times executed (not deduplicated)
@@ -122,6 +126,7 @@ class ReferenceDevice:
     def _boot(self) -> None:
         """RAM state after a reset; the banner goes to the current or next connection."""
         self.upload: Upload | None = None
+        self.begin_was_active = False
         self.tensor: TensorInput | None = None
         self.last_request: tuple | None = None
         self.last_response: bytes | None = None
@@ -286,6 +291,12 @@ class ReferenceDevice:
             raise _Err(P.E_STATE, 0, "short UPLOAD_BEGIN") from None
         if size > self.slot_size:
             raise _Err(P.E_TOO_LARGE, self.slot_size, "package larger than a slot")
+        up = self.upload
+        self.begin_was_active = False
+        if self.keeps_fallback and not (up and (up.size, up.crc) == (size, crc)) and self._active_holds(size, crc):
+            self.upload = None  # already active: erase nothing, COMMIT answers at once
+            self.begin_was_active = True
+            return P.pack_begin_response(self.active, size)
         idx = self._free_slot()
         slot = self.slots[idx]
         if slot.state == 1 and slot.size == size and slot.crc == crc:
@@ -331,10 +342,18 @@ class ReferenceDevice:
             after = self.power_cut  # the response is lost with the connection... or not: sent first
         return P.pack_u32(len(slot.data)), after
 
+    def _active_holds(self, size: int, crc: int) -> bool:
+        return self.active is not None and (self.slots[self.active].size, self.slots[self.active].crc) == (size, crc)
+
     def _commit(self, p: bytes) -> bytes:
+        named = P.parse_commit(p) if self.keeps_fallback else None
         if self.upload is None:
+            if (self._active_holds(*named) if named else self.begin_was_active and self.keeps_fallback):
+                return bytes([self.active])  # idempotent
             raise _Err(P.E_STATE, 0, "no upload in progress")
         up = self.upload
+        if named and named != (up.size, up.crc):
+            raise _Err(P.E_STATE, up.size, "COMMIT names another package than the upload")
         slot = self.slots[up.slot]
         if len(slot.data) < up.size:
             raise _Err(P.E_OFFSET, len(slot.data), "package incomplete")

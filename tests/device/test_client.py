@@ -11,6 +11,7 @@ import pytest
 from edgekit.device import protocol as P
 from edgekit.device.client import DeviceClient
 from edgekit.device.crc import crc32
+from edgekit.device.frames import Frame, FrameDecoder
 from edgekit.device.errors import (DeviceError, DeviceRejectedError, DeviceTimeoutError, PortError,
                                    ProtocolError)
 from edgekit.device.link import open_link
@@ -72,9 +73,36 @@ def test_upload_with_small_frames_and_any_window(make_device, max_payload, windo
     assert chunks == -(-len(pkg) // (max_payload - 4))
 
 
-def test_host_window_limit_is_respected(device):
-    with client(device.url, window=1) as dev:
-        dev.upload(make_package(body=5000), "m")
+@pytest.mark.parametrize("limit,expected", [(1, 1), (2, 2), (3, 3), (None, 4)])
+def test_host_window_limit_is_respected(device, limit, expected):
+    """Chunks in flight, seen on the wire (frames written, responses read), never exceed
+    the host's window, nor the device's 4 without one, and reach it."""
+    pkg = make_package(body=12_000)
+    with client(device.url, window=limit) as dev:
+        link = dev._link
+        sent, received = FrameDecoder(), FrameDecoder()
+        inflight: set[int] = set()
+        most = [0]
+        write, read = link.write, link.read
+
+        def spy_write(data):
+            for f in sent.feed(data):
+                if isinstance(f, Frame) and f.type == P.UPLOAD_CHUNK:
+                    inflight.add(f.seq)
+                    most[0] = max(most[0], len(inflight))
+            return write(data)
+
+        def spy_read(timeout):
+            data = read(timeout)
+            for f in received.feed(data or b""):
+                if isinstance(f, Frame):
+                    inflight.discard(f.seq)
+            return data
+
+        link.write, link.read = spy_write, spy_read
+        dev.upload(pkg, "m")
+    assert most[0] == expected
+    assert device.executed["UPLOAD_CHUNK"] == -(-len(pkg) // 1020)
 
 
 def test_infer_errors_name_the_command_and_the_fix(device):
