@@ -19,7 +19,7 @@ import pytest
 from edgekit.ir.dtypes import QuantParams
 from tests.runtimes import micro_cases as mc
 from tests.runtimes import micro_cgen as cgen
-from tests.runtimes.micro_build import BoardBuild, build_elf, require_tool, run_qemu
+from tests.runtimes.micro_build import MICRO, BoardBuild, build_elf, include_flags, require_tool, run_qemu
 
 BUILDS = [
     BoardBuild("cortex-m3", "portable"),
@@ -116,6 +116,32 @@ def test_dsp_build_uses_simd_instructions(elfs, build):
         used = set().union(*(found.get(f, set()) for f in functions))
         missing = [m for m in mnemonics if m not in used]
         assert not missing, f"{build.id}: {kernel} has no {missing} in {sorted(functions)}"
+
+
+# depthwise_fast's own instructions: the SIMD multiply-accumulates of four channels and the
+# SMMULR requantization that only the fast path uses.
+DEPTHWISE_FAST_INSTRUCTIONS = ("smlabb", "smlatt", "sxtb16", "sxtab16", "smmulr")
+
+
+@pytest.mark.parametrize("build", [b for b in BUILDS if b.variant == "dsp"], ids=lambda b: b.id)
+def test_depthwise_fast_path_uses_simd_instructions(tmp_path, build):
+    """At -O2 GCC inlines both static paths of the dsp depthwise kernel (depthwise_fast and
+    depthwise_general, each called once) into ek_depthwise_conv2d_s8, so the check above
+    cannot tell which path holds the instructions. Compiled with the build's flags and
+    -fno-inline-functions-called-once, each path keeps its own symbol."""
+    cc = require_tool("arm-none-eabi-gcc")
+    source = MICRO / "src" / "dsp" / "depthwise_conv2d.c"
+    obj = tmp_path / "depthwise_conv2d.o"
+    subprocess.run([cc, *build.cflags, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
+                    "-fno-inline-functions-called-once", *include_flags(), "-c", str(source), "-o", str(obj)],
+                   check=True, capture_output=True, text=True)
+    found = _instructions_by_function(obj)
+    assert "depthwise_fast" in found and "depthwise_general" in found, sorted(found)
+    missing = [m for m in DEPTHWISE_FAST_INSTRUCTIONS if m not in found["depthwise_fast"]]
+    assert not missing, f"{build.id}: depthwise_fast has no {missing}"
+    # The general path keeps TFLM's requantization: SMMULR appearing there would mean the
+    # two paths are no longer told apart.
+    assert "smmulr" not in found["depthwise_general"]
 
 
 def test_cortex_m3_build_has_no_dsp_instructions(elfs):
