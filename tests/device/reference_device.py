@@ -81,7 +81,6 @@ class TensorInput:
     output: bytes | None = None
 
 
-
 class ReferenceDevice:
     """Device side of the protocol on a loopback TCP port; ``url`` is its port."""
 
