@@ -230,3 +230,10 @@ def test_per_layer_ratios():
         pr.prune(model, ex, 0.0, layer_ratios={"a2": 0.5, "b2": 0.25})
     with pytest.raises(BadInputError, match="whole layer 'a1'"):
         pr.prune(model, ex, 0.0, layer_ratios={"a1": 0.99})
+
+
+def test_unreachable_memory_budget_names_its_unit():
+    # `--sram 16B` used to answer "cannot reach the target sram 16: ... leaves 2,048": bytes, said.
+    model, ex = _build("conv_bn")
+    with pytest.raises(BadInputError, match=r"cannot reach the target sram 16 bytes: .* leaves [\d,]+ bytes$"):
+        pr.find_ratio(model, ex, pr.make_measure("sram", ex), 16, what="sram")
