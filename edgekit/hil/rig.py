@@ -278,7 +278,7 @@ def _run(graph, client, feeds, want, device_label, target, package, name, max_mi
     n = result.vectors
     for i in range(n):
         data = b"".join(feeds[k][i].tobytes() for k in graph.inputs)
-        out, ticks = client.infer(data)
+        out, ticks = client.infer(data, output_bytes=out_bytes)
         result.ticks.append(ticks)
         bad = len(out) != out_bytes
         pos = 0
