@@ -9,9 +9,9 @@ with the runtimes/micro kernels, so uploading a new model needs no firmware rebu
     header = read_package_header(data)
 
 Each op is lowered exactly as the C code generator lowers it
-(``edgekit.backends.c.params.lower_op``: the kernel parameters TFLite Micro's
+(``edgekit.backends.c.lower_op``: the kernel parameters TFLite Micro's
 ``Prepare`` would derive) and the arena is planned with the C backend's rules
-(``edgekit.backends.c.plan.plan_arena``), so a package computes the same bytes as the
+(``edgekit.backends.c.plan_arena``), so a package computes the same bytes as the
 generated C model and as edgekit's reference interpreter.
 """
 
@@ -206,7 +206,7 @@ class _Packer:
         self.data = data
 
     def ref(self, arg) -> int:
-        from edgekit.backends.c.params import ConstArray, TensorRef
+        from edgekit.backends.c import ConstArray, TensorRef
 
         if arg is None:
             return REF_NONE
@@ -229,7 +229,7 @@ class _Packer:
         return REF_CONST | self.data.add(blob)
 
     def elems(self, arg) -> int:
-        from edgekit.backends.c.params import ConstArray
+        from edgekit.backends.c import ConstArray
 
         if isinstance(arg, ConstArray):
             return int(arg.data.size)
@@ -237,7 +237,7 @@ class _Packer:
 
     def words(self, call) -> list[int]:
         """The parameter words of one kernel call (layouts: docs/model-package.md)."""
-        from edgekit.backends.c.params import F32
+        from edgekit.backends.c import F32
 
         f, a = call.function, call.args
         r, sw = self.ref, _struct_words
@@ -311,8 +311,7 @@ def pack_model(graph: Graph, target, *, name: str | None = None) -> bytes:
     """The model package of an int8 IR ``graph`` for an MCU ``target`` (a name or a
     ``Target``). Raises UnsupportedOpError naming the op and node the firmware cannot
     run, BadInputError for a float graph or unsupported inputs/outputs."""
-    from edgekit.backends.c.params import check_supported, lower_op
-    from edgekit.backends.c.plan import plan_arena
+    from edgekit.backends.c import check_supported, lower_op, plan_arena
     from edgekit.ir.shapes import op_macs
     from edgekit.ir.ops import normalize_attrs
     from edgekit.targets import Target, load_target
@@ -460,3 +459,24 @@ def read_package_header(data: bytes) -> PackageHeader:
         name.split(b"\0", 1)[0].decode("utf-8", "replace"), model_hash, arena, alignment, flags,
         num_ops, macs, tuple(tensor(i) for i in range(nin)),
         tuple(tensor(nin + i) for i in range(nout)), kinds)
+
+
+def body_hash(data: bytes, header_size: int = HEADER_BYTES) -> bytes:
+    """The first 8 bytes of the SHA-256 of a package's body (``header_size`` to the end):
+    what the header's ``model_hash`` must hold."""
+    return hashlib.sha256(bytes(data[header_size:])).digest()[:8]
+
+
+def verify_package(data: bytes) -> PackageHeader:
+    """The header of a package whose body matches its ``model_hash``; raises
+    ModelFormatError for a package that is malformed, or altered or corrupt after it was
+    packed (the firmware refuses such a package at commit too, but the host says why
+    before sending it)."""
+    header = read_package_header(data)
+    actual = body_hash(data, header.header_size)
+    if actual != header.model_hash:
+        raise ModelFormatError(
+            f"model package {header.name!r}: the body does not match the header's model_hash "
+            f"({header.model_hash.hex()}; the body hashes to {actual.hex()}): altered or corrupt "
+            "since it was packed. Pack it again (edgekit package)")
+    return header

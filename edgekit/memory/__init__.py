@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from edgekit.ir.graph import Graph
+from edgekit.ir.ops import OpType
 from edgekit.memory.lifetimes import Lifetimes, MemoryModel, MemoryPlanError, min_shift
 from edgekit.memory.planner import STRATEGIES, check_offsets, place_buffers
 from edgekit.memory.schedule import candidate_orders, is_topological
@@ -132,16 +133,20 @@ class MemoryPlan:
 
 def plan_memory(graph: Graph, *, alignment: int = 16, reorder: bool = True, inplace: bool = True,
                 target_features: Iterable[str] = (), strategies: tuple[str, ...] = STRATEGIES,
-                exact_limit: int = 12, preserve_inputs: bool = False) -> MemoryPlan:
+                exact_limit: int = 12, preserve_inputs: bool = False,
+                no_share: Iterable[OpType] = ()) -> MemoryPlan:
     """Plan the activation arena of ``graph``.
 
     ``reorder``: also try op orders that lower the peak (kept only when strictly better).
     ``inplace``: let ops write their output over an input that dies there (see
-    ``lifetimes.py`` for the rule per op). ``preserve_inputs``: never overwrite graph inputs.
+    ``lifetimes.py`` for the rule per op). ``no_share``: op types that never do, whatever
+    that rule allows (a backend whose kernel for them cannot keep the write contract).
+    ``preserve_inputs``: never overwrite graph inputs.
     ``target_features`` select the kernels whose scratch needs are planned (``scratch.py``).
     """
     model = MemoryModel(graph, alignment=alignment, inplace=inplace,
-                        target_features=tuple(target_features), preserve_inputs=preserve_inputs)
+                        target_features=tuple(target_features), preserve_inputs=preserve_inputs,
+                        no_share=no_share)
     orders = candidate_orders(model) if reorder else [("original", list(model.op_names))]
     best = None
     tried: dict[str, int] = {}

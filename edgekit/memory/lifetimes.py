@@ -268,11 +268,12 @@ class Sharing:
 
 class MemoryModel:
     """Order-independent facts about a graph's activations: alias groups, sizes, producers,
-    consumers, scratch needs and the sharing each op would allow."""
+    consumers, scratch needs and the sharing each op would allow. Ops whose type is in
+    ``no_share`` never write over their inputs (for kernels that break the write contract)."""
 
     def __init__(self, graph: Graph, *, alignment: int = 16, inplace: bool = True,
                  target_features: Iterable[str] = (), alias_reshape: bool = True,
-                 preserve_inputs: bool = False):
+                 preserve_inputs: bool = False, no_share: Iterable[OpType] = ()):
         from edgekit.memory.scratch import scratch_bytes
 
         if alignment < 1:
@@ -341,8 +342,10 @@ class MemoryModel:
         # input tensor, aligned min shift)].
         self.shares: dict[str, list[tuple[str, str, str, int]]] = {op.name: [] for op in graph.ops}
         if inplace:
+            no_share = frozenset(no_share)
             for op in graph.ops:
-                self.shares[op.name] = self._op_shares(op, preserve_inputs)
+                if op.type not in no_share:
+                    self.shares[op.name] = self._op_shares(op, preserve_inputs)
 
     def _op_shares(self, op: Op, preserve_inputs: bool) -> list[tuple[str, str, str, int]]:
         if len(op.outputs) != 1 or op.outputs[0] not in self.root:

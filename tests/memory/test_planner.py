@@ -637,6 +637,12 @@ def test_concat_output_may_start_at_its_first_input():
     plan = plan_memory(g)
     assert plan.arena_bytes == 32 == plan.lower_bound_bytes  # zero-copy concat
     assert_plan_is_safe(g, plan)
+    # A backend whose concat kernel cannot keep the write contract opts it out: the
+    # output then needs its own 32 B beside both 16 B inputs.
+    apart = plan_memory(g, no_share={OpType.CONCATENATION})
+    assert apart.overlaps == [] and apart.arena_bytes == 64
+    assert_plan_is_safe(g, apart)
+    assert plan_memory(g, no_share={OpType.PAD}).arena_bytes == 32  # no PAD here: nothing changes
 
 
 def test_scratch_formulas_and_planning():

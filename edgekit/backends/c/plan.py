@@ -27,10 +27,7 @@ from __future__ import annotations
 
 from edgekit.ir.graph import Graph
 from edgekit.ir.ops import OpType
-from edgekit.memory import MemoryPlan, MemoryPlanError, plan_memory
-from edgekit.memory.lifetimes import MemoryModel
-from edgekit.memory.planner import STRATEGIES, place_buffers
-from edgekit.memory.schedule import candidate_orders, is_topological
+from edgekit.memory import MemoryPlan, plan_memory
 
 ALIGNMENT = 16
 NO_SHARE = frozenset({OpType.PAD, OpType.CONCATENATION})
@@ -40,26 +37,4 @@ def plan_arena(graph: Graph, *, alignment: int = ALIGNMENT, no_share=NO_SHARE) -
     """``plan_memory`` of ``graph`` in which the ops of type ``no_share`` never write over
     their inputs. Graph inputs may be overwritten (the generated code copies the input
     into the arena on every call)."""
-    if not any(op.type in no_share for op in graph.ops):
-        return plan_memory(graph, alignment=alignment)
-    from edgekit.memory import _build  # the assembly step of plan_memory
-
-    model = MemoryModel(graph, alignment=alignment, inplace=True)
-    for op in graph.ops:
-        if op.type in no_share:
-            model.shares[op.name] = []
-    best = None
-    tried: dict[str, int] = {}
-    for source, order in candidate_orders(model):
-        if not is_topological(graph, order):
-            raise MemoryPlanError(f"schedule {source!r} is not a valid order of {graph.name!r}")
-        life = model.lifetimes(order)
-        placement = place_buffers(life, strategies=STRATEGIES)
-        for s, peak in placement.tried.items():
-            tried[f"{source}/{s}"] = peak
-        if best is None or placement.peak < best[2].peak:
-            best = (source, life, placement)
-    source, life, placement = best
-    plan = _build(graph, life, placement, source, tried)
-    plan.validate()
-    return plan
+    return plan_memory(graph, alignment=alignment, no_share=no_share)
