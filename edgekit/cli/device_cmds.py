@@ -40,9 +40,47 @@ def _client(port: str, timeout: float, retries: int, baudrate: int, **kw):
     return DeviceClient(port, timeout=timeout, retries=retries, baudrate=baudrate, **kw)
 
 
+# Bytes at the start of each slot that hold its record, not package data (firmware/app/ek_slots.h).
+SLOT_RECORD_BYTES = 64
+
+
+def _check_package_file(path: str) -> None:
+    """Before connecting: a model package file must be whole, unaltered (its body matches
+    its model_hash) and fit a slot of edgekit's firmware for its target. Model files are
+    packed after HELLO, for the device's target, and checked then."""
+    from edgekit.bundle.micro_package import MAGIC, verify_package
+
+    p = Path(path)
+    if not p.is_file():
+        raise BadInputError(f"file not found: {path}")
+    with open(p, "rb") as f:
+        if f.read(4) != MAGIC:
+            return
+    data = p.read_bytes()
+    header = verify_package(data)
+    room = _slot_capacity(header.target)
+    if room is not None and len(data) > room[0]:
+        raise BadInputError(f"{path}: the package is {len(data):,} bytes; a slot of edgekit's firmware for "
+                            f"{header.target} ({room[1]}) holds {room[0]:,}")
+
+
+def _slot_capacity(target: str) -> tuple[int, str] | None:
+    """(package bytes a slot holds, board) of edgekit's firmware port for ``target``, or None
+    when edgekit has no port for it (a board of the user's own: HELLO tells)."""
+    from edgekit.firmware.build import board_for_target
+    from edgekit.targets import parse_size
+
+    try:
+        board = board_for_target(target)
+        size = (board.config.get("memory") or {}).get("slots", {}).get("size_each")
+        return (parse_size(size) - SLOT_RECORD_BYTES, board.name) if size is not None else None
+    except (BadInputError, ValueError):
+        return None
+
+
 def _load_package_or_model(path: str, target: str | None, device_target: str, name: str | None):
     """(package bytes, what it is) for a model package file or a model file."""
-    from edgekit.bundle.micro_package import MAGIC, read_package_header
+    from edgekit.bundle.micro_package import MAGIC, verify_package
 
     p = Path(path)
     if not p.is_file():
@@ -50,7 +88,7 @@ def _load_package_or_model(path: str, target: str | None, device_target: str, na
     head = p.read_bytes()[:4]
     if head == MAGIC:
         data = p.read_bytes()
-        header = read_package_header(data)
+        header = verify_package(data)
         if header.target != device_target:
             raise BadInputError(f"{path} is a package for {header.target}; the device is a "
                                 f"{device_target}")
@@ -79,14 +117,21 @@ def flash(model_or_package: str, port: str, target: str | None, name: str | None
     """Upload a model (packed for the device's target) or a model package, and activate it.
 
     The device keeps serving its current model until the new one has arrived whole and
-    passed its CRC and header checks. A dropped link or a device reset during the upload
-    is survived: the upload resumes from what the device holds."""
+    passed its CRC, header and SHA-256 checks. A dropped link or a device reset during the
+    upload is survived: the upload resumes from what the device holds. If the answer to
+    the commit is lost, the device is asked what it runs, and that is what is reported."""
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
 
+    from edgekit.bundle.micro_package import read_package_header
+
+    _check_package_file(model_or_package)
     with _client(port, timeout, retries, baudrate, reconnect_timeout=reconnect_timeout) as dev:
         hello = dev.hello
         package, label, what = _load_package_or_model(model_or_package, target, hello.target, name)
+        if len(package) > hello.slot_size:
+            raise BadInputError(f"{what} is {len(package):,} bytes; the slots of {hello.board} on {port} "
+                                f"hold {hello.slot_size:,}")
         console.print(f"{what}: {human_bytes(len(package))} -> {hello.board} ({hello.target}, "
                       f"firmware {hello.firmware}) on {port}", highlight=False)
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
@@ -94,23 +139,39 @@ def flash(model_or_package: str, port: str, target: str | None, name: str | None
         with Progress(*columns, console=err_console, transient=False) as bar:
             task = bar.add_task(f"flash {label}", total=len(package))
             dev.on_event = lambda msg: bar.console.print(f"[yellow]{msg}[/yellow]", highlight=False)
-            result = dev.upload(package, label,
+            result = dev.upload(package, label, model_hash=read_package_header(package).model_hash.hex(),
                                 progress=lambda done, total: bar.update(task, completed=done))
         info = dev.info()
-    extra = []
-    if result.restarts:
-        extra.append(f"{result.restarts} reconnect(s), resumed at "
-                     + ", ".join(f"{o:,}" for o in result.begin_offsets[1:]))
-    if result.retransmissions:
-        extra.append(f"{result.retransmissions} retransmission(s)")
-    console.print(f"flashed {label!r} to slot {result.slot} in {result.seconds:.1f} s "
-                  f"({human_bytes(int(result.bytes_per_second))}/s), crc32 0x{result.crc:08x}"
-                  + (f"; {'; '.join(extra)}" if extra else ""), highlight=False)
+    _print_flash_result(label, result)
     active = info.active
     if active is not None:
         console.print(f"active: slot {active.index} {active.name!r} hash {active.model_hash}, "
                       f"arena {human_bytes(info.arena_used)} of {human_bytes(info.arena_size)}",
                       highlight=False)
+
+
+def _print_flash_result(label: str, result) -> None:
+    if result.already_active:
+        console.print(f"{label!r} (crc32 0x{result.crc:08x}) is already the active model, in slot "
+                      f"{result.slot}: nothing sent; the other slot keeps its model", highlight=False)
+        return
+    extra = []
+    if result.restarts:
+        extra.append(f"{result.restarts} reconnect(s)" + (", resumed at " + ", ".join(
+            f"{o:,}" for o in result.begin_offsets[1:]) if len(result.begin_offsets) > 1 else ""))
+    if result.retransmissions:
+        extra.append(f"{result.retransmissions} retransmission(s)")
+    moved = "" if result.resumed_from == 0 else f" ({result.bytes_transferred:,} bytes moved)"
+    console.print(f"flashed {label!r} to slot {result.slot} in {result.seconds:.1f} s{moved} "
+                  f"({human_bytes(int(result.bytes_per_second))}/s on this link), crc32 0x{result.crc:08x}"
+                  + (f"; {'; '.join(extra)}" if extra else ""), highlight=False)
+    if result.confirmed_after_fault:
+        console.print("the answer to UPLOAD_COMMIT was lost; the device reports the new model active",
+                      highlight=False)
+    if result.bytes_transferred:
+        console.print(f"wire: {result.wire_bytes_per_package_byte:.3f} bytes per package byte (framing, "
+                      f"acknowledgements, retransmissions); on a 115200-baud UART (8N1) these bytes take "
+                      f"{result.line_seconds(115200):.1f} s", highlight=False)
 
 
 @click.group()

@@ -257,10 +257,18 @@ def _run(graph, client, feeds, want, device_label, target, package, name, max_mi
     hello = client.hello
     tname = target.name if hasattr(target, "name") else (target or hello.target)
     model_name = name or graph.name
+    if flash and tname != hello.target:
+        # Before the upload: the firmware would only refuse the package at commit.
+        raise BadInputError(f"the firmware on {device_label} is built for {hello.target} (board "
+                            f"{hello.board}); the model is packed for {tname}. Build the firmware "
+                            f"for {tname} (edgekit build-firmware --target {tname}) or use that target")
     if package is None:
         from edgekit.bundle.micro_package import pack_model
 
         package = pack_model(graph, tname, name=model_name[:24])
+    if flash and len(package) > hello.slot_size:
+        raise BadInputError(f"the package of {model_name!r} is {len(package):,} bytes; the slots of "
+                            f"{hello.board} on {device_label} hold {hello.slot_size:,}")
     import hashlib
 
     result = HilResult(model=model_name, device=device_label, target=tname, board=hello.board,
