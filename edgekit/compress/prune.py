@@ -522,6 +522,8 @@ def _amount(what: str, value: float) -> str:
     """A measure's value with its unit: flash and SRAM are bytes."""
     if what in ("flash", "sram"):
         return f"{value:,.0f} bytes"
+    if "share of the budget" in what:  # the largest of planned arena / SRAM budget and flash / flash budget
+        return f"{value:.2f}x the budget (planned int8 arena / SRAM budget or int8 flash / flash budget)"
     return f"{value:,.0f}" if float(value).is_integer() or value >= 100 else f"{value:.3g}"
 
 
@@ -556,8 +558,10 @@ def find_ratio(model, example_inputs: tuple, measure: Callable, target: float, *
 
     v_hi = value(hi)
     if v_hi > target:
-        raise BadInputError(f"cannot reach the target {what} {_amount(what, target)}: even pruning {hi:.1%} of the "
-                            f"channels (the most that keeps every layer) leaves {_amount(what, v_hi)}")
+        goal = ("fit the memory budget (--sram/--flash)" if "share of the budget" in what
+                else f"reach the target {what} {_amount(what, target)}")
+        raise BadInputError(f"cannot {goal}: even pruning {hi:.1%} of the channels (the most that keeps every "
+                            f"layer) leaves {_amount(what, v_hi)}")
     lo = 0.0
     for _ in range(iterations):
         mid = (lo + hi) / 2

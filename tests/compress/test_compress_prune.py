@@ -237,3 +237,12 @@ def test_unreachable_memory_budget_names_its_unit():
     model, ex = _build("conv_bn")
     with pytest.raises(BadInputError, match=r"cannot reach the target sram 16 bytes: .* leaves [\d,]+ bytes$"):
         pr.find_ratio(model, ex, pr.make_measure("sram", ex), 16, what="sram")
+
+
+def test_unreachable_share_of_a_memory_budget_says_what_it_counts():
+    # The pipeline's memory budgets measure the worst share of a budget (1.0 = fits).
+    model, ex = _build("conv_bn")
+    sram = pr.make_measure("sram", ex)
+    with pytest.raises(BadInputError, match=r"cannot fit the memory budget \(--sram/--flash\): .* leaves "
+                                            r"[\d.]+x the budget \(planned int8 arena / SRAM budget"):
+        pr.find_ratio(model, ex, lambda m: sram(m) / 16, 1.0, what="memory (share of the budget)")
