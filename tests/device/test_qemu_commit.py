@@ -1,0 +1,147 @@
+"""The commit on the real model-slot firmware (QEMU mps2-an386, slot RAM file-backed so it
+survives a kill like flash): the board killed right after UPLOAD_COMMIT and booted again,
+the link cut as the COMMIT's answer passes, and a package whose weights were altered
+after packing. Each time the host reports what the board really runs, and the previous
+model stays in the other slot."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from edgekit.bundle.micro_package import pack_model, read_package_header
+from edgekit.device import protocol as P
+from edgekit.device.client import DeviceClient
+from edgekit.device.errors import DeviceRejectedError
+from edgekit.device.frames import Frame, FrameDecoder
+from edgekit.device.qemu import QemuBoard
+from tests.device import models
+from tests.device.fault_proxy import FaultProxy, Faults
+
+TARGET = "cortex-m4"
+
+
+@pytest.fixture
+def board():
+    elf = models.slot_elf(TARGET)
+    with QemuBoard(TARGET, elf, persistent_ram=True) as b:
+        yield b
+
+
+def _packages() -> tuple[bytes, bytes]:
+    old, _ = models.digits(per_channel=False)
+    new, _ = models.digits(per_channel=True)
+    return pack_model(old, TARGET, name="old"), pack_model(new, TARGET, name="new")
+
+
+def _type(frame: bytes) -> int | None:
+    got = [f for f in FrameDecoder().feed(frame.lstrip(b"\x00")) if isinstance(f, Frame)]
+    return got[0].type if got else None
+
+
+def _flash(board, pkg: bytes, name: str) -> int:
+    with DeviceClient(board, timeout=0.5, seed=1) as dev:
+        return dev.upload(pkg, name).slot
+
+
+def _check(board, new: bytes, old: bytes, new_slot: int) -> None:
+    with DeviceClient(board, timeout=0.5, seed=2) as dev:
+        info = dev.info()
+        assert info.active_slot == new_slot
+        assert info.active.model_hash == read_package_header(new).model_hash.hex()
+        other = info.slots[1 - new_slot]
+        assert (other.state, other.model_hash) == ("valid", read_package_header(old).model_hash.hex())
+
+
+class _Killer:
+    """Kills QEMU and boots it again 0.3 s later (its slot RAM kept, as flash would be)."""
+
+    def __init__(self, board):
+        self.board = board
+        self.fired = threading.Event()
+        self.back = threading.Event()
+
+    def __call__(self) -> None:
+        self.fired.set()
+        self.board.kill()
+        threading.Timer(0.3, self._reboot).start()
+
+    def _reboot(self) -> None:
+        self.board.start()
+        self.back.set()
+
+
+@pytest.mark.parametrize("delay", [0.01, 0.05])
+def test_board_killed_right_after_commit(board, delay):
+    """Killed 10 or 50 ms after the COMMIT left the host: the answer may or may not have
+    come back; either way the host must end with what the board runs."""
+    old, new = _packages()
+    old_slot = _flash(board, old, "old")
+    killer = _Killer(board)
+
+    def hook(index: int, frame: bytes) -> None:
+        if not killer.fired.is_set() and _type(frame) == P.UPLOAD_COMMIT:
+            threading.Timer(delay, killer).start()
+            killer.fired.set()
+
+    with FaultProxy(board.connect, to_device=Faults(on_frame=hook)) as px:
+        with DeviceClient(px.url, timeout=0.5, seed=3) as dev:
+            r = dev.upload(new, "new")
+    assert killer.back.wait(10) and r.slot == 1 - old_slot
+    _check(board, new, old, r.slot)
+
+
+def test_board_killed_between_commit_and_answer(board):
+    """The board committed and died before its answer reached the host."""
+    old, new = _packages()
+    old_slot = _flash(board, old, "old")
+    killer, holder = _Killer(board), {}
+
+    def hook(index: int, frame: bytes) -> None:
+        if not killer.fired.is_set() and _type(frame) == P.UPLOAD_COMMIT | P.RESPONSE:
+            killer()
+            holder["px"].disconnect()  # the answer goes down with the board
+
+    with FaultProxy(board.connect, to_host=Faults(on_frame=hook)) as px:
+        holder["px"] = px
+        with DeviceClient(px.url, timeout=0.5, seed=6) as dev:
+            r = dev.upload(new, "new")
+    assert killer.back.wait(10) and r.confirmed_after_fault and r.slot == 1 - old_slot
+    _check(board, new, old, r.slot)
+
+
+def test_link_cut_as_the_commit_answer_passes(board):
+    old, new = _packages()
+    old_slot = _flash(board, old, "old")
+    holder, fired = {}, threading.Event()
+
+    def hook(index: int, frame: bytes) -> None:
+        if not fired.is_set() and _type(frame) == P.UPLOAD_COMMIT | P.RESPONSE:
+            fired.set()
+            holder["px"].disconnect()
+
+    with FaultProxy(board.connect, to_host=Faults(on_frame=hook)) as px:
+        holder["px"] = px
+        with DeviceClient(px.url, timeout=0.5, seed=4) as dev:
+            r = dev.upload(new, "new")
+    assert fired.is_set() and r.confirmed_after_fault and r.slot == 1 - old_slot
+    _check(board, new, old, r.slot)
+
+
+def test_altered_weights_are_refused_by_the_firmware(board):
+    old, new = _packages()
+    _flash(board, old, "old")
+    graph, _ = models.digits(per_channel=True)
+    weights = next(t.data for t in graph.tensors.values()
+                   if t.data is not None and t.data.dtype.itemsize == 1 and t.data.size > 64)
+    at = new.index(weights.tobytes()) + 7
+    altered = bytearray(new)
+    altered[at] ^= 0x10  # one weight; the header (and its model_hash) untouched
+    with DeviceClient(board, timeout=0.5, seed=5) as dev:  # the client does not check hashes
+        with pytest.raises(DeviceRejectedError, match=r"UPLOAD_COMMIT: the device answered E_HEADER: .*"
+                                                      r"\(check 11, model_hash: the SHA-256"):
+            dev.upload(bytes(altered), "altered")
+        info = dev.info()
+        assert info.active.name == "old"
+        assert info.active.model_hash == read_package_header(old).model_hash.hex()
