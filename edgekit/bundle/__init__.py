@@ -10,7 +10,8 @@ from edgekit.bundle.micro_package import (
     TensorInfo,
     pack_model,
     read_package_header,
+    verify_package,
 )
 
 __all__ = ["FORMAT_MAJOR", "FORMAT_MINOR", "PackageHeader", "TensorInfo", "pack_model",
-           "read_package_header"]
+           "read_package_header", "verify_package"]
