@@ -86,20 +86,16 @@ def load_model_spec(spec, state_dict=None):
     and teach, but hold no nn layers to prune."""
     import torch
 
-    from edgekit.frontends import torch_importer as ti
+    from edgekit.frontends.torch_importer import load_state_dict_into, resolve_torch_spec
 
-    if isinstance(spec, torch.nn.Module):
-        if state_dict is not None:
-            ti._load_state_dict_into(torch, spec, state_dict)
-        return spec, type(spec).__name__, True
-    module, ep, name, _examples, _pyfile = ti._resolve_spec(torch, spec)
+    module, ep, name = resolve_torch_spec(spec)
     if ep is not None:
         if state_dict is not None:
             raise BadInputError(f"{spec}: a .pt2 program carries its own weights; --state-dict applies to "
                                 "'file.py:factory' models")
         return _program_module(torch, ep), name, False
     if state_dict is not None:
-        ti._load_state_dict_into(torch, module, state_dict)
+        load_state_dict_into(module, state_dict)
     return module, name, True
 
 
@@ -216,12 +212,102 @@ def compress(spec, data, *, state_dict=None, student=None, ratio: float | None =
     """
     import torch
 
-    from edgekit.targets import load_target, parse_size
-
     t_start = time.perf_counter()
     say = (lambda msg: console.print(msg)) if console is not None else (lambda msg: None)
+    _check_training_options(steps=steps, epochs=epochs, calib_samples=calib_samples, importance=importance,
+                            feature_layers=feature_layers, feature_weight=feature_weight)
+    goal = _pruning_goal(ratio=ratio, layer_ratios=layer_ratios, target=target, sram=sram, flash=flash,
+                         target_macs=target_macs, target_params=target_params)
 
-    # -- options ---------------------------------------------------------------------
+    td = load_train_data(data, val=val, test=test, val_fraction=val_fraction, seed=seed, metric=metric)
+    teacher, model_name, stu, example = _teacher_and_student(spec, state_dict, student, td, goal)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    step_epochs = max(1, epochs // 10) if step_epochs is None else int(step_epochs)
+    qat_epochs = max(2, epochs // 4) if qat_epochs is None else int(qat_epochs)
+    config = {
+        "model": _spec_fingerprint(spec, state_dict), "student": None if student is None else
+        _spec_fingerprint(student, None), "data": td.fingerprint(), "ratio": goal.ratio, "target": goal.target_name,
+        "budgets": goal.budgets, "target_macs": target_macs, "target_params": target_params,
+        "importance": importance, "global": bool(global_pruning), "ignored": list(ignored_layers or ()),
+        "layer_ratios": dict(layer_ratios or {}), "steps": steps,
+        "step_epochs": step_epochs, "distill": bool(distill), "epochs": epochs, "lr": lr, "batch_size": batch_size,
+        "alpha": alpha, "temperature": temperature, "patience": patience, "feature_layers": list(feature_layers),
+        "feature_weight": feature_weight, "qat": bool(qat), "qat_epochs": qat_epochs, "qat_lr": qat_lr,
+        "seed": seed, "calib_samples": calib_samples, "torch": torch.__version__,
+    }
+    key = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    ck = _Checkpoints(out, key, config, resume)
+    if ck.resumed:
+        say(f"resuming from the checkpoints in {ck.dir}")
+
+    def tcfg(n_epochs: int, *, lr_: float | None = None, teacher: bool = False) -> kd.TrainConfig:
+        return kd.TrainConfig(epochs=n_epochs, lr=lr if lr_ is None else lr_, batch_size=batch_size,
+                              patience=patience, alpha=alpha, temperature=temperature,
+                              feature_layers=tuple(feature_layers) if teacher else (),
+                              feature_weight=feature_weight if teacher else 0.0, seed=seed)
+
+    run = _Run(td, ck, example, say, progress, on_epoch_end)
+    x_eval, y_eval, eval_name = td.eval_split
+    run.acc["teacher"] = kd.evaluate(teacher, x_eval, y_eval, td.metric)
+    say(f"teacher {model_name}: {_fmt(td.metric, run.acc['teacher'])} on {eval_name} ({td.summary()})")
+
+    prune_info: dict = {}
+    if stu is None:
+        stu, prune_info = _prune_stage(teacher, td, example, ck, tcfg, say, run.training, run.notes,
+                                       ratio=goal.ratio, budgets=goal.budgets, target_macs=target_macs,
+                                       target_params=target_params, features=goal.features, importance=importance,
+                                       global_pruning=global_pruning, ignored=ignored_layers,
+                                       layer_ratios=layer_ratios, steps=steps, step_epochs=step_epochs,
+                                       progress=progress, on_epoch_end=on_epoch_end)
+    pruned_ft, distilled = _finetune_and_distill(run, stu, teacher if distill else None, tcfg, epochs)
+    chosen_name, final = _choose_student(run, pruned_ft, distilled)
+
+    calib = td.x_train[: min(calib_samples, len(td.x_train))]
+    exported = final
+    if qat:
+        exported = _qat_stage(run, final, calib, tcfg(qat_epochs, lr_=qat_lr if qat_lr is not None else lr / 10,
+                                                      teacher=distill), teacher if distill else None)
+
+    exported.eval()
+    float_graph = run.float_graph(exported)
+    int8_graph, files = _export(out, exported, float_graph, calib, example, prune_info, model_name)
+    int8_of_chosen = _int8_accuracies(run, int8_graph, calib, chosen_name, final, pruned_ft, distilled, qat)
+
+    rows = _report_rows(run, goal, teacher, pruned_ft, distilled, int8_of_chosen, int8_graph, chosen_name,
+                        pruned=bool(prune_info), qat=qat)
+    result = CompressResult(model_name=model_name, metric=td.metric, eval_split=eval_name,
+                            target_name=goal.target_name, rows=rows, accuracies=run.acc, teacher=teacher,
+                            pruned=pruned_ft, distilled=distilled, student=exported, float_graph=float_graph,
+                            int8_graph=int8_graph, files=files, prune_info=prune_info, training=run.training,
+                            notes=run.notes, data=td, chosen=chosen_name, resumed=ck.resumed)
+    result.seconds = time.perf_counter() - t_start
+    _write_reports(result, out)
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# the steps of compress, in the order it runs them
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class _Goal:
+    """What the pruning aims at, and the target the estimates are for."""
+
+    ratio: float | None
+    budgets: dict[str, int]          # "sram" / "flash" -> bytes
+    chosen: list[str]                # which of ratio, target_macs, target_params was given
+    features: tuple[str, ...]        # of the target (or the reference target) for cost estimates
+    target_name: str
+    clock_hz: int | None
+
+    @property
+    def prunes(self) -> bool:
+        return bool(self.chosen or self.budgets)
+
+
+def _check_training_options(*, steps, epochs, calib_samples, importance, feature_layers, feature_weight) -> None:
     for name, v in (("steps", steps), ("epochs", epochs), ("calib_samples", calib_samples)):
         if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name != "epochs" else 0):
             raise BadInputError(f"{name} must be a positive integer, got {v!r}")
@@ -229,6 +315,13 @@ def compress(spec, data, *, state_dict=None, student=None, ratio: float | None =
         raise BadInputError(f"unknown importance {importance!r}; choose from {', '.join(pr.IMPORTANCES)}")
     if feature_weight and not feature_layers:
         raise BadInputError("a feature loss needs the layers to match (feature_layers)")
+
+
+def _pruning_goal(*, ratio, layer_ratios, target, sram, flash, target_macs, target_params) -> _Goal:
+    """Check the pruning options: one goal, or a memory budget (given, or the target's first
+    flash and SRAM regions)."""
+    from edgekit.targets import load_target, parse_size
+
     if layer_ratios and ratio is None:
         ratio = 0.0  # layers without their own ratio are kept whole
     if ratio is not None:
@@ -259,14 +352,18 @@ def compress(spec, data, *, state_dict=None, student=None, ratio: float | None =
     features = tuple(sorted(tgt.features)) if tgt is not None else tuple(sorted(load_target(REFERENCE_TARGET).features))
     target_name = tgt.name if tgt is not None else REFERENCE_TARGET
     clock_hz = (tgt or load_target(REFERENCE_TARGET)).clock_hz
+    return _Goal(ratio, budgets, chosen, features, target_name, clock_hz)
 
-    # -- data and teacher ------------------------------------------------------------
-    td = load_train_data(data, val=val, test=test, val_fraction=val_fraction, seed=seed, metric=metric)
+
+def _teacher_and_student(spec, state_dict, student, td: TrainData, goal: _Goal):
+    """-> (teacher in eval mode, its name, a copy of the student or None, example input)."""
+    import torch
+
     teacher, model_name, prunable = load_model_spec(spec, state_dict)
     teacher.eval()
     kd.check_compatible(teacher, td, f"the model {model_name}")
     example = (torch.from_numpy(np.ascontiguousarray(td.x_train[:1])),)
-    wants_pruning = student is None and (chosen or budgets)
+    wants_pruning = student is None and goal.prunes
     if wants_pruning and not prunable:
         raise BadInputError(f"{spec} is a torch.export program: it holds no nn layers Torch-Pruning can prune. "
                             "Give the model as 'file.py:factory' (with --state-dict) to prune it, or give a "
@@ -279,109 +376,103 @@ def compress(spec, data, *, state_dict=None, student=None, ratio: float | None =
     if student is None and not wants_pruning:
         raise BadInputError("nothing to compress: give a pruning ratio, a MACs/params target, a target with a "
                             "memory budget, or a student model")
+    return teacher, model_name, stu, example
 
-    # -- configuration key and checkpoints ------------------------------------------
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    step_epochs = max(1, epochs // 10) if step_epochs is None else int(step_epochs)
-    qat_epochs = max(2, epochs // 4) if qat_epochs is None else int(qat_epochs)
-    config = {
-        "model": _spec_fingerprint(spec, state_dict), "student": None if student is None else
-        _spec_fingerprint(student, None), "data": td.fingerprint(), "ratio": ratio, "target": target_name,
-        "budgets": budgets, "target_macs": target_macs, "target_params": target_params, "importance": importance,
-        "global": bool(global_pruning), "ignored": list(ignored_layers or ()),
-        "layer_ratios": dict(layer_ratios or {}), "steps": steps,
-        "step_epochs": step_epochs, "distill": bool(distill), "epochs": epochs, "lr": lr, "batch_size": batch_size,
-        "alpha": alpha, "temperature": temperature, "patience": patience, "feature_layers": list(feature_layers),
-        "feature_weight": feature_weight, "qat": bool(qat), "qat_epochs": qat_epochs, "qat_lr": qat_lr,
-        "seed": seed, "calib_samples": calib_samples, "torch": torch.__version__,
-    }
-    key = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    ck = _Checkpoints(out, key, config, resume)
-    if ck.resumed:
-        say(f"resuming from the checkpoints in {ck.dir}")
 
-    def tcfg(n_epochs: int, *, lr_: float | None = None, teacher: bool = False) -> kd.TrainConfig:
-        return kd.TrainConfig(epochs=n_epochs, lr=lr if lr_ is None else lr_, batch_size=batch_size,
-                              patience=patience, alpha=alpha, temperature=temperature,
-                              feature_layers=tuple(feature_layers) if teacher else (),
-                              feature_weight=feature_weight if teacher else 0.0, seed=seed)
+class _Run:
+    """What the stages after pruning share: the data, checkpoints, what is measured so far
+    (accuracies, training histories, notes) and the IR of each torch model."""
 
-    x_eval, y_eval, eval_name = td.eval_split
-    acc: dict[str, float | None] = {"teacher": kd.evaluate(teacher, x_eval, y_eval, td.metric)}
-    say(f"teacher {model_name}: {_fmt(td.metric, acc['teacher'])} on {eval_name} ({td.summary()})")
-    training: dict[str, dict] = {}
-    notes: list[str] = []
+    def __init__(self, td: TrainData, ck: _Checkpoints, example, say, progress, on_epoch_end):
+        self.td, self.ck, self.example, self.say = td, ck, example, say
+        self.progress, self.on_epoch_end = progress, on_epoch_end
+        self.acc: dict[str, float | None] = {}
+        self.training: dict[str, dict] = {}
+        self.notes: list[str] = []
+        self._graphs: dict[int, Any] = {}
 
-    # -- prune -----------------------------------------------------------------------
-    prune_info: dict = {}
-    if stu is None:
-        stu, prune_info = _prune_stage(teacher, td, example, ck, tcfg, say, training, notes, ratio=ratio,
-                                       budgets=budgets, target_macs=target_macs, target_params=target_params,
-                                       features=features, importance=importance, global_pruning=global_pruning,
-                                       ignored=ignored_layers, layer_ratios=layer_ratios, steps=steps,
-                                       step_epochs=step_epochs,
-                                       progress=progress, on_epoch_end=on_epoch_end)
-    base_student = stu
+    def train(self, model, stage: str, config: kd.TrainConfig, label: str, teacher=None):
+        """Train ``model`` in place, checkpointed as ``stage``; its history is kept under that name."""
+        r = kd.train(model, self.td, config, teacher=teacher, checkpoint=self.ck.path(stage),
+                     key=self.ck.stage_key(stage), label=label, progress=self.progress,
+                     on_epoch_end=self.on_epoch_end)
+        self.training[stage] = r.to_dict()
+        return r
 
-    # -- fine-tune and distill from the same starting weights -----------------------
+    def evaluate(self, name: str, model) -> float:
+        x_eval, y_eval, _ = self.td.eval_split
+        self.acc[name] = kd.evaluate(model, x_eval, y_eval, self.td.metric)
+        return self.acc[name]
+
+    def int8_metric(self, graph) -> float:
+        from edgekit.quantize.report import run_model
+
+        x_eval, y_eval, _ = self.td.eval_split
+        o = run_model(graph, x_eval)[graph.outputs[0]]
+        return kd.metric_value(o, y_eval, x_eval, self.td.metric)
+
+    def float_graph(self, model):
+        """The IR of ``model``; each model is imported once."""
+        if id(model) not in self._graphs:
+            self._graphs[id(model)] = pr.float_graph_of(model, self.example)
+        return self._graphs[id(model)]
+
+
+def _finetune_and_distill(run: _Run, base_student, teacher, tcfg, epochs: int):
+    """Train two copies of ``base_student`` for the same epochs: with hard labels, and (when
+    a ``teacher`` is given) distilled from it. -> (fine-tuned, distilled or None)."""
     pruned_ft = copy.deepcopy(base_student)
-    r = kd.train(pruned_ft, td, tcfg(epochs), checkpoint=ck.path("finetune"), key=ck.stage_key("finetune"),
-                 label="fine-tune", progress=progress, on_epoch_end=on_epoch_end)
-    training["finetune"] = r.to_dict()
-    acc["pruned"] = kd.evaluate(pruned_ft, x_eval, y_eval, td.metric)
-    say(f"fine-tuned ({len(r.history)} epochs): {_fmt(td.metric, acc['pruned'])}")
+    r = run.train(pruned_ft, "finetune", tcfg(epochs), "fine-tune")
+    run.evaluate("pruned", pruned_ft)
+    run.say(f"fine-tuned ({len(r.history)} epochs): {_fmt(run.td.metric, run.acc['pruned'])}")
     distilled = None
-    if distill:
+    if teacher is not None:
         distilled = copy.deepcopy(base_student)
-        r = kd.train(distilled, td, tcfg(epochs, teacher=True), teacher=teacher, checkpoint=ck.path("distill"),
-                     key=ck.stage_key("distill"), label="distill", progress=progress, on_epoch_end=on_epoch_end)
-        training["distill"] = r.to_dict()
-        acc["distilled"] = kd.evaluate(distilled, x_eval, y_eval, td.metric)
-        say(f"distilled ({len(r.history)} epochs): {_fmt(td.metric, acc['distilled'])}")
-        v_ft = training["finetune"]["best_val"]
-        v_kd = training["distill"]["best_val"]
-        use_kd = not kd.better(v_ft, v_kd, td.metric)
+        r = run.train(distilled, "distill", tcfg(epochs, teacher=True), "distill", teacher=teacher)
+        run.evaluate("distilled", distilled)
+        run.say(f"distilled ({len(r.history)} epochs): {_fmt(run.td.metric, run.acc['distilled'])}")
+    return pruned_ft, distilled
+
+
+def _choose_student(run: _Run, pruned_ft, distilled):
+    """The better of the two on the validation split (the test split stays unseen):
+    -> (its name, the model)."""
+    if distilled is None:
+        chosen_name, final = "pruned", pruned_ft
+    else:
+        v_ft = run.training["finetune"]["best_val"]
+        v_kd = run.training["distill"]["best_val"]
+        use_kd = not kd.better(v_ft, v_kd, run.td.metric)
         chosen_name = "distilled" if use_kd else "pruned"
         final = distilled if use_kd else pruned_ft
         if not use_kd:
-            notes.append("plain fine-tuning scored better than distillation on the validation split, so the "
-                         "fine-tuned model is the student")
-    else:
-        chosen_name, final = "pruned", pruned_ft
-    acc["student"] = acc[chosen_name]
+            run.notes.append("plain fine-tuning scored better than distillation on the validation split, so the "
+                             "fine-tuned model is the student")
+    run.acc["student"] = run.acc[chosen_name]
+    return chosen_name, final
 
-    # -- QAT -------------------------------------------------------------------------
-    calib = td.x_train[: min(calib_samples, len(td.x_train))]
-    exported = final
-    if qat:
-        from edgekit.compress.qat import prepare_qat
 
-        exported = copy.deepcopy(final)
-        handle = prepare_qat(exported, example, calib_x=calib)
-        r = kd.train(exported, td, tcfg(qat_epochs, lr_=qat_lr if qat_lr is not None else lr / 10, teacher=distill),
-                     teacher=teacher if distill else None, checkpoint=ck.path("qat"), key=ck.stage_key("qat"),
-                     label="QAT", progress=progress, on_epoch_end=on_epoch_end)
-        handle.finish()
-        training["qat"] = r.to_dict()
+def _qat_stage(run: _Run, final, calib, config: kd.TrainConfig, teacher):
+    """A copy of ``final`` trained with fake quantization, the quantization baked in."""
+    from edgekit.compress.qat import prepare_qat
 
-    # -- export and int8 ---------------------------------------------------------------
+    exported = copy.deepcopy(final)
+    handle = prepare_qat(exported, run.example, calib_x=calib)
+    run.train(exported, "qat", config, "QAT", teacher=teacher)
+    handle.finish()
+    return exported
+
+
+def _export(out: Path, exported, float_graph, calib, example, prune_info: dict, model_name: str):
+    """Quantize the student and write model.pt2, model.onnx, model_int8.json (and
+    pruning.json): -> (int8 graph, {kind: path})."""
+    import torch
+
     from edgekit.backends.onnx import write_onnx
     from edgekit.ir import save as save_ir
     from edgekit.quantize import quantize
-    from edgekit.quantize.report import run_model
 
-    graphs: dict[int, Any] = {}
-
-    def fgraph(m):  # each model is imported once
-        if id(m) not in graphs:
-            graphs[id(m)] = pr.float_graph_of(m, example)
-        return graphs[id(m)]
-
-    exported.eval()
-    float_graph = fgraph(exported)
-    q = quantize(float_graph, calib)
-    int8_graph = q.graph
+    int8_graph = quantize(float_graph, calib).graph
     files = {}
     ep = torch.export.export(exported, example, strict=False)
     torch.export.save(ep, str(out / "model.pt2"))
@@ -394,70 +485,76 @@ def compress(spec, data, *, state_dict=None, student=None, ratio: float | None =
         (out / "pruning.json").write_text(json.dumps({"history": prune_info["history"],
                                                       "model": model_name}, indent=1))
         files["pruning"] = str(out / "pruning.json")
+    return int8_graph, files
 
-    def int8_metric(graph) -> float:
-        o = run_model(graph, x_eval)[graph.outputs[0]]
-        return kd.metric_value(o, y_eval, x_eval, td.metric)
+
+def _int8_accuracies(run: _Run, int8_graph, calib, chosen_name: str, final, pruned_ft, distilled, qat: bool):
+    """Post-training int8 accuracy of the student (and of the other candidate), and of the
+    QAT model: -> the PTQ int8 graph of the student."""
+    from edgekit.quantize import quantize
 
     def ptq(m):
-        return quantize(fgraph(m), calib).graph
+        return quantize(run.float_graph(m), calib).graph
 
-    ptq_graphs = {}
     if qat:
-        acc["qat_int8"] = int8_metric(int8_graph)
-        ptq_graphs[chosen_name] = ptq(final)
+        run.acc["qat_int8"] = run.int8_metric(int8_graph)
+        int8_of_chosen = ptq(final)
     else:
-        ptq_graphs[chosen_name] = int8_graph
-    acc["int8"] = int8_metric(ptq_graphs[chosen_name])
-    acc[f"int8_{chosen_name}"] = acc["int8"]
-    if distill:
+        int8_of_chosen = int8_graph
+    run.acc["int8"] = run.int8_metric(int8_of_chosen)
+    run.acc[f"int8_{chosen_name}"] = run.acc["int8"]
+    if distilled is not None:
         other_name, other = ("pruned", pruned_ft) if chosen_name == "distilled" else ("distilled", distilled)
-        acc[f"int8_{other_name}"] = int8_metric(ptq(other))
-    say(f"int8 student: {_fmt(td.metric, acc['int8'])}"
-        + (f", after QAT {_fmt(td.metric, acc['qat_int8'])}" if qat else ""))
+        run.acc[f"int8_{other_name}"] = run.int8_metric(ptq(other))
+    metric = run.td.metric
+    run.say(f"int8 student: {_fmt(metric, run.acc['int8'])}"
+            + (f", after QAT {_fmt(metric, run.acc['qat_int8'])}" if qat else ""))
+    return int8_of_chosen
 
-    # -- report ----------------------------------------------------------------------
-    ipm = instructions_per_mac(features)
+
+def _report_rows(run: _Run, goal: _Goal, teacher, pruned_ft, distilled, int8_of_chosen, int8_graph,
+                 chosen_name: str, *, pruned: bool, qat: bool) -> list[ReportRow]:
+    """One row per model (size, MACs, flash, arena, estimated cycles), and the notes that
+    compare them."""
+    ipm = instructions_per_mac(goal.features)
+    acc = run.acc
 
     def row(name, graph, metric_v, note=""):
-        c = pr.deploy_costs(graph, features)
+        c = pr.deploy_costs(graph, goal.features)
         cyc = int(round(c.macs * ipm)) if c.precision == "int8" else None
-        ms = None if cyc is None or not clock_hz else cyc / clock_hz * 1000
+        ms = None if cyc is None or not goal.clock_hz else cyc / goal.clock_hz * 1000
         return ReportRow(name, c.precision, metric_v, c.params, c.macs, c.flash_bytes, c.arena_bytes, cyc, ms, note)
 
-    rows = [row("teacher", fgraph(teacher), acc["teacher"])]
-    base_name = "pruned" if prune_info else "student"
-    rows.append(row(base_name, fgraph(pruned_ft), acc["pruned"], "fine-tuned"))
+    rows = [row("teacher", run.float_graph(teacher), acc["teacher"])]
+    base_name = "pruned" if pruned else "student"
+    rows.append(row(base_name, run.float_graph(pruned_ft), acc["pruned"], "fine-tuned"))
     if distilled is not None:
-        rows.append(row("distilled", fgraph(distilled), acc["distilled"]))
-    rows.append(row("int8", ptq_graphs[chosen_name], acc["int8"], f"{chosen_name}, PTQ"))
+        rows.append(row("distilled", run.float_graph(distilled), acc["distilled"]))
+    rows.append(row("int8", int8_of_chosen, acc["int8"], f"{chosen_name}, PTQ"))
     if qat:
         rows.append(row("int8 QAT", int8_graph, acc["qat_int8"], chosen_name))
     t_row, s_row = rows[0], rows[-1]
     if s_row.flash_bytes:
-        notes.append(f"flash {t_row.flash_bytes / s_row.flash_bytes:.1f}x smaller than the fp32 teacher, "
-                     f"MACs {1 - s_row.macs / max(t_row.macs, 1):.0%} fewer")
-    notes.append(f"flash = weights + {pr.FLASH_BYTES_PER_KERNEL:,} B of code per kernel kind + op and per-channel "
-                 f"parameters (an estimate; `edgekit compile` measures it); cycles = MACs x {ipm} instructions/MAC "
-                 f"measured for edgekit's {'DSP' if ipm == 2.7 else 'portable'} kernels on Cortex-M4")
-    if budgets:
-        for kind, limit in budgets.items():
-            have = s_row.arena_bytes if kind == "sram" else s_row.flash_bytes
-            notes.append(f"{kind} budget {limit:,} B: the int8 student needs {have:,} B "
+        run.notes.append(f"flash {t_row.flash_bytes / s_row.flash_bytes:.1f}x smaller than the fp32 teacher, "
+                         f"MACs {1 - s_row.macs / max(t_row.macs, 1):.0%} fewer")
+    run.notes.append(f"flash = weights + {pr.FLASH_BYTES_PER_KERNEL:,} B of code per kernel kind + op and "
+                     f"per-channel parameters (an estimate; `edgekit compile` measures it); cycles = MACs x {ipm} "
+                     f"instructions/MAC measured for edgekit's {'DSP' if ipm == 2.7 else 'portable'} kernels on "
+                     "Cortex-M4")
+    for kind, limit in goal.budgets.items():
+        have = s_row.arena_bytes if kind == "sram" else s_row.flash_bytes
+        run.notes.append(f"{kind} budget {limit:,} B: the int8 student needs {have:,} B "
                          f"({'fits' if have <= limit else 'DOES NOT FIT'})")
+    return rows
 
-    result = CompressResult(model_name=model_name, metric=td.metric, eval_split=eval_name, target_name=target_name,
-                            rows=rows, accuracies=acc, teacher=teacher, pruned=pruned_ft, distilled=distilled,
-                            student=exported, float_graph=float_graph, int8_graph=int8_graph, files=files,
-                            prune_info=prune_info, training=training, notes=notes, data=td, chosen=chosen_name,
-                            resumed=ck.resumed)
-    result.seconds = time.perf_counter() - t_start
+
+def _write_reports(result: CompressResult, out: Path) -> None:
     (out / "report.json").write_text(to_json(result.to_dict()))
     (out / "report.html").write_text(report_html(result))
-    files["report_json"] = str(out / "report.json")
-    files["report_html"] = str(out / "report.html")
+    result.files["report_json"] = str(out / "report.json")
+    result.files["report_html"] = str(out / "report.html")
+    # again, now that it lists the reports themselves
     (out / "report.json").write_text(to_json(result.to_dict()))
-    return result
 
 
 def _fmt(metric: str, v) -> str:
@@ -473,8 +570,6 @@ def _keystr(k) -> str:
 def _prune_stage(teacher, td: TrainData, example, ck: _Checkpoints, tcfg, say, training, notes, *, ratio, budgets,
                  target_macs, target_params, features, importance, global_pruning, ignored, layer_ratios, steps,
                  step_epochs, progress, on_epoch_end):
-    import torch
-
     model = copy.deepcopy(teacher)
     model.eval()
     _, groups = pr.build_groups(model, example, ignored)
@@ -487,38 +582,9 @@ def _prune_stage(teacher, td: TrainData, example, ck: _Checkpoints, tcfg, say, t
         # a ratio that removes a whole layer fails here, before any training
         pr.local_keep(c0, ratio, {g.key: g.name for g in groups}, pr.resolve_layer_ratios(c0, layer_ratios))
 
-    # measure and goal
-    if ratio is not None:
-        kind, goal, measure = "ratio", ratio, None
-    elif target_macs is not None:
-        kind, goal, measure = "macs", float(target_macs), pr.make_measure("macs", example)
-    elif target_params is not None:
-        kind, goal, measure = "params", float(target_params), pr.make_measure("params", example)
-    else:
-        kind = "budget"
-        cache: dict = {}
-
-        def measure(m):  # the worst share of a budget; fits when <= 1
-            key = pr.architecture_key(m)
-            if key not in cache:
-                c = pr.int8_costs(m, example, features)
-                vals = {"flash": c.flash_bytes, "sram": c.arena_bytes}
-                cache[key] = max(vals[k] / budgets[k] for k in budgets)
-            return cache[key]
-        goal = 1.0
-
-    def loss_fn(m, b):
-        xb, yb = b
-        out = kd._single(m(xb))
-        return kd._hard_loss(torch.nn.functional, out, yb, td.metric, kd.is_probabilities(out.detach())
-                             if td.metric == "top1" else False)
-
-    y_all = td.y_train if td.y_train is not None else td.x_train
-    grad_batches = [(torch.from_numpy(td.x_train[i:i + 64]), torch.from_numpy(y_all[i:i + 64]))
-                    for i in range(0, min(len(td.x_train), 256), 64)]
-
-    def grad_fn(m):
-        pr.accumulate_gradients(m, loss_fn, grad_batches)
+    kind, goal, measure = _pruning_measure(example, ratio=ratio, target_macs=target_macs,
+                                           target_params=target_params, budgets=budgets, features=features)
+    grad_fn = _gradient_fn(td)
 
     start_value = measure(model) if measure is not None else None
     if measure is not None and start_value <= goal:
@@ -592,6 +658,47 @@ def _prune_stage(teacher, td: TrainData, example, ck: _Checkpoints, tcfg, say, t
     if not math.isfinite(info["macs_reduction"]):
         info["macs_reduction"] = None
     return model, info
+
+
+def _pruning_measure(example, *, ratio, target_macs, target_params, budgets, features):
+    """-> (goal kind, goal value, the function that measures a model against it; None for
+    a ratio, which each step applies directly)."""
+    if ratio is not None:
+        return "ratio", ratio, None
+    if target_macs is not None:
+        return "macs", float(target_macs), pr.make_measure("macs", example)
+    if target_params is not None:
+        return "params", float(target_params), pr.make_measure("params", example)
+    cache: dict = {}
+
+    def measure(m):  # the worst share of a budget; fits when <= 1
+        key = pr.architecture_key(m)
+        if key not in cache:
+            c = pr.int8_costs(m, example, features)
+            vals = {"flash": c.flash_bytes, "sram": c.arena_bytes}
+            cache[key] = max(vals[k] / budgets[k] for k in budgets)
+        return cache[key]
+    return "budget", 1.0, measure
+
+
+def _gradient_fn(td: TrainData):
+    """Gradients of the hard-label loss on the first 256 training samples, for the
+    importance criteria that need them (Taylor)."""
+    import torch
+
+    def loss_fn(m, b):
+        xb, yb = b
+        out = kd._single(m(xb))
+        return kd._hard_loss(torch.nn.functional, out, yb, td.metric, kd.is_probabilities(out.detach())
+                             if td.metric == "top1" else False)
+
+    y_all = td.y_train if td.y_train is not None else td.x_train
+    grad_batches = [(torch.from_numpy(td.x_train[i:i + 64]), torch.from_numpy(y_all[i:i + 64]))
+                    for i in range(0, min(len(td.x_train), 256), 64)]
+
+    def grad_fn(m):
+        pr.accumulate_gradients(m, loss_fn, grad_batches)
+    return grad_fn
 
 
 def print_result(result: CompressResult, console) -> None:

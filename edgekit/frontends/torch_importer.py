@@ -37,7 +37,7 @@ from edgekit.ir.passes import run_passes
 from edgekit.ir.passes.base import single_consumer
 from edgekit.ir.verify import verify
 
-__all__ = ["load_torch", "SUPPORTED_TORCH_OPS"]
+__all__ = ["load_torch", "load_state_dict_into", "resolve_torch_spec", "SUPPORTED_TORCH_OPS"]
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
@@ -66,12 +66,7 @@ def load_torch(spec, example_inputs: tuple | None = None,
     ``input_shape`` / ``input_shapes`` attribute of the module (or of the model file).
     ``state_dict`` names a ``torch.save``-d state dict loaded into the model first.
     """
-    try:
-        import torch
-        import torch.export  # noqa: F401
-    except ImportError:
-        raise BadInputError(_INSTALL_HINT) from None
-
+    torch = _import_torch()
     module, ep, name, found_examples, pyfile = _resolve_spec(torch, spec)
     overrides = None
     if ep is None:
@@ -94,9 +89,31 @@ def load_torch(spec, example_inputs: tuple | None = None,
     return _Importer(torch, ep, name, overrides).run()
 
 
+def resolve_torch_spec(spec):
+    """The model a spec names (any form :func:`load_torch` takes), not imported to IR:
+    -> (nn.Module or None, ExportedProgram or None, name); exactly one of the two is set."""
+    module, ep, name, _examples, _pyfile = _resolve_spec(_import_torch(), spec)
+    return module, ep, name
+
+
+def load_state_dict_into(module, path) -> None:
+    """Load the state dict ``torch.save``-d at ``path`` into ``module`` (strictly: every key
+    must fit); BadInputError / ModelFormatError name the file and what is wrong."""
+    _load_state_dict_into(_import_torch(), module, path)
+
+
 # ---------------------------------------------------------------------------
 # spec resolution, example inputs, export
 # ---------------------------------------------------------------------------
+
+def _import_torch():
+    try:
+        import torch
+        import torch.export  # noqa: F401
+    except ImportError:
+        raise BadInputError(_INSTALL_HINT) from None
+    return torch
+
 
 def _resolve_spec(torch, spec):
     """-> (module or None, exported program or None, name, factory examples, python module)."""
