@@ -305,6 +305,37 @@ class Target:
         """Total bytes of one kind of memory (0 when the target has none)."""
         return sum(m.size for m in self.memory(kind))
 
+    def image_memory(self, reserved: tuple[int, int] | None = None) -> tuple[MemoryRegion, MemoryRegion]:
+        """Where a bare-metal image links, as ``(code, ram)``.
+
+        Code: the first flash memory, cut short where ``reserved`` (``(base, end)``, e.g.
+        model slots kept in that flash) begins inside it. RAM: the first sram memory
+        joined with the sram memories that follow it without a gap, one range for .data,
+        .bss and the stack (the stack takes its top). Raises TargetError when the target
+        lists no flash or sram memory with a base address."""
+        flash = [m for m in self.memory("flash") if m.base is not None]
+        sram = [m for m in self.memory("sram") if m.base is not None]
+        if not flash or not sram:
+            raise TargetError(f"target {self.name!r} ({_display(self.source)}) lists no "
+                              f"{'flash' if not flash else 'sram'} memory with a base address: "
+                              "a firmware image cannot be linked for it")
+        code = flash[0]
+        if reserved is not None and code.base < reserved[0] < code.end:
+            code = MemoryRegion(code.name, code.kind, reserved[0] - code.base, code.base)
+        ram = sram[0]
+        for m in sorted(sram[1:], key=lambda m: m.base):
+            if m.base == ram.end:
+                ram = MemoryRegion(f"{ram.name}+{m.name}", "sram", ram.size + m.size, ram.base)
+        return code, ram
+
+    def linker_symbols(self, reserved: tuple[int, int] | None = None) -> list[str]:
+        """``-Wl,--defsym`` flags for ``image_memory``: EK_FLASH_ORIGIN, EK_FLASH_LENGTH,
+        EK_RAM_ORIGIN, EK_RAM_LENGTH (what firmware/common/mps2.ld and the board ports'
+        memory.ld take)."""
+        code, ram = self.image_memory(reserved)
+        return [f"-Wl,--defsym=EK_FLASH_ORIGIN={code.base:#x}", f"-Wl,--defsym=EK_FLASH_LENGTH={code.size:#x}",
+                f"-Wl,--defsym=EK_RAM_ORIGIN={ram.base:#x}", f"-Wl,--defsym=EK_RAM_LENGTH={ram.size:#x}"]
+
     @property
     def is_mcu(self) -> bool:
         return self.family == "mcu"

@@ -75,6 +75,27 @@ class BoardPort:
         return [(self.folder / d).resolve() for d in self.config.get("linker_dirs", [])]
 
     @property
+    def slot_range(self) -> tuple[int, int] | None:
+        """(base, end) of the model slots the port keeps (board.json ``memory.slots``)."""
+        from edgekit.targets import parse_size
+
+        slots = self.config.get("memory", {}).get("slots")
+        if not slots:
+            return None
+        each = parse_size(str(slots["size_each"]).replace("K", "KiB").replace("M", "MiB"))
+        return slots["base"], slots["base"] + each * slots["count"]
+
+    def memory_map(self, target) -> dict:
+        """The image's memory map: FLASH and RAM from the target file (``Target.image_memory``:
+        the port's linker script takes them from there), the slots from board.json."""
+        code, ram = target.image_memory(self.slot_range)
+        out = {"flash": {"base": code.base, "size": code.size, "what": code.name},
+               "ram": {"base": ram.base, "size": ram.size, "what": ram.name}}
+        if "slots" in self.config.get("memory", {}):
+            out["slots"] = self.config["memory"]["slots"]
+        return out
+
+    @property
     def qemu_machine(self) -> str | None:
         return (self.config.get("emulator") or {}).get("machine")
 
@@ -231,12 +252,13 @@ def build_firmware_info(target, out_dir, *, model=None, variant: str = "auto",
     cmd = [cc, *tgt.toolchain.cflags, *WARNINGS, *OPT, *port.config.get("cflags", []),
            *extra_cflags, *defines, *[f"-I{d}" for d in includes], *sources, *port.sources,
            "-nostartfiles", *tgt.toolchain.ldflags, *[f"-L{d}" for d in port.linker_dirs],
-           "-T", port.linker_script, f"-Wl,-Map={out_dir / (stem + '.map')}", "-o", elf]
+           *tgt.linker_symbols(port.slot_range), "-T", port.linker_script,
+           f"-Wl,-Map={out_dir / (stem + '.map')}", "-o", elf]
     _run(cmd)
     result = FirmwareBuild(elf, port.name, tgt.name, kind, kvariant, _sizes(cc, elf),
                            [str(c) for c in cmd])
     (out_dir / f"{stem}.json").write_text(json.dumps(
-        {**result.to_dict(), "memory": port.config.get("memory", {}),
+        {**result.to_dict(), "memory": port.memory_map(tgt),
          "qemu_machine": port.qemu_machine, "command": result.command}, indent=2) + "\n")
     return result
 

@@ -16,6 +16,7 @@ from edgekit.device.client import DeviceClient
 from edgekit.device.errors import ProtocolError
 from edgekit.device.qemu import QemuBoard, parse_device_spec
 from edgekit.errors import BadInputError
+from edgekit.targets import load_target
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -32,7 +33,8 @@ def echo_elf(tmp_path_factory):
     common = REPO / "firmware" / "common"
     subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-O2", "-std=c99", "-Wall",
                     "-Wextra", "-Werror", str(HERE / "uart_echo.c"), str(common / "startup.c"),
-                    "-T", str(common / "mps2.ld"), "-nostartfiles", "--specs=nano.specs",
+                    *load_target("cortex-m4").linker_symbols(), "-T", str(common / "mps2.ld"),
+                    "-nostartfiles", "--specs=nano.specs",
                     "-Wl,--gc-sections", "-o", str(out)], check=True, capture_output=True)
     return out
 

@@ -4,6 +4,7 @@ of files, and the images are laid out as the ports' memory maps say."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -14,7 +15,7 @@ from edgekit.firmware import board_for_target, list_boards, load_board
 from edgekit.firmware.build import build_firmware_info
 from tests.firmware.support import ALL_BOARDS, FIRMWARE, QEMU_BOARDS, firmware_elf, require_tool
 
-PORT_FILES = ("board.h", "board.json", "startup.c", "link.ld", "uart.c", "timer.c")
+PORT_FILES = ("board.h", "board.json", "link.ld", "uart.c", "timer.c")
 
 
 def test_every_board_port_has_the_fixed_files():
@@ -26,6 +27,8 @@ def test_every_board_port_has_the_fixed_files():
         assert b.config["board"] == b.folder.name
         for s in b.config["sources"]:
             assert (b.folder / s).is_file(), f"{b.name}: source {s} missing"
+        # one start-up for every port (its vector table sized by board.h)
+        assert "../shared/startup.c" in b.config["sources"] and not (b.folder / "startup.c").exists()
 
 
 def test_every_qemu_target_has_a_port():
@@ -62,20 +65,46 @@ def test_firmware_builds_with_werror(board, tmp_path_factory):
 
     dsp = "dsp" in load_target(port.target).features
     assert info["kernel_variant"] == ("dsp" if dsp else "portable")
+    # FLASH and RAM come from the target file, the slots from board.json
+    tgt = load_target(port.target)
     mem = port.config["memory"]
-    assert info["memory"] == mem
-    syms = _nm(elf)
-    assert syms["ek_vectors"] == mem["flash"]["base"], "vector table at the start of flash"
-    assert syms["__ek_slot_base"] == mem["slots"]["base"]
-    ram_end = mem["ram"]["base"] + _size(mem["ram"]["size"])
-    assert syms["__stack_top"] == ram_end
     slots = (mem["slots"]["base"], mem["slots"]["base"] + 2 * _size(mem["slots"]["size_each"]))
-    flash = (mem["flash"]["base"], mem["flash"]["base"] + _size(mem["flash"]["size"]))
-    for lo, hi in (flash, (mem["ram"]["base"], ram_end)):
+    code, ram = tgt.image_memory(slots)
+    assert info["memory"]["flash"] == {"base": code.base, "size": code.size, "what": code.name}
+    assert info["memory"]["ram"] == {"base": ram.base, "size": ram.size, "what": ram.name}
+    assert info["memory"]["slots"] == mem["slots"] and set(mem) == {"slots"}
+    syms = _nm(elf)
+    assert syms["ek_vectors"] == code.base, "vector table at the start of flash"
+    assert syms["__ek_slot_base"] == mem["slots"]["base"]
+    assert syms["__stack_top"] == ram.end
+    assert ram.base <= syms["__bss_start"] and syms["__stack_limit"] < ram.end
+    for lo, hi in ((code.base, code.end), (ram.base, ram.end)):
         assert hi <= slots[0] or lo >= slots[1], "slots overlap the image or RAM"
-    assert info["sizes"]["text"] + info["sizes"]["data"] < _size(mem["flash"]["size"])
+    assert info["sizes"]["text"] + info["sizes"]["data"] < code.size
+    # one start-up for every port: the table has 16 + EK_IRQ_COUNT entries, the UART's
+    # interrupt at 16 + EK_UART_IRQ
+    hdr = (port.folder / "board.h").read_text()
+    irqs = int(re.search(r"#define EK_IRQ_COUNT (\d+)u", hdr).group(1))
+    uart = int(re.search(r"#define EK_UART_IRQ (\d+)u", hdr).group(1))
+    table = _section_words(elf, ".isr_vector")
+    assert len(table) == 16 + irqs and table[0] == syms["__stack_top"]
+    assert table[1] & ~1 == syms["Reset_Handler"] and table[16 + uart] & ~1 == syms["ek_uart_irq_handler"]
+    assert all(table[16 + i] & ~1 == syms["default_irq"] for i in range(irqs) if i != uart)
     image = elf.read_bytes()
     assert b"edgekit-fw " in image and port.target.encode() + b"\0" in image
+
+
+def _section_words(elf, section: str) -> list[int]:
+    import struct
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "section.bin"
+        subprocess.run([require_tool("arm-none-eabi-objcopy"), "-O", "binary", f"--only-section={section}",
+                        str(elf), str(out)], check=True, capture_output=True)
+        raw = out.read_bytes()
+    return list(struct.unpack(f"<{len(raw) // 4}I", raw))
 
 
 def _size(text: str) -> int:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from edgekit.targets import load_target
+
 REPO = Path(__file__).resolve().parents[2]
 MICRO = REPO / "runtimes" / "micro"
 FIRMWARE_COMMON = REPO / "firmware" / "common"
@@ -122,7 +124,8 @@ def build_elf(build: BoardBuild, test_sources: list[Path], out: Path, include_di
            *include_flags(), f"-I{FIRMWARE_COMMON}", *[f"-I{d}" for d in include_dirs],
            *test_sources, *library_sources(build.variant),
            FIRMWARE_COMMON / "startup.c", FIRMWARE_COMMON / "semihosting.c",
-           "-T", FIRMWARE_COMMON / "mps2.ld", "-nostartfiles", *build.ldflags, "-o", out]
+           *load_target(build.target).linker_symbols(), "-T", FIRMWARE_COMMON / "mps2.ld", "-nostartfiles",
+           *build.ldflags, "-o", out]
     run(cmd, timeout=300)
     return out
 

@@ -209,7 +209,8 @@ def build_firmware(model_dir: Path, target: Target, vectors_c: Path, elf: Path, 
          *timer, *cflags, *include_flags(model_dir), f"-I{common}",
          *model_sources(model_dir), vectors_c, common / "model_runner.c",
          common / "startup.c", common / "semihosting.c",
-         "-T", common / "mps2.ld", "-nostartfiles", *target.toolchain.ldflags, "-o", elf],
+         *target.linker_symbols(), "-T", common / "mps2.ld", "-nostartfiles",
+         *target.toolchain.ldflags, "-o", elf],
         timeout=600)
     return elf
 
