@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import BinaryIO, Callable
 
 import click
 import numpy as np
 
 from edgekit.errors import BadInputError
+from edgekit.files import write_atomic
 
 
 def parse_input_shapes(values: tuple[str, ...]) -> dict[str, list[int]] | None:
@@ -126,25 +125,6 @@ def output_dir(path, option: str) -> Path:
         raise BadInputError(f"{option} {path}: is a file; give a folder")
     _check_creatable(p, option, path)
     return p
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Run ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``:
-    a failure or a kill leaves the old file or none, never a half-written one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -35,6 +35,7 @@ import numpy as np
 
 from edgekit.compress.data import TrainData
 from edgekit.errors import BadInputError
+from edgekit.files import write_atomic
 
 
 class TrainingDiverged(BadInputError):
@@ -234,17 +235,7 @@ def check_compatible(model, data: TrainData, what: str = "the model") -> None:
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """torch.save to a temporary file in the same folder, then rename over ``path``."""
     torch = _torch()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str | os.PathLike, key: str | None = None) -> dict | None:
@@ -350,60 +341,20 @@ def train(model, data: TrainData, config: TrainConfig, *, teacher=None, checkpoi
 
 def _train(torch, model, data, cfg, teacher, ck, result, x_tr, y_tr, n, checkpoint, key, label, progress,
            on_epoch_end, t_start):
-    nn = torch.nn
-    F = nn.functional
     metric = data.metric
     seed_all(cfg.seed)
-    # output kinds and precomputed teacher outputs (eval mode: no dropout, fixed BN)
-    model.eval()
-    with torch.no_grad():
-        probe = _single(model(x_tr[:min(n, 64)]))
-    s_probs = metric == "top1" and is_probabilities(probe)
-    t_out_all, t_probs = None, False
-    use_features = teacher is not None and cfg.feature_weight > 0 and bool(cfg.feature_layers)
-    if teacher is not None:
-        teacher.eval()
-        t_out_all = torch.from_numpy(predict(teacher, data.x_train))
-        t_probs = metric == "top1" and is_probabilities(t_out_all[:64])
-        if not torch.isfinite(t_out_all).all():
-            raise BadInputError("the teacher returns NaN/inf on the training data")
-    adapters = None
-    s_feat = t_feat = None
-    if use_features:
-        s_feat, t_feat = _Features(model, cfg.feature_layers), _Features(teacher, cfg.feature_layers)
-        with torch.no_grad():
-            model(x_tr[:2])
-            teacher(x_tr[:2])
-        adapters = nn.ModuleDict({n_.replace(".", "__"): _adapter(torch, s_feat.out[n_].shape,
-                                                                   t_feat.out[n_].shape)
-                                  for n_ in cfg.feature_layers})
-    params = list(model.parameters()) + (list(adapters.parameters()) if adapters is not None else [])
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_of = _Loss(torch, model, teacher, data, cfg, x_tr, n)
+    opt = torch.optim.Adam(loss_of.parameters(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    start_epoch = 0
-    best_state = None
-    bad_epochs = 0
     if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if adapters is not None and ck.get("adapters") is not None:
-            adapters.load_state_dict(ck["adapters"])
-        start_epoch = int(ck["epoch"])
-        best_state = ck["best"]
-        result.best_val = ck["best_val"]
-        best_loss = ck.get("best_loss")
-        result.best_epoch = int(ck["best_epoch"])
-        result.start_val = ck.get("start_val")
-        result.history = list(ck["history"])
-        result.stopped_early = bool(ck.get("stopped_early", False))
-        bad_epochs = int(ck["bad_epochs"])
-        result.resumed_from = start_epoch
+        start_epoch, best_state, best_loss, bad_epochs = _restore(ck, model, opt, loss_of.adapters, result)
         if ck.get("done"):
             model.load_state_dict(best_state)
-            _cleanup(s_feat, t_feat)
+            loss_of.close()
             result.seconds = time.perf_counter() - t_start
             return result
     else:
+        start_epoch, bad_epochs = 0, 0
         result.start_val, best_loss = evaluate_with_loss(model, data.x_val, data.y_val, metric)
         result.best_val = result.start_val
         best_state = _copy_state(model)
@@ -411,53 +362,19 @@ def _train(torch, model, data, cfg, teacher, ck, result, x_tr, y_tr, n, checkpoi
     first_loss = None
     bar = _Bar(progress, label, cfg.epochs, start_epoch)
     try:
-        epoch = start_epoch
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             seed_all(cfg.seed * 1_000_003 + epoch)
             gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
             perm = torch.randperm(n, generator=gen)
             model.train()
-            total, count = 0.0, 0
-            for bi, i in enumerate(range(0, n, cfg.batch_size)):
-                idx = perm[i:i + cfg.batch_size]
-                xb = x_tr[idx]
-                out = _single(model(xb))
-                hard = _hard_loss(F, out, y_tr[idx], metric, s_probs)
-                if teacher is not None and cfg.alpha > 0:
-                    soft = _soft_loss(F, out, t_out_all[idx], metric, s_probs, t_probs, cfg.temperature)
-                    loss = cfg.alpha * soft + (1.0 - cfg.alpha) * hard
-                else:
-                    loss = hard
-                if use_features:
-                    with torch.no_grad():
-                        teacher(xb)
-                    fl = sum(F.mse_loss(adapters[k.replace(".", "__")](s_feat.out[k]), t_feat.out[k])
-                             for k in cfg.feature_layers) / len(cfg.feature_layers)
-                    loss = loss + cfg.feature_weight * fl
-                lv = float(loss.detach())
-                if not math.isfinite(lv):
-                    raise TrainingDiverged(
-                        f"{label}: the training loss became {lv} at epoch {epoch}, batch {bi + 1} "
-                        f"(learning rate {cfg.lr:g}); lower the learning rate (--lr) and check the data for "
-                        "extreme values")
-                if first_loss is None:
-                    first_loss = lv
-                elif lv > DIVERGENCE_FACTOR * max(first_loss, 1.0):
-                    raise TrainingDiverged(
-                        f"{label}: the training loss exploded to {lv:.3g} at epoch {epoch}, batch {bi + 1} "
-                        f"(it started at {first_loss:.3g}; learning rate {cfg.lr:g}); lower the learning rate "
-                        "(--lr) and check the data for extreme values")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += lv * len(idx)
-                count += len(idx)
+            train_loss, first_loss = _train_epoch(model, opt, loss_of, x_tr, y_tr, perm, cfg, epoch, label,
+                                                  first_loss)
             val, val_loss = evaluate_with_loss(model, data.x_val, data.y_val, metric)
             if not math.isfinite(val):
                 raise TrainingDiverged(f"{label}: the validation {metric} became {val} at epoch {epoch} "
                                        f"(learning rate {cfg.lr:g}); lower the learning rate (--lr)")
-            row = {"epoch": epoch, "loss": total / max(count, 1), "val": val, "val_loss": val_loss,
+            row = {"epoch": epoch, "loss": train_loss, "val": val, "val_loss": val_loss,
                    "seconds": round(time.perf_counter() - t0, 4)}
             result.history.append(row)
             if _improves(val, val_loss, result.best_val, best_loss, metric):
@@ -470,7 +387,7 @@ def _train(torch, model, data, cfg, teacher, ck, result, x_tr, y_tr, n, checkpoi
             if checkpoint is not None:
                 atomic_save({"key": key, "epoch": epoch, "model": model.state_dict(),
                              "optimizer": opt.state_dict(),
-                             "adapters": adapters.state_dict() if adapters is not None else None,
+                             "adapters": loss_of.adapters.state_dict() if loss_of.adapters is not None else None,
                              "best": best_state, "best_val": result.best_val, "best_loss": best_loss,
                              "best_epoch": result.best_epoch,
                              "start_val": result.start_val, "bad_epochs": bad_epochs,
@@ -483,11 +400,113 @@ def _train(torch, model, data, cfg, teacher, ck, result, x_tr, y_tr, n, checkpoi
                 break
     finally:
         bar.close()
-        _cleanup(s_feat, t_feat)
+        loss_of.close()
     model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+class _Loss:
+    """The training loss of one run: the hard-label term, and with a teacher its soft
+    targets (computed once, in eval mode: no dropout, fixed BN) and the matched features
+    through trainable adapters. ``loss_of(model, xb, yb, idx)`` is one batch's loss."""
+
+    def __init__(self, torch, model, teacher, data, cfg, x_tr, n):
+        nn = torch.nn
+        self.torch, self.F = torch, nn.functional
+        self.cfg, self.metric, self.teacher = cfg, data.metric, teacher
+        model.eval()
+        with torch.no_grad():
+            probe = _single(model(x_tr[:min(n, 64)]))
+        self.s_probs = self.metric == "top1" and is_probabilities(probe)
+        self.t_out_all, self.t_probs = None, False
+        self.use_features = teacher is not None and cfg.feature_weight > 0 and bool(cfg.feature_layers)
+        if teacher is not None:
+            teacher.eval()
+            self.t_out_all = torch.from_numpy(predict(teacher, data.x_train))
+            self.t_probs = self.metric == "top1" and is_probabilities(self.t_out_all[:64])
+            if not torch.isfinite(self.t_out_all).all():
+                raise BadInputError("the teacher returns NaN/inf on the training data")
+        self.adapters = None
+        self.s_feat = self.t_feat = None
+        if self.use_features:
+            self.s_feat, self.t_feat = _Features(model, cfg.feature_layers), _Features(teacher, cfg.feature_layers)
+            with torch.no_grad():
+                model(x_tr[:2])
+                teacher(x_tr[:2])
+            self.adapters = nn.ModuleDict({n_.replace(".", "__"): _adapter(torch, self.s_feat.out[n_].shape,
+                                                                            self.t_feat.out[n_].shape)
+                                           for n_ in cfg.feature_layers})
+
+    def parameters(self, model) -> list:
+        """What the optimizer trains: the model's parameters and the adapters'."""
+        return list(model.parameters()) + (list(self.adapters.parameters()) if self.adapters is not None else [])
+
+    def __call__(self, model, xb, yb, idx):
+        cfg, F = self.cfg, self.F
+        out = _single(model(xb))
+        hard = _hard_loss(F, out, yb, self.metric, self.s_probs)
+        if self.teacher is not None and cfg.alpha > 0:
+            soft = _soft_loss(F, out, self.t_out_all[idx], self.metric, self.s_probs, self.t_probs, cfg.temperature)
+            loss = cfg.alpha * soft + (1.0 - cfg.alpha) * hard
+        else:
+            loss = hard
+        if self.use_features:
+            with self.torch.no_grad():
+                self.teacher(xb)  # the hooks keep its features
+            fl = sum(F.mse_loss(self.adapters[k.replace(".", "__")](self.s_feat.out[k]), self.t_feat.out[k])
+                     for k in cfg.feature_layers) / len(cfg.feature_layers)
+            loss = loss + cfg.feature_weight * fl
+        return loss
+
+    def close(self) -> None:
+        _cleanup(self.s_feat, self.t_feat)
+
+
+def _restore(ck: dict, model, opt, adapters, result: TrainResult):
+    """Load a checkpoint's weights, optimizer and early-stopping state:
+    -> (epochs done, best weights, best validation loss, epochs without improvement)."""
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    if adapters is not None and ck.get("adapters") is not None:
+        adapters.load_state_dict(ck["adapters"])
+    start_epoch = int(ck["epoch"])
+    result.best_val = ck["best_val"]
+    result.best_epoch = int(ck["best_epoch"])
+    result.start_val = ck.get("start_val")
+    result.history = list(ck["history"])
+    result.stopped_early = bool(ck.get("stopped_early", False))
+    result.resumed_from = start_epoch
+    return start_epoch, ck["best"], ck.get("best_loss"), int(ck["bad_epochs"])
+
+
+def _train_epoch(model, opt, loss_of: _Loss, x_tr, y_tr, perm, cfg, epoch: int, label: str, first_loss):
+    """One pass over the training set in the order ``perm``: -> (mean loss, the run's first
+    batch loss, the reference for divergence)."""
+    total, count = 0.0, 0
+    for bi, i in enumerate(range(0, len(perm), cfg.batch_size)):
+        idx = perm[i:i + cfg.batch_size]
+        loss = loss_of(model, x_tr[idx], y_tr[idx], idx)
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise TrainingDiverged(
+                f"{label}: the training loss became {lv} at epoch {epoch}, batch {bi + 1} "
+                f"(learning rate {cfg.lr:g}); lower the learning rate (--lr) and check the data for "
+                "extreme values")
+        if first_loss is None:
+            first_loss = lv
+        elif lv > DIVERGENCE_FACTOR * max(first_loss, 1.0):
+            raise TrainingDiverged(
+                f"{label}: the training loss exploded to {lv:.3g} at epoch {epoch}, batch {bi + 1} "
+                f"(it started at {first_loss:.3g}; learning rate {cfg.lr:g}); lower the learning rate "
+                "(--lr) and check the data for extreme values")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += lv * len(idx)
+        count += len(idx)
+    return total / max(count, 1), first_loss
 
 
 def _cleanup(*feats):

@@ -21,7 +21,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from edgekit.compress import prune as pr
 from edgekit.compress.data import TrainData, load_train_data
 from edgekit.compress.report import ReportRow, instructions_per_mac, print_table, report_html, to_json
 from edgekit.errors import BadInputError
+from edgekit.files import write_atomic
 
 REFERENCE_TARGET = "cortex-m4"   # cycle estimates when no target is named
 CHECKPOINT_FORMAT = 1
@@ -176,10 +176,8 @@ class _Checkpoints:
         if not self.resumed and self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = cfg_file.with_name(".config.json.tmp")
-        tmp.write_text(json.dumps({"key": key, "format": CHECKPOINT_FORMAT, "config": config}, indent=1,
-                                  default=str))
-        os.replace(tmp, cfg_file)
+        write_atomic(cfg_file, lambda f: f.write(json.dumps({"key": key, "format": CHECKPOINT_FORMAT,
+                                                             "config": config}, indent=1, default=str).encode()))
 
     def path(self, stage: str) -> Path:
         return self.dir / f"{stage}.pt"

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.errors import ModelFormatError
+from edgekit.files import write_atomic
 from edgekit.ir.dtypes import DType, QuantParams
 from edgekit.ir.graph import Graph
 from edgekit.ir.ops import OpType
@@ -68,23 +68,10 @@ def save(graph: Graph, path: str | os.PathLike) -> tuple[Path, Path]:
     consts = {t.name: t.data for t in graph.tensors.values() if t.is_const}
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write to temporaries first, then rename: a full disk or a kill never leaves a half file.
-    _atomic_write(npz, lambda f: np.savez(f, **{f"t{i}": a for i, a in enumerate(consts.values())}))
+    write_atomic(npz, lambda f: np.savez(f, **{f"t{i}": a for i, a in enumerate(consts.values())}))
     doc["weight_keys"] = {name: f"t{i}" for i, name in enumerate(consts)}
-    _atomic_write(path, lambda f: f.write(json.dumps(doc, indent=1).encode()))
+    write_atomic(path, lambda f: f.write(json.dumps(doc, indent=1).encode()))
     return path, npz
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load(path: str | os.PathLike) -> Graph:

@@ -30,13 +30,12 @@ Hybrid ops (float activations, int8 weights) are refused: run the
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from edgekit.errors import BadInputError
+from edgekit.files import write_atomic
 from edgekit.ir.dtypes import DType
 from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import OpType, normalize_attrs
@@ -682,18 +681,7 @@ def write_onnx(graph: Graph, path: str | os.PathLike, **kw) -> int:
     Keyword arguments are those of :func:`to_onnx`.
     """
     data = to_onnx(graph, **kw).SerializeToString()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: f.write(data))
     return len(data)
 
 

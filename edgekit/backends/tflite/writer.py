@@ -28,8 +28,6 @@ ignores them).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 
@@ -37,6 +35,7 @@ import numpy as np
 
 from edgekit.backends.tflite.flatbuf import ModelSpec, OperatorSpec, QuantSpec, TensorSpec, serialize
 from edgekit.errors import BadInputError, EdgekitError
+from edgekit.files import write_atomic
 from edgekit.frontends.tflite.schema_enums import (
     ActivationFunctionType,
     BuiltinOperator,
@@ -462,27 +461,7 @@ def write_tflite(graph: Graph, path: str | PathLike) -> int:
     data = tflite_bytes(graph)
     p = Path(path)
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+        write_atomic(p, lambda f: f.write(data))
     except OSError as exc:
         raise BadInputError(f"{p}: cannot write the model: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is not
-        os.replace(tmp, p)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise BadInputError(f"{p}: cannot write the model: {exc.strerror or exc}") from exc
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return len(data)
