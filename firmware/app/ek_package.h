@@ -87,7 +87,7 @@ enum {
   EK_PKG_E_HEADER_CRC = 4,
   EK_PKG_E_TARGET = 5,    /* built for another target */
   EK_PKG_E_ARENA = 6,     /* needs a larger arena than this firmware has */
-  EK_PKG_E_IO = 7,        /* input/output table invalid or too large for a frame */
+  EK_PKG_E_IO = 7,        /* input/output table invalid, or tensors over the tensor buffer */
   EK_PKG_E_TABLE = 8,     /* op table or data region out of bounds */
   EK_PKG_E_OP_KIND = 9,   /* op kind this firmware does not know */
   EK_PKG_E_OP_PARAMS = 10, /* op parameters invalid (reference out of bounds, ...) */

@@ -20,7 +20,8 @@ from edgekit.device import protocol as P
 from tests.firmware.support import Stream, reference_output, run_host
 
 TYPES = [P.HELLO, P.INFO, P.STATS, P.UPLOAD_BEGIN, P.UPLOAD_CHUNK, P.UPLOAD_COMMIT,
-         P.UPLOAD_ABORT, P.INFER, P.RESET, 0x00, 0x7E, 0x7F, 0x81, 0xFF]
+         P.UPLOAD_ABORT, P.INFER, P.INFER_BEGIN, P.INFER_CHUNK, P.INFER_RUN, P.OUTPUT_READ, P.RESET,
+         0x00, 0x7E, 0x7F, 0x81, 0xFF]
 
 
 def _garbage(rng, n: int) -> bytes:
