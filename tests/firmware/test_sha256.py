@@ -48,18 +48,21 @@ def test_sha256_on_the_host_build(tmp_path):
 
 
 def test_sha256_on_qemu_cortex_m4(tmp_path_factory):
+    from edgekit.targets import load_target
+
     cc = require_tool("arm-none-eabi-gcc")
     qemu = require_tool("qemu-system-arm")
+    tgt = load_target("cortex-m4")
     common = FIRMWARE / "common"
     elf = cache_root(tmp_path_factory) / "sha256_check_m4.elf"
-    flags = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
     build = subprocess.run(
-        [cc, *flags, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-DEK_SEMIHOSTING",
+        [cc, *tgt.toolchain.cflags, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-DEK_SEMIHOSTING",
          f"-I{FIRMWARE / 'app'}", f"-I{common}", *map(str, SOURCES), str(common / "startup.c"),
-         str(common / "semihosting.c"), "-T", str(common / "mps2.ld"), "-nostartfiles",
-         "--specs=nano.specs", "-o", str(elf)], capture_output=True, text=True, timeout=120)
+         str(common / "semihosting.c"), "-T", str(common / "mps2.ld"), *tgt.linker_symbols(),
+         "-nostartfiles", *tgt.toolchain.ldflags, "-o", str(elf)],
+        capture_output=True, text=True, timeout=120)
     assert build.returncode == 0, build.stderr
-    res = subprocess.run([qemu, "-M", "mps2-an386", "-display", "none", "-monitor", "none",
+    res = subprocess.run([qemu, "-M", tgt.emulator.machine, "-display", "none", "-monitor", "none",
                           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
