@@ -482,6 +482,14 @@ class _Checker:
     def fail(self, field: str, msg: str) -> TargetError:
         return TargetError(f"{self.shown}: field {field!r}: {msg}")
 
+    def given(self, data: Mapping[str, Any], key: str, field: str, default: Any) -> bool:
+        """Whether ``data`` holds ``key``; without it, a field with no default (``...``) is an error."""
+        if key in data:
+            return True
+        if default is ...:
+            raise self.fail(field, "missing required field")
+        return False
+
     def table(
         self,
         data: Mapping[str, Any],
@@ -512,9 +520,7 @@ class _Checker:
         choices: Sequence[str] | None = None,
     ) -> Any:
         field = prefix + key
-        if key not in data:
-            if default is ...:
-                raise self.fail(field, "missing required field")
+        if not self.given(data, key, field, default):
             return default
         value = data[key]
         if not isinstance(value, str):
@@ -529,9 +535,7 @@ class _Checker:
         self, data: Mapping[str, Any], key: str, prefix: str, default: Any = ..., minimum: int = 0
     ) -> Any:
         field = prefix + key
-        if key not in data:
-            if default is ...:
-                raise self.fail(field, "missing required field")
+        if not self.given(data, key, field, default):
             return default
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, int):
@@ -542,9 +546,7 @@ class _Checker:
 
     def str_list(self, data: Mapping[str, Any], key: str, prefix: str, default: Any = ...) -> Any:
         field = prefix + key
-        if key not in data:
-            if default is ...:
-                raise self.fail(field, "missing required field")
+        if not self.given(data, key, field, default):
             return default
         value = data[key]
         if not isinstance(value, list):
