@@ -480,8 +480,8 @@ def _export(out: Path, exported, float_graph, calib, example, prune_info: dict, 
     save_ir(int8_graph, out / "model_int8.json")
     files["int8_ir"] = str(out / "model_int8.json")
     if prune_info.get("history") is not None:
-        (out / "pruning.json").write_text(json.dumps({"history": prune_info["history"],
-                                                      "model": model_name}, indent=1))
+        pruning = json.dumps({"history": prune_info["history"], "model": model_name}, indent=1)
+        write_atomic(out / "pruning.json", lambda f: f.write(pruning.encode()))
         files["pruning"] = str(out / "pruning.json")
     return int8_graph, files
 
@@ -547,12 +547,14 @@ def _report_rows(run: _Run, goal: _Goal, teacher, pruned_ft, distilled, int8_of_
 
 
 def _write_reports(result: CompressResult, out: Path) -> None:
-    (out / "report.json").write_text(to_json(result.to_dict()))
-    (out / "report.html").write_text(report_html(result))
+    def write(name: str, text: str) -> None:
+        write_atomic(out / name, lambda f: f.write(text.encode()))
+
+    write("report.json", to_json(result.to_dict()))
+    write("report.html", report_html(result))
     result.files["report_json"] = str(out / "report.json")
     result.files["report_html"] = str(out / "report.html")
-    # again, now that it lists the reports themselves
-    (out / "report.json").write_text(to_json(result.to_dict()))
+    write("report.json", to_json(result.to_dict()))  # again, now that it lists the reports themselves
 
 
 def _fmt(metric: str, v) -> str:
