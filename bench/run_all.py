@@ -69,6 +69,14 @@ def unlisted_scripts() -> list[str]:
     return sorted(p.name for p in BENCH.glob("*.py") if p.name not in known)
 
 
+def shown(path: Path) -> str:
+    """A path as short as it can be said: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def tail(path: Path, lines: int = 25) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -126,14 +134,15 @@ def main() -> None:
             progress.advance(overall)
 
     table = Table(title=f"benchmarks{' (quick: not the documented figures)' if args.quick else ''}")
-    for col in ("script", "result", "time", "results", "log"):
-        table.add_column(col)
-    for b, rc, seconds, log in outcome:
-        outs = [str(p) for p in b.outputs(results) if p.exists()] if rc == 0 else []
+    for col in ("script", "result", "time", "wrote"):
+        table.add_column(col, overflow="fold")
+    for b, rc, seconds, _log in outcome:
+        outs = [p.name for p in b.outputs(results) if p.exists()] if rc == 0 else []
         table.add_row(f"bench/{b.script}", "ok" if rc == 0 else f"FAILED ({rc})", f"{seconds:.0f} s",
-                      "\n".join(outs) or "-", str(log))
+                      ", ".join(outs) or "-")
     console.print(table)
-    console.print(f"results in {results}", highlight=False)
+    console.print(f"results in {shown(results)}/ (each script's console output in <name>.log there)",
+                  highlight=False)
     sys.exit(0 if all(rc == 0 for _b, rc, _s, _l in outcome) else 1)
 
 
