@@ -145,3 +145,30 @@ def test_altered_weights_are_refused_by_the_firmware(board):
         info = dev.info()
         assert info.active.name == "old"
         assert info.active.model_hash == read_package_header(old).model_hash.hex()
+
+
+def test_cli_flash_reports_wire_figures_and_an_active_package(board, tmp_path):
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import _register, cli
+
+    _register()
+    old, new = _packages()
+    (tmp_path / "new.ekpkg").write_bytes(new)
+    board.connect().close()  # QEMU serves one connection at a time: free it for the CLI
+
+    def flash():
+        return CliRunner().invoke(cli, ["flash", str(tmp_path / "new.ekpkg"), "--port", board.url],
+                                  catch_exceptions=False, env={"COLUMNS": "200"})
+
+    r = flash()
+    assert r.exit_code == 0, r.output
+    assert "flashed 'new' to slot 0" in r.output and "B/s on this link" in r.output
+    wire = float(r.output.split("wire: ")[1].split(" ")[0])
+    seconds = float(r.output.split("on a 115200-baud UART (8N1) these bytes take ")[1].split(" ")[0])
+    # 1 KiB chunks: 1,020 package bytes in a ~1,040-byte frame, plus BEGIN, COMMIT, INFO
+    assert 1.015 < wire < 1.03
+    assert seconds == pytest.approx(len(new) * wire * 10 / 115200, abs=0.06)
+    r = flash()
+    assert r.exit_code == 0, r.output
+    assert "'new' (crc32 0x" in r.output and "is already the active model, in slot 0: nothing sent" in r.output
