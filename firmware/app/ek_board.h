@@ -2,8 +2,9 @@
  * What a board port provides to the application (firmware/boards/<board>/).
  *
  * A port is a folder with board.h (the constants below), board.json (how to build
- * it), startup.c (vector table, reset handler), link.ld (memory map), uart.c and
- * timer.c; firmware/boards/shared/ holds drivers several ports reuse. The host
+ * it), link.ld (stack and model slots; FLASH and RAM come from the target file through
+ * boards/shared/memory.ld), uart.c and timer.c; firmware/boards/shared/ holds the one
+ * start-up (vector table, reset handler) and the drivers several ports reuse. The host
  * build of the protocol (tests/firmware/host_port.c) implements the same functions.
  *
  * board.h must define:
@@ -15,6 +16,9 @@
  *   EK_SLOT_WRITE_UNIT  bytes programmed at once (power of two: 1 for RAM, 8 for
  *                       STM32L4 flash double words)
  *   EK_ARENA_BYTES      activation arena of the model-slot executor
+ *   EK_IO_BYTES         tensor buffer of chunked inputs and outputs (ek_tensor.h)
+ *   EK_IRQ_COUNT        external interrupts in the vector table (shared/startup.c)
+ *   EK_UART_IRQ         the one the UART receives on
  */
 #ifndef EK_BOARD_H
 #define EK_BOARD_H
