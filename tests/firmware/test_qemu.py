@@ -72,8 +72,10 @@ def test_board_serves_kws_and_ad_models(board, tmp_path_factory):
         assert client.device_stats().last_ticks == ticks
 
         # damaged packages are refused; KWS keeps answering
-        client.begin(len(kws_pkg), zlib.crc32(kws_pkg), "bad-crc")
-        _send_chunks(client, kws_pkg[:-1] + bytes([kws_pkg[-1] ^ 0x40]))
+        # (another package than the active one: a BEGIN for the active package starts nothing)
+        renamed = pack_model(kws, target, name="kws-renamed")
+        client.begin(len(renamed), zlib.crc32(renamed), "bad-crc")
+        _send_chunks(client, renamed[:-1] + bytes([renamed[-1] ^ 0x40]))
         assert _rejected(client.commit).code == P.E_CRC
         other = pack_model(kws, "cortex-m0plus")  # a header for another target
         assert _rejected(client.upload, other, "bad-header").code == P.E_HEADER
