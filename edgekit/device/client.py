@@ -11,7 +11,9 @@ under it. Uploads keep up to ``window`` chunks in flight (go-back-N over cumulat
 acknowledgements): after a NAK, a timeout or ERROR E_OFFSET the host resends from the
 first offset the device has not acknowledged, with fresh seqs. If the link drops or the
 device reboots during an upload, the client reconnects, says HELLO again and sends
-UPLOAD_BEGIN again: the device resumes from what it holds, or starts over.
+UPLOAD_BEGIN again: the device resumes from what it holds, or starts over. Before each
+UPLOAD_BEGIN it asks INFO whether the device already runs the package, so a COMMIT whose
+answer was lost is reported as done, never repeated over the previous model.
 
 Every failure raises an ``EdgekitError`` that names the command and what the host saw.
 """
