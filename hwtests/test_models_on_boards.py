@@ -37,3 +37,18 @@ def test_model_bit_exact(board, model, n_vectors):
     if board.qemu is not None:
         again = run_hil(graph, board.client, x[:1], target=board.target, flash=False)
         assert abs(again.ticks[0] - result.ticks[0]) <= 1
+
+
+@pytest.mark.parametrize("side", [32, 96], ids=["32x32x3", "96x96x3"])
+def test_image_model_bit_exact(board, side, n_vectors):
+    """A CIFAR-10-sized and a person-detection-sized input (3,072 and 27,648 B): larger
+    than a frame, so they travel in chunks (docs/serial-protocol.md, INFER_BEGIN)."""
+    graph, x = models.image(side)
+    result = run_hil(graph, board.client, x[:min(n_vectors, 3)], target=board.target, name=graph.name)
+    if board.qemu is not None:
+        result.instructions_per_tick = qemu_instructions_per_tick(result.tick_hz)
+    record(dict(device=board.spec, board=result.board, model=graph.name, vectors=result.vectors,
+                passed=result.passed, ticks=result.ticks_median, instructions=result.instructions_median,
+                arena_used=result.arena_used,
+                stack=result.stack_high_water, flash_seconds=result.flash_seconds))
+    assert result.passed, "\n".join(m.describe() for m in result.mismatches) or result.error
