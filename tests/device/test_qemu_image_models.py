@@ -115,3 +115,28 @@ def test_cortex_m55_board_runs_an_image_model():
     r = run_hil(g, "qemu:cortex-m55", x[:2], firmware_dir=None)
     assert r.passed, (r.error, [m.describe() for m in r.mismatches])
     assert r.board == "mps3-an547" and r.tick_hz == 32_000_000
+
+
+def test_cli_hil_with_a_cifar_sized_model(tmp_path):
+    """The failure the issue reports: `edgekit hil` on qemu:cortex-m4 with a 32x32x3 int8
+    model ended in "input or output larger than a frame carries"."""
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import _register, cli
+    from edgekit.ir import save
+
+    _register()
+    models.slot_elf(TARGET)
+    g, x = models.image(32)
+    save(g, tmp_path / "image32.json")
+    x8 = prepare_inputs(g, x[:4])[g.inputs[0]]
+    np.savez(tmp_path / "v.npz", x=x8)
+    r = CliRunner().invoke(cli, ["hil", str(tmp_path / "image32.json"), "--device", "qemu:cortex-m4",
+                                 "--vectors", str(tmp_path / "v.npz"), "--json", str(tmp_path / "h.json")],
+                           catch_exceptions=False, env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "PASS: 4 of 4 vectors bit-exact" in r.output
+    assert json.loads((tmp_path / "h.json").read_text())["passed"]
