@@ -42,7 +42,8 @@ def test_folder_manifest_and_header(kws_out):
     m = json.loads((d / "manifest.json").read_text())
     assert m["format"] == "edgekit-c-model" and m["target"] == "cortex-m4" and m["variant"] == "auto"
     assert m["arena_bytes"] == kws_out.arena_bytes == kws_out.plan.arena_bytes
-    assert m["arena_bytes"] <= 0.7 * 22_772, "goal: <= 0.7x TFLM's arena (22,772 bytes)"
+    # tensor area against tensor area: TFLM's is 16,000 B for KWS (notes/toolchain.md)
+    assert m["arena_bytes"] <= 0.62 * 16_000
     assert m["macs"] == 2_656_768
     assert [o["name"] for o in m["ops"]] == kws_out.plan.order
     assert m["flash"]["measured"] and m["flash"]["total"] == sum(
