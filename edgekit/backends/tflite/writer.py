@@ -22,8 +22,8 @@ kept; the metadata holds ``edgekit_version``. Hybrid ops (float activations with
 int8 weights) are written as they are; LiteRT runs them with its dynamic-range
 kernels (a hybrid DEPTHWISE_CONV_2D's per-tensor filter scale is repeated per
 channel: LiteRT's kernel reads one scale per channel). Operator versions are the
-ones the TFLite converter assigns for the same types and options (LiteRT checks them against its registrations; TFLite Micro
-ignores them).
+ones the TFLite converter assigns for the same types and options (LiteRT checks them
+against its registrations; TFLite Micro ignores them).
 """
 
 from __future__ import annotations
