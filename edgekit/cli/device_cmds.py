@@ -197,6 +197,8 @@ def device_info(port: str, as_json: bool, timeout: float, retries: int, baudrate
     t.add_column("")
     rows = [("target", hello.target), ("firmware", hello.firmware), ("protocol", str(hello.protocol)),
             ("max payload / window", f"{hello.max_payload} B / {hello.window} frames"),
+            ("tensor buffer", f"{human_bytes(hello.tensor_bytes)} (inputs and outputs in chunks)"
+             if hello.chunked_tensors else "none: tensors in one frame (firmware before 0.2.0)"),
             ("slots", f"{hello.slot_count} x {human_bytes(hello.slot_size)}"),
             ("arena", f"{human_bytes(info.arena_used)} used of {human_bytes(info.arena_size)}"),
             ("stack", f"{human_bytes(info.stack_high_water)} used of {human_bytes(info.stack_size)} "

@@ -191,3 +191,30 @@ def test_device_reboot_mid_input_starts_the_input_over(make_device):
         dev_._infer_chunk = chunk_then_reboot
         assert dev.infer(x)[0] == expected_output(pkg, x)
         assert dev.stats.device_restarts >= 1
+
+
+def test_cli_device_info_and_infer_with_an_image_sized_input(device, tmp_path):
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import _register, cli
+
+    _register()
+
+    def invoke(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, env={"COLUMNS": "200"})
+
+    with _client(device.url) as dev:
+        dev.upload(IMAGE_PKG, "image")
+    r = invoke("device", "info", "--port", device.url)
+    assert r.exit_code == 0 and "tensor buffer" in r.output and "in chunks" in r.output, r.output
+    doc = json.loads(invoke("device", "info", "--port", device.url, "--json").output)
+    assert doc["hello"]["tensor_bytes"] == 64 * 1024 and doc["hello"]["capabilities"] == P.CAP_CHUNKED_TENSORS
+    x = np.frombuffer(BIG_IN, np.int8).reshape(1, 32, 32, 3)
+    np.save(tmp_path / "x.npy", x)
+    r = invoke("device", "infer", "--port", device.url, "--input", tmp_path / "x.npy", "--out", tmp_path / "y.npy")
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "y.npy").tobytes() == expected_output(IMAGE_PKG, BIG_IN)
+    assert device.executed["INFER_BEGIN"] == 1
