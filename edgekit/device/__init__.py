@@ -3,7 +3,8 @@
 - ``crc``, ``cobs``, ``frames``: CRC-32, byte stuffing, frames and the streaming decoder;
 - ``protocol``: message types, error codes, payload layouts;
 - ``link``: ports (``/dev/tty*``, ``socket://``, ``rfc2217://``, ``loop://``) via pyserial;
-- ``client``: ``DeviceClient`` (handshake, info, stats, upload with resume, infer, reset);
+- ``client``: ``DeviceClient`` (handshake, info, stats, upload with resume, infer in one frame
+  or, for tensors larger than a frame, in chunks with resume, reset);
 - ``qemu``: ``QemuBoard``, an emulated board on a loopback TCP port.
 """
 
