@@ -5,7 +5,7 @@
         dev.upload(package, "kws", progress=lambda done, total: ...)
         output, ticks = dev.infer(x.tobytes())
 
-Requests other than upload chunks are stop-and-wait: one request, its response (same
+Requests other than upload and input chunks are stop-and-wait: one request, its response (same
 seq), retransmitted with the same seq on NAK, on a timeout, or when the device reboots
 under it. Uploads keep up to ``window`` chunks in flight (go-back-N over cumulative
 acknowledgements): after a NAK, a timeout or ERROR E_OFFSET the host resends from the
@@ -14,6 +14,11 @@ device reboots during an upload, the client reconnects, says HELLO again and sen
 UPLOAD_BEGIN again: the device resumes from what it holds, or starts over. Before each
 UPLOAD_BEGIN it asks INFO whether the device already runs the package, so a COMMIT whose
 answer was lost is reported as done, never repeated over the previous model.
+
+An input larger than a frame (an image) goes the same way: INFER_BEGIN (which resumes
+what the device holds), pipelined INFER_CHUNKs, INFER_RUN, then OUTPUT_READ for an output
+its answer did not carry, checked against the output's CRC; small tensors take one INFER.
+A model whose tensors the device cannot carry is refused before the upload.
 
 Every failure raises an ``EdgekitError`` that names the command and what the host saw.
 """
