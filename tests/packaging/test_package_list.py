@@ -23,14 +23,29 @@ def setuptools_config() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
 
 
+# Folders of data files only, listed as packages so setuptools ships them as such.
+DATA_PACKAGES = {"edgekit.data"}
+
+
 def packages_on_disk() -> set[str]:
     """Every folder under edgekit/ holding Python modules, as a dotted name."""
     folders = {p.parent for p in (REPO / "edgekit").rglob("*.py") if "__pycache__" not in p.parts}
     return {".".join(f.relative_to(REPO).parts) for f in folders}
 
 
+def test_data_packages_hold_their_files():
+    config = setuptools_config()
+    for name in DATA_PACKAGES:
+        folder = REPO.joinpath(*name.split("."))
+        assert name in config["packages"]
+        patterns = config["package-data"][name]
+        shipped = {f for pattern in patterns for f in folder.glob(pattern)}
+        assert shipped == {f for f in folder.iterdir() if f.is_file()}, f"{name}: files not matched by {patterns}"
+
+
 def test_every_python_package_is_listed():
-    listed = {p for p in setuptools_config()["packages"] if not p.startswith("edgekit._bundled.")}
+    listed = {p for p in setuptools_config()["packages"]
+              if not p.startswith("edgekit._bundled.") and p not in DATA_PACKAGES}
     on_disk = packages_on_disk()
     assert "edgekit.backends.c" in on_disk  # the walk itself found the nested packages
     assert on_disk - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
