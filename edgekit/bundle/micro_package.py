@@ -30,9 +30,12 @@ from edgekit.ir.graph import Graph
 from edgekit.ir.verify import verify
 
 MAGIC = b"EKMP"
-FORMAT_MAJOR = 1
+FORMAT_MAJOR = 2          # 2: the full SHA-256 of the body (1.x held its first 8 bytes)
 FORMAT_MINOR = 0
-HEADER_BYTES = 128
+HEADER_BYTES = 160
+HASH_OFFSET = 56
+HASH_BYTES = 32           # the whole SHA-256 digest
+MODEL_ID_BYTES = 8        # the short id the serial protocol reports: the digest's first 8 bytes
 IO_ENTRY_BYTES = 40
 OP_ENTRY_BYTES = 16
 ALIGN = 16                # every block of the data region starts at a multiple of this
@@ -85,11 +88,14 @@ STRUCT_FIELDS = {
     "ek_strides4": ("n", "h", "w", "c"),
 }
 
-_HEADER = struct.Struct("<4sHHII16s24s8sIIIBBHIIIIIII20s")
+_HEADER = struct.Struct("<4sHHII16s24s32sIIIBBHIIIIIII28s")
+# Bytes 0..7 (magic, format_major, format_minor) are where they are in every format, so
+# a reader can name the version of a package it does not read.
+_PREFIX = struct.Struct("<4sHH")
 # The header CRC sits before the reserved tail, not at the end of the header: a CRC-32
 # stored right after the bytes it covers makes the CRC of the whole package blind
 # to the header (CRC(M || CRC(M)) is a constant).
-HEADER_CRC_OFFSET = 104
+HEADER_CRC_OFFSET = 128
 assert _HEADER.size == HEADER_BYTES
 
 
@@ -113,7 +119,7 @@ class PackageHeader:
     total_size: int
     target: str
     name: str
-    model_hash: bytes    # first 8 bytes of the SHA-256 of the package body
+    model_hash: bytes    # the SHA-256 of the package body (32 bytes)
     arena_size: int
     alignment: int
     flags: int
@@ -122,6 +128,11 @@ class PackageHeader:
     inputs: tuple[TensorInfo, ...] = ()
     outputs: tuple[TensorInfo, ...] = ()
     op_kinds: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def model_id(self) -> str:
+        """Hex of the first 8 bytes of ``model_hash``: what the device reports (INFO)."""
+        return self.model_hash[:MODEL_ID_BYTES].hex()
 
     @property
     def input_bytes(self) -> int:
@@ -135,6 +146,7 @@ class PackageHeader:
         return {
             "format": f"{self.format_major}.{self.format_minor}", "total_size": self.total_size,
             "target": self.target, "name": self.name, "model_hash": self.model_hash.hex(),
+            "model_id": self.model_id,
             "arena_size": self.arena_size, "num_ops": self.num_ops, "macs": self.macs,
             "inputs": [t.__dict__ for t in self.inputs],
             "outputs": [t.__dict__ for t in self.outputs],
@@ -397,12 +409,12 @@ def pack_model(graph: Graph, target, *, name: str | None = None) -> bytes:
         put(op_table + i * OP_ENTRY_BYTES, e)
     put(data_start, bytes(data.buf))
     total = HEADER_BYTES + len(body)
-    model_hash = hashlib.sha256(bytes(body)).digest()[:8]
+    model_hash = hashlib.sha256(bytes(body)).digest()
     header = _HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, HEADER_BYTES, total,
                           _cstr(tgt.name, TARGET_BYTES), _cstr(name or graph.name, NAME_BYTES),
                           model_hash, plan.arena_bytes, plan.alignment, 0, len(graph.inputs),
                           len(graph.outputs), 0, io_table, len(op_list), op_table, data_start,
-                          len(data.buf), min(macs, 0xFFFFFFFF), 0, b"\0" * 20)
+                          len(data.buf), min(macs, 0xFFFFFFFF), 0, b"\0" * 28)
     header = _with_header_crc(header)
     return header + bytes(body)
 
@@ -411,7 +423,7 @@ def pack_model(graph: Graph, target, *, name: str | None = None) -> bytes:
 
 
 def header_crc(header: bytes) -> int:
-    """CRC-32 of the 128-byte header with its CRC field taken as zero."""
+    """CRC-32 of the header (``HEADER_BYTES``) with its CRC field taken as zero."""
     h = bytearray(header[:HEADER_BYTES])
     h[HEADER_CRC_OFFSET:HEADER_CRC_OFFSET + 4] = b"\0\0\0\0"
     return zlib.crc32(bytes(h))
@@ -427,21 +439,29 @@ def read_package_header(data: bytes) -> PackageHeader:
     """The header (and input/output table) of a package; raises ModelFormatError when
     ``data`` is not a well-formed package of a format this edgekit reads."""
     data = bytes(data)
+    if len(data) < _PREFIX.size:
+        raise ModelFormatError(f"model package too short ({len(data)} bytes; the header alone "
+                               f"is {HEADER_BYTES})")
+    magic, major, minor = _PREFIX.unpack_from(data)
+    if magic != MAGIC:
+        raise ModelFormatError("not an edgekit model package (bad magic)")
+    if major != FORMAT_MAJOR:
+        why = " (1.x held only 8 bytes of the body's SHA-256)" if major == 1 else ""
+        raise ModelFormatError(f"model package format {major}.{minor}; this edgekit reads format "
+                               f"{FORMAT_MAJOR}.x{why}. Pack the model again (edgekit package)")
     if len(data) < HEADER_BYTES:
         raise ModelFormatError(f"model package too short ({len(data)} bytes; the header alone "
                                f"is {HEADER_BYTES})")
     fields = _HEADER.unpack_from(data)
-    (magic, major, minor, header_size, total, target, name, model_hash, arena, alignment, flags,
+    (_, _, _, header_size, total, target, name, model_hash, arena, alignment, flags,
      nin, nout, _, io_table, num_ops, op_table, data_start, data_size, macs, hcrc, _) = fields
-    if magic != MAGIC:
-        raise ModelFormatError("not an edgekit model package (bad magic)")
-    if major != FORMAT_MAJOR:
-        raise ModelFormatError(f"model package format {major}.{minor}; this edgekit reads "
-                               f"format {FORMAT_MAJOR}.x")
     if header_crc(data) != hcrc:
         raise ModelFormatError("model package header CRC mismatch (corrupt)")
     if total != len(data):
         raise ModelFormatError(f"model package says {total} bytes but has {len(data)} (truncated?)")
+    if not HEADER_BYTES <= header_size <= total:
+        raise ModelFormatError(f"model package header_size {header_size} is out of range "
+                               f"({HEADER_BYTES} to the package's {total} bytes)")
     if io_table + (nin + nout) * IO_ENTRY_BYTES > total or op_table + num_ops * OP_ENTRY_BYTES > total \
             or data_start + data_size > total:
         raise ModelFormatError("model package tables run past its end")
@@ -462,9 +482,9 @@ def read_package_header(data: bytes) -> PackageHeader:
 
 
 def body_hash(data: bytes, header_size: int = HEADER_BYTES) -> bytes:
-    """The first 8 bytes of the SHA-256 of a package's body (``header_size`` to the end):
-    what the header's ``model_hash`` must hold."""
-    return hashlib.sha256(bytes(data[header_size:])).digest()[:8]
+    """The SHA-256 of a package's body (``header_size`` to the end): what the header's
+    ``model_hash`` must hold."""
+    return hashlib.sha256(bytes(data[header_size:])).digest()
 
 
 def verify_package(data: bytes) -> PackageHeader:

@@ -139,13 +139,13 @@ def flash(model_or_package: str, port: str, target: str | None, name: str | None
         with Progress(*columns, console=err_console, transient=False) as bar:
             task = bar.add_task(f"flash {label}", total=len(package))
             dev.on_event = lambda msg: bar.console.print(f"[yellow]{msg}[/yellow]", highlight=False)
-            result = dev.upload(package, label, model_hash=read_package_header(package).model_hash.hex(),
+            result = dev.upload(package, label, model_id=read_package_header(package).model_id,
                                 progress=lambda done, total: bar.update(task, completed=done))
         info = dev.info()
     _print_flash_result(label, result)
     active = info.active
     if active is not None:
-        console.print(f"active: slot {active.index} {active.name!r} hash {active.model_hash}, "
+        console.print(f"active: slot {active.index} {active.name!r} model id {active.model_hash}, "
                       f"arena {human_bytes(info.arena_used)} of {human_bytes(info.arena_size)}",
                       highlight=False)
 
@@ -213,7 +213,8 @@ def device_info(port: str, as_json: bool, timeout: float, retries: int, baudrate
         t.add_row(k, v)
     console.print(t)
     s = Table(title="model slots")
-    for col in ("slot", "state", "name", "size", "crc32", "model hash"):
+    # INFO carries a short id (the first 8 bytes of the package's SHA-256), not the digest
+    for col in ("slot", "state", "name", "size", "crc32", "model id (SHA-256, first 8 bytes)"):
         s.add_column(col)
     for slot in info.slots:
         style = "green" if slot.state == "active" else None

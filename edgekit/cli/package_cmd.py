@@ -45,4 +45,4 @@ def package_cmd(model: str, target: str, out_path: str, name: str | None, as_jso
         return
     console.print(f"wrote {out}: package {header.name!r} for {header.target}, {human_bytes(len(data))}, "
                   f"{header.num_ops} ops, {header.macs:,} MACs, arena {human_bytes(header.arena_size)}, "
-                  f"model hash {header.model_hash.hex()}", highlight=False)
+                  f"SHA-256 {header.model_hash.hex()}", highlight=False)

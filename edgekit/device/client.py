@@ -575,7 +575,7 @@ class DeviceClient:
 
     # ------------------------------------------------------------------ upload
     def upload(self, package: bytes, name: str, progress: Callable[[int, int], None] | None = None,
-               *, commit: bool = True, model_hash: str | None = None) -> UploadResult:
+               *, commit: bool = True, model_id: str | None = None) -> UploadResult:
         """Send ``package`` to the inactive slot and (with ``commit``) activate it.
 
         Survives lost, corrupted and duplicated frames (retransmission) and up to
@@ -583,7 +583,8 @@ class DeviceClient:
         which resumes from the offset the device still holds).
 
         Before each UPLOAD_BEGIN the host asks INFO whether the device already runs this
-        package (size, CRC-32 and, when given, ``model_hash``, the hex the device reports).
+        package (size, CRC-32 and, when given, ``model_id``: the hex of the first 8 bytes of
+        the package's SHA-256, which INFO reports).
         So a COMMIT whose answer was lost (the link died, the board restarted) is reported
         as done when it was, and the upload is never started again over the slot that
         holds the previous model."""
@@ -616,7 +617,7 @@ class DeviceClient:
                     raise LinkLostError(f"link to {self.port_name} is closed")
                 if commit:
                     try:
-                        active = self._active_slot_holding(size, crc, model_hash)
+                        active = self._active_slot_holding(size, crc, model_id)
                     except DeviceTimeoutError as exc:
                         raise LinkLostError(str(exc)) from None
                     if active is not None:
@@ -677,13 +678,13 @@ class DeviceClient:
                         raise
                     raise DeviceError(f"upload of {name!r}: {lost}.{unknown}") from None
 
-    def _active_slot_holding(self, size: int, crc: int, model_hash: str | None) -> int | None:
-        """The active slot if it holds the package of this size and CRC-32 (and model hash,
+    def _active_slot_holding(self, size: int, crc: int, model_id: str | None) -> int | None:
+        """The active slot if it holds the package of this size and CRC-32 (and model id,
         when given), else None."""
         active = self.info().active
         if active is None or (active.size, active.crc) != (size, crc):
             return None
-        if model_hash is not None and active.model_hash != model_hash:
+        if model_id is not None and active.model_hash != model_id:
             return None
         return active.index
 

@@ -151,7 +151,7 @@ class SlotInfo:
     size: int
     crc: int
     name: str
-    model_hash: str  # hex of the first 8 bytes of the package's SHA-256
+    model_hash: str  # the model id: hex of the first 8 bytes of the package's model_hash (SHA-256)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -373,7 +373,7 @@ def parse_error(payload: bytes) -> tuple[int, int, str]:
 HEADER_REASONS = {
     1: "size: shorter than a header, total_size differs from the upload, or header_size out of range",
     2: "magic: not an edgekit model package",
-    3: "format_major: a package format this firmware does not run",
+    3: "format_major: a package format this firmware does not run",  # op field: formats (below)
     4: "header_crc: the header is corrupt",
     5: "target: packed for another target than the firmware's",
     6: "arena_size: needs a larger arena than the firmware has",
@@ -391,6 +391,9 @@ def describe_error(type_: int, code: int, detail: int) -> str:
     if code == E_HEADER:
         reason, op = detail & 0xFFFF, detail >> 16
         text = f"check {reason}, " + HEADER_REASONS.get(reason, "a check this host does not know")
+        if reason == 3 and op != NO_OP:
+            # firmware 0.3.0 on: the package's format_major (low byte) and the firmware's (high)
+            return text + f" (the package is format {op & 0xFF}.x, this firmware runs format {op >> 8}.x)"
         return text + (f", at op {op}" if op != NO_OP else "")
     if code == E_OFFSET:
         return f"the device expects offset {detail:,}" if type_ != UPLOAD_COMMIT else \

@@ -12,6 +12,7 @@
 
 #include "edgekit/kernels.h"
 #include "ek_crc32.h"
+#include "ek_version.h"
 
 /* Parameter words of each kind (concatenation: 4 + 2 per input). */
 static const uint8_t kWords[EK_OP_KIND_COUNT] = {
@@ -501,14 +502,21 @@ int ek_pkg_open(const uint8_t *p, uint32_t size, const ek_pkg_limits *lim, ek_pk
   char target[17];
   vctx v;
 
-  if (size < EK_PKG_HEADER_BYTES) {
+  if (size < EK_PKG_PREFIX_BYTES) {
     return header_fail(err, EK_PKG_E_SIZE, "package shorter than its header");
   }
   if (ek_rd32(p + EK_PKG_OFF_MAGIC) != EK_PKG_MAGIC) {
     return header_fail(err, EK_PKG_E_MAGIC, "bad magic (not an edgekit model package)");
   }
-  if (ek_rd16(p + EK_PKG_OFF_FORMAT_MAJOR) != 1u) {
-    return header_fail(err, EK_PKG_E_FORMAT, "unsupported package format major version");
+  if (ek_rd16(p + EK_PKG_OFF_FORMAT_MAJOR) != EK_PACKAGE_FORMAT_MAJOR) {
+    /* Both versions go back in the detail so the host can name them. */
+    const uint32_t major = ek_rd16(p + EK_PKG_OFF_FORMAT_MAJOR);
+    header_fail(err, EK_PKG_E_FORMAT, "package format major version this firmware does not run");
+    err->op = (major > 0xFFu ? 0xFFu : major) | ((uint32_t)EK_PACKAGE_FORMAT_MAJOR << 8);
+    return -1;
+  }
+  if (size < EK_PKG_HEADER_BYTES) {
+    return header_fail(err, EK_PKG_E_SIZE, "package shorter than its header");
   }
   {
     uint8_t hdr[EK_PKG_HEADER_BYTES];

@@ -8,9 +8,11 @@
 
 #include <stdint.h>
 
-/* Header layout (little-endian). */
+/* Header layout (little-endian), format 2. Bytes 0..7 (magic, format major and minor)
+ * sit where they do in every format. */
 #define EK_PKG_MAGIC 0x504D4B45u /* "EKMP" */
-#define EK_PKG_HEADER_BYTES 128u
+#define EK_PKG_HEADER_BYTES 160u
+#define EK_PKG_PREFIX_BYTES 8u
 #define EK_PKG_OFF_MAGIC 0u
 #define EK_PKG_OFF_FORMAT_MAJOR 4u
 #define EK_PKG_OFF_FORMAT_MINOR 6u
@@ -18,19 +20,20 @@
 #define EK_PKG_OFF_TOTAL_SIZE 12u
 #define EK_PKG_OFF_TARGET 16u /* 16 bytes */
 #define EK_PKG_OFF_NAME 32u   /* 24 bytes */
-#define EK_PKG_OFF_HASH 56u   /* 8 bytes */
-#define EK_PKG_OFF_ARENA_SIZE 64u
-#define EK_PKG_OFF_ALIGNMENT 68u
-#define EK_PKG_OFF_FLAGS 72u
-#define EK_PKG_OFF_NUM_INPUTS 76u  /* u8 */
-#define EK_PKG_OFF_NUM_OUTPUTS 77u /* u8 */
-#define EK_PKG_OFF_IO_TABLE 80u
-#define EK_PKG_OFF_NUM_OPS 84u
-#define EK_PKG_OFF_OP_TABLE 88u
-#define EK_PKG_OFF_DATA 92u
-#define EK_PKG_OFF_DATA_SIZE 96u
-#define EK_PKG_OFF_MACS 100u
-#define EK_PKG_OFF_HEADER_CRC 104u /* CRC-32 of the header with this field zero */
+#define EK_PKG_OFF_HASH 56u   /* 32 bytes: the SHA-256 of the body */
+#define EK_PKG_HASH_BYTES 32u
+#define EK_PKG_OFF_ARENA_SIZE 88u
+#define EK_PKG_OFF_ALIGNMENT 92u
+#define EK_PKG_OFF_FLAGS 96u
+#define EK_PKG_OFF_NUM_INPUTS 100u  /* u8 */
+#define EK_PKG_OFF_NUM_OUTPUTS 101u /* u8 */
+#define EK_PKG_OFF_IO_TABLE 104u
+#define EK_PKG_OFF_NUM_OPS 108u
+#define EK_PKG_OFF_OP_TABLE 112u
+#define EK_PKG_OFF_DATA 116u
+#define EK_PKG_OFF_DATA_SIZE 120u
+#define EK_PKG_OFF_MACS 124u
+#define EK_PKG_OFF_HEADER_CRC 128u /* CRC-32 of the header with this field zero */
 
 #define EK_PKG_IO_ENTRY_BYTES 40u
 #define EK_PKG_OP_ENTRY_BYTES 16u
@@ -75,7 +78,9 @@ enum {
  * short message. */
 typedef struct {
   uint32_t reason;
-  uint32_t op; /* index of the op at fault, or 0xFFFFFFFF */
+  /* index of the op at fault, or 0xFFFFFFFF; for EK_PKG_E_FORMAT the package's
+   * format_major (low byte) and the one this firmware runs (next byte) */
+  uint32_t op;
   const char *message;
 } ek_pkg_error;
 
@@ -83,7 +88,7 @@ enum {
   EK_PKG_OK = 0,
   EK_PKG_E_SIZE = 1,      /* shorter than a header, or total_size differs */
   EK_PKG_E_MAGIC = 2,
-  EK_PKG_E_FORMAT = 3,    /* unsupported format major version */
+  EK_PKG_E_FORMAT = 3,    /* unsupported format major version (format 1: 8-byte model_hash) */
   EK_PKG_E_HEADER_CRC = 4,
   EK_PKG_E_TARGET = 5,    /* built for another target */
   EK_PKG_E_ARENA = 6,     /* needs a larger arena than this firmware has */

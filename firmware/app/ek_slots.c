@@ -86,15 +86,15 @@ static const uint8_t *slot_data(uint32_t slot) {
   return ek_slot_base(slot) + EK_SLOT_DATA_OFFSET;
 }
 
-/* Does the SHA-256 of the package body (header_size to the end) begin with the header's
- * model_hash? Call after ek_pkg_open passed (header_size is in range then). The CRC-32
- * only says the bytes arrived as the host sent them; this says they are the bytes the
- * package was built with. */
+/* Does the SHA-256 of the package body (header_size to the end) equal the header's
+ * model_hash, all 32 bytes? Call after ek_pkg_open passed (header_size is in range then).
+ * The CRC-32 only says the bytes arrived as the host sent them; this says they are the
+ * bytes the package was built with. */
 static int body_hash_matches(const uint8_t *pkg, uint32_t size) {
   uint8_t digest[EK_SHA256_BYTES];
   const uint32_t header_size = ek_rd32(pkg + EK_PKG_OFF_HEADER_SIZE);
   ek_sha256(pkg + header_size, size - header_size, digest);
-  return memcmp(digest, pkg + EK_PKG_OFF_HASH, EK_SLOT_HASH_BYTES) == 0;
+  return memcmp(digest, pkg + EK_PKG_OFF_HASH, EK_PKG_HASH_BYTES) == 0;
 }
 
 /* Reads a slot's record and checks the package it describes. */

@@ -1,11 +1,11 @@
 /*
  * A/B model slots. A new package goes to the slot that is not active; it becomes
  * active only after all its bytes arrived, their CRC-32 matched, the package passed
- * ek_pkg_open and the SHA-256 of its body matched its model_hash. Until then (and after any failure) the previously active
+ * ek_pkg_open and the SHA-256 of its body matched its model_hash (32 bytes). Until then (and after any failure) the previously active
  * package keeps serving.
  *
  * Each slot region starts with a 64-byte record written last, at commit: magic,
- * generation, size, CRC, name, model hash and the record's own CRC. At boot the
+ * generation, size, CRC, name, model id (first 8 bytes of model_hash) and the record's own CRC. At boot the
  * slots whose record and data check out are valid, and the one with the highest
  * generation is active, so the active model survives a reset wherever the slot
  * storage survives it (flash on a real board; RAM across a warm reset on QEMU).
@@ -26,6 +26,8 @@
 #define EK_SLOT_DATA_OFFSET 64u
 #define EK_SLOT_RECORD_MAGIC 0x4C534B45u /* "EKSL" */
 #define EK_SLOT_NAME_BYTES 24u
+/* The model id INFO reports and the slot record keeps: the first 8 bytes of the
+ * package's model_hash (its full SHA-256 is checked against the package itself). */
 #define EK_SLOT_HASH_BYTES 8u
 
 enum { EK_SLOT_EMPTY = 0, EK_SLOT_RECEIVING = 1, EK_SLOT_VALID = 2, EK_SLOT_ACTIVE = 3 };

@@ -5,13 +5,12 @@ upload's speed counts only the bytes it moved, and its wire figures match the fr
 
 from __future__ import annotations
 
-import hashlib
 import struct
 
 import pytest
 from click.testing import CliRunner
 
-from edgekit.bundle.micro_package import header_crc, pack_model, read_package_header, verify_package
+from edgekit.bundle.micro_package import pack_model, read_package_header, verify_package
 from edgekit.cli.main import _register, cli
 from edgekit.device import protocol as P
 from edgekit.device.client import DeviceClient
@@ -21,6 +20,7 @@ from edgekit.device.frames import encode
 from edgekit.errors import BadInputError, ModelFormatError
 from tests.device import models
 from tests.device.reference_device import make_package
+from tests.firmware.support import FORMAT1_PACKAGE, restamp
 
 _register()
 UNREACHABLE = "socket://127.0.0.1:1"  # opening it fails: a check that passes reaches it
@@ -51,13 +51,19 @@ def test_altered_package_is_refused_before_connecting(tmp_path):
     assert verify_package(_digits_package()).name == "digits"
 
 
+def test_old_format_package_is_refused_before_connecting(tmp_path):
+    (tmp_path / "old.ekpkg").write_bytes(FORMAT1_PACKAGE.read_bytes())
+    r = invoke("flash", tmp_path / "old.ekpkg", "--port", UNREACHABLE)
+    assert r.exit_code == 2, r.output
+    assert "model package format 1.0; this edgekit reads format 2.x" in r.output
+    assert "cannot open port" not in r.output
+
+
 def _padded(pkg: bytes, total: int) -> bytes:
     """``pkg`` grown to ``total`` bytes, its header (total_size, model_hash, CRC) consistent."""
     d = bytearray(pkg) + bytes(total - len(pkg))
     d[12:16] = struct.pack("<I", total)
-    d[56:64] = hashlib.sha256(bytes(d[128:])).digest()[:8]
-    d[104:108] = struct.pack("<I", header_crc(bytes(d)))
-    return bytes(d)
+    return restamp(d)
 
 
 def test_package_larger_than_a_slot_is_refused_before_connecting(tmp_path):
@@ -75,6 +81,9 @@ def test_package_larger_than_a_slot_is_refused_before_connecting(tmp_path):
     (P.E_HEADER, 0xFFFF0007, "UPLOAD_COMMIT", "(check 7, input/output table: out of bounds"),
     (P.E_HEADER, 5 | (3 << 16), "UPLOAD_COMMIT", "target: packed for another target than the firmware's, at op 3)"),
     (P.E_HEADER, 0xFFFF000B, "UPLOAD_COMMIT", "(check 11, model_hash: the SHA-256 of the package body"),
+    (P.E_HEADER, 3 | (0x0201 << 16), "UPLOAD_COMMIT",
+     "(the package is format 1.x, this firmware runs format 2.x)"),
+    (P.E_HEADER, 0xFFFF0003, "UPLOAD_COMMIT", "(check 3, format_major: a package format this firmware does not run)"),
     (P.E_OFFSET, 2040, "UPLOAD_CHUNK at offset 1,020", "(the device expects offset 2,040)"),
     (P.E_OFFSET, 3000, "UPLOAD_COMMIT", "(the device holds 3,000 bytes)"),
     (P.E_TOO_LARGE, 490, "INFER", "(the device's input size is 490 bytes)"),

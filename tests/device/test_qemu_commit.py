@@ -1,8 +1,9 @@
 """The commit on the real model-slot firmware (QEMU mps2-an386, slot RAM file-backed so it
 survives a kill like flash): the board killed right after UPLOAD_COMMIT and booted again,
-the link cut as the COMMIT's answer passes, and a package whose weights were altered
-after packing. Each time the host reports what the board really runs, and the previous
-model stays in the other slot."""
+the link cut as the COMMIT's answer passes, a package whose weights were altered after
+packing, one whose stored SHA-256 differs in its last byte, and one of format 1.0. Each
+time the host reports what the board really runs, and the previous model stays in the
+other slot."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from edgekit.device.frames import Frame, FrameDecoder
 from edgekit.device.qemu import QemuBoard
 from tests.device import models
 from tests.device.fault_proxy import FaultProxy, Faults
+from tests.firmware.support import FORMAT1_PACKAGE, restamp_crc
 
 TARGET = "cortex-m4"
 
@@ -49,9 +51,9 @@ def _check(board, new: bytes, old: bytes, new_slot: int) -> None:
     with DeviceClient(board, timeout=0.5, seed=2) as dev:
         info = dev.info()
         assert info.active_slot == new_slot
-        assert info.active.model_hash == read_package_header(new).model_hash.hex()
+        assert info.active.model_hash == read_package_header(new).model_id
         other = info.slots[1 - new_slot]
-        assert (other.state, other.model_hash) == ("valid", read_package_header(old).model_hash.hex())
+        assert (other.state, other.model_hash) == ("valid", read_package_header(old).model_id)
 
 
 class _Killer:
@@ -129,7 +131,7 @@ def test_link_cut_as_the_commit_answer_passes(board):
     _check(board, new, old, r.slot)
 
 
-def test_altered_weights_are_refused_by_the_firmware(board):
+def test_altered_or_old_format_packages_are_refused_by_the_firmware(board):
     old, new = _packages()
     _flash(board, old, "old")
     graph, _ = models.digits(per_channel=True)
@@ -142,9 +144,20 @@ def test_altered_weights_are_refused_by_the_firmware(board):
         with pytest.raises(DeviceRejectedError, match=r"UPLOAD_COMMIT: the device answered E_HEADER: .*"
                                                       r"\(check 11, model_hash: the SHA-256"):
             dev.upload(bytes(altered), "altered")
+        # the last byte of the stored digest: only a check of all 32 bytes sees it
+        last = bytearray(new)
+        last[87] ^= 0x01
+        with pytest.raises(DeviceRejectedError, match=r"\(check 11, model_hash"):
+            dev.upload(restamp_crc(last), "last-byte")
+        # a format 1.0 package (8-byte hash): refused, naming both formats
+        with pytest.raises(DeviceRejectedError, match=r"\(check 3, format_major: .*\(the package is "
+                                                      r"format 1\.x, this firmware runs format 2\.x\)"):
+            dev.upload(FORMAT1_PACKAGE.read_bytes(), "format1")
         info = dev.info()
         assert info.active.name == "old"
-        assert info.active.model_hash == read_package_header(old).model_hash.hex()
+        assert info.active.model_hash == read_package_header(old).model_id
+        assert dev.upload(new, "new").slot == 1 - info.active_slot  # the untouched package passes
+        assert dev.info().active.model_hash == read_package_header(new).model_id
 
 
 def test_cli_flash_reports_wire_figures_and_an_active_package(board, tmp_path):

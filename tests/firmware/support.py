@@ -255,3 +255,26 @@ def reference_output(graph, x: np.ndarray) -> bytes:
     t = graph.input_tensors()[0]
     x = np.asarray(x).reshape(t.shape)
     return Interpreter(graph).run({t.name: x})[graph.outputs[0]].tobytes()
+
+
+# A package of model format 1.0 (header 128 bytes, 8 bytes of the body's SHA-256), as
+# edgekit's packer wrote it before format 2: tests/backends/c/graphs.py's "handmade" graph
+# for cortex-m4, named "format1". Readers and firmware of format 2 must refuse it.
+FORMAT1_PACKAGE = HERE / "data" / "handmade_format1.ekpkg"
+
+
+def restamp(package: bytes | bytearray) -> bytes:
+    """``package`` with its model_hash (the body's SHA-256) and header CRC brought up to
+    date after an edit, written from docs/model-package.md's format 2.0 layout."""
+    d = bytearray(package)
+    d[56:88] = hashlib.sha256(bytes(d[160:])).digest()
+    return restamp_crc(d)
+
+
+def restamp_crc(package: bytes | bytearray) -> bytes:
+    """``package`` with only its header CRC (bytes 128..131 of format 2.0) brought up to
+    date: an edited model_hash then reaches the firmware's SHA-256 check."""
+    d = bytearray(package)
+    d[128:132] = bytes(4)
+    d[128:132] = zlib.crc32(bytes(d[:160])).to_bytes(4, "little")
+    return bytes(d)

@@ -6,16 +6,14 @@ one it names."""
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import zlib
 
 import numpy as np
 
 from edgekit.bundle import pack_model, read_package_header
-from edgekit.bundle.micro_package import header_crc
 from edgekit.device import protocol as P
-from tests.firmware.support import Stream, reference_output, run_host
+from tests.firmware.support import FORMAT1_PACKAGE, Stream, reference_output, restamp, restamp_crc, run_host
 
 HASH_REASON = 11  # docs/model-package.md, "What the firmware checks"
 
@@ -52,16 +50,13 @@ def test_altered_weights_are_refused_and_the_previous_model_serves(host_fw):
     infer = s.add(P.INFER, _zeros(ga))
     # the same bytes with model_hash (and the header CRC) brought up to date are accepted:
     # the check compares the hash, it does not refuse every change
-    fixed = bytearray(altered)
-    fixed[56:64] = hashlib.sha256(bytes(fixed[128:])).digest()[:8]
-    fixed[104:108] = struct.pack("<I", header_crc(bytes(fixed)))
-    good = s.upload(bytes(fixed), "fixed")
+    good = s.upload(restamp(altered), "fixed")
     run = run_host(host_fw, bytes(s))
     code, detail, message = run.error(bad["commit"])
     assert (code, detail & 0xFFFF, detail >> 16) == (P.E_HEADER, HASH_REASON, 0xFFFF)
     assert "SHA-256" in message
     slots = _states(run, info)
-    assert slots[0] == ("active", "a", read_package_header(a).model_hash.hex())
+    assert slots[0] == ("active", "a", read_package_header(a).model_id)
     assert slots[1][0] == "empty"
     assert run.payload(infer, P.INFER)[5:] == reference_output(ga, np.zeros(ga.input_tensors()[0].shape,
                                                                              np.int8))
@@ -84,8 +79,8 @@ def test_begin_of_the_active_package_keeps_the_previous_model(host_fw):
     infer = s.add(P.INFER, _zeros(gb))
     run = run_host(host_fw, bytes(s))
     assert P.parse_begin_response(run.payload(again, P.UPLOAD_BEGIN)) == (1, len(b))
-    want = [("valid", "a", read_package_header(a).model_hash.hex()),
-            ("active", "b", read_package_header(b).model_hash.hex())]
+    want = [("valid", "a", read_package_header(a).model_id),
+            ("active", "b", read_package_header(b).model_id)]
     assert _states(run, i1) == want
     assert run.payload(plain, P.UPLOAD_COMMIT) == b"\x01"
     assert run.payload(named, P.UPLOAD_COMMIT) == b"\x01"
@@ -106,3 +101,29 @@ def test_commit_naming_another_package_is_refused(host_fw):
     assert P.parse_u32(run.payload(up["chunks"][-1], P.UPLOAD_CHUNK), "") == len(a)
     assert run.error(wrong)[:2] == (P.E_STATE, len(a))
     assert run.payload(right, P.UPLOAD_COMMIT) == b"\x00"
+
+
+def test_full_digest_and_format_are_checked_at_commit(host_fw):
+    """A stored digest wrong in its last byte (a firmware comparing 8 bytes took it) and a
+    package of format 1.0 are refused; the untouched package is accepted."""
+    (ga, a), _ = _models()
+    last = bytearray(a)
+    last[87] ^= 0x80  # the last byte of model_hash (bytes 56..87)
+    s = Stream()
+    bad = s.upload(restamp_crc(last), "last-byte")
+    old = s.upload(FORMAT1_PACKAGE.read_bytes(), "format1")
+    info = s.add(P.INFO)
+    good = s.upload(a, "a")
+    infer = s.add(P.INFER, _zeros(ga))
+    run = run_host(host_fw, bytes(s))
+    code, detail, _ = run.error(bad["commit"])
+    assert (code, detail & 0xFFFF) == (P.E_HEADER, HASH_REASON)
+    code, detail, _ = run.error(old["commit"])
+    # reason 3; the op field names the package's format (1) and the firmware's (2)
+    assert (code, detail) == (P.E_HEADER, 3 | ((1 | 2 << 8) << 16))
+    assert P.describe_error(P.UPLOAD_COMMIT, code, detail).endswith(
+        "(the package is format 1.x, this firmware runs format 2.x)")
+    assert [st[0] for st in _states(run, info)] == ["empty", "empty"]
+    assert run.payload(good["commit"], P.UPLOAD_COMMIT) == b"\x00"
+    x = np.zeros(ga.input_tensors()[0].shape, np.int8)
+    assert run.payload(infer, P.INFER)[5:] == reference_output(ga, x)

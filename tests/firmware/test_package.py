@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from edgekit.bundle import FORMAT_MAJOR, pack_model, read_package_header
+from edgekit.bundle import FORMAT_MAJOR, pack_model, read_package_header, verify_package
 from edgekit.bundle.micro_package import HEADER_BYTES, OP_KINDS, header_crc
 from edgekit.device import protocol as P
 from edgekit.errors import BadInputError, ModelFormatError
@@ -27,11 +27,14 @@ def test_header_fields_of_the_kws_package():
     assert data[:4] == b"EKMP" and h.format_major == FORMAT_MAJOR
     assert h.total_size == len(data) and h.header_size == HEADER_BYTES
     assert h.target == "cortex-m4" and h.name == "kws_ref_model_int8"
-    assert h.model_hash == hashlib.sha256(data[HEADER_BYTES:]).digest()[:8]
-    # CRC-32 of the header with its own field (bytes 104..107) zero, computed by hand
+    # format 2.0: a 160-byte header holding the body's whole SHA-256 at bytes 56..87
+    assert HEADER_BYTES == 160 and struct.unpack_from("<HHI", data, 4) == (2, 0, 160)
+    assert h.model_hash == data[56:88] == hashlib.sha256(data[160:]).digest()
+    assert h.model_id == h.model_hash[:8].hex()
+    # CRC-32 of the header with its own field (bytes 128..131) zero, computed by hand
     hdr = bytearray(data[:HEADER_BYTES])
-    hdr[104:108] = bytes(4)
-    assert struct.unpack_from("<I", data, 104)[0] == zlib.crc32(bytes(hdr))
+    hdr[128:132] = bytes(4)
+    assert struct.unpack_from("<I", data, 128)[0] == zlib.crc32(bytes(hdr))
     # ...so the whole-package CRC (the upload's resume key) sees the header: the same
     # model under another name is another upload.
     assert zlib.crc32(pack_model(g, "cortex-m4", name="renamed")) != zlib.crc32(data)
@@ -70,9 +73,23 @@ def test_reader_refuses_damaged_packages():
         read_package_header(data[:40])
     bumped = bytearray(data)
     bumped[4] = FORMAT_MAJOR + 1
-    bumped[104:108] = struct.pack("<I", header_crc(bytes(bumped)))
+    bumped[128:132] = struct.pack("<I", header_crc(bytes(bumped)))
     with pytest.raises(ModelFormatError, match="format"):
         read_package_header(bytes(bumped))
+
+
+def test_reader_refuses_format_1_and_checks_all_32_bytes_of_the_hash():
+    old = support.FORMAT1_PACKAGE.read_bytes()
+    assert old[:8] == b"EKMP\x01\x00\x00\x00"  # a real format 1.0 file
+    for read in (read_package_header, verify_package):
+        with pytest.raises(ModelFormatError, match=r"format 1\.0; this edgekit reads format 2\.x"):
+            read(old)
+    data = pack_model(support.kws_graph(), "cortex-m4")
+    assert verify_package(data).model_hash == hashlib.sha256(data[160:]).digest()
+    last = bytearray(data)
+    last[87] ^= 0x01  # the digest's last byte; header CRC brought up to date
+    with pytest.raises(ModelFormatError, match="altered or corrupt"):
+        verify_package(support.restamp_crc(last))
 
 
 def test_packer_refuses_what_the_firmware_cannot_run():
@@ -120,7 +137,7 @@ def test_kws_and_ad_packages_bit_exact_on_the_host_build(host_fw):
     for x, out in zip(xs, outs):
         assert out[5:] == reference_output(g, x)
     h = read_package_header(pkg)
-    assert info.active.name == g.name and info.active.model_hash == h.model_hash.hex()
+    assert info.active.name == g.name and info.active.model_hash == h.model_id
     assert info.arena_used == h.arena_size
     g = support.ad_graph()
     xs = support.ad_inputs(12)
@@ -130,7 +147,7 @@ def test_kws_and_ad_packages_bit_exact_on_the_host_build(host_fw):
 
 
 def _reheader(data: bytearray) -> bytes:
-    data[104:108] = struct.pack("<I", header_crc(bytes(data)))
+    data[128:132] = struct.pack("<I", header_crc(bytes(data)))
     return bytes(data)
 
 
@@ -149,16 +166,16 @@ def test_firmware_refuses_bad_packages_and_keeps_the_old_model(host_fw):
         d[offset:offset + len(value)] = value
         return _reheader(d) if header_crc else bytes(d)
 
-    op_table = struct.unpack_from("<I", good, 88)[0]
+    op_table = struct.unpack_from("<I", good, 112)[0]
     first_params = struct.unpack_from("<I", good, op_table + 4)[0]
     bad = {
         2: b"EKMQ" + good[4:],                                  # magic
-        3: variant(4, struct.pack("<H", 2)),                    # format major
+        3: variant(4, struct.pack("<H", 3)),                    # format major
         4: variant(40, b"!", header_crc=False),                 # header CRC
         5: variant(16, b"cortex-m0plus\0\0\0"),                 # target
-        6: variant(64, struct.pack("<I", 1 << 30)),             # arena larger than the firmware's
-        7: variant(80, struct.pack("<I", len(good))),           # IO table out of bounds
-        8: variant(84, struct.pack("<I", 5000)),                # op count past the table
+        6: variant(88, struct.pack("<I", 1 << 30)),             # arena larger than the firmware's
+        7: variant(104, struct.pack("<I", len(good))),          # IO table out of bounds
+        8: variant(108, struct.pack("<I", 5000)),               # op count past the table
         9: variant(op_table, struct.pack("<H", 99)),            # unknown op kind
         10: variant(first_params + 4 * 22, struct.pack("<I", 1 << 24)),  # conv input ref
     }
@@ -177,7 +194,7 @@ def test_firmware_refuses_bad_packages_and_keeps_the_old_model(host_fw):
         assert code == P.E_HEADER and detail & 0xFFFF == reason, (reason, detail, message)
         assert run.payload(infer, P.INFER)[5:] == expected
         inf = P.parse_info(run.payload(info, P.INFO))
-        assert inf.active.name == "good" and inf.active.model_hash == h.model_hash.hex()
+        assert inf.active.name == "good" and inf.active.model_hash == h.model_id
         assert [s.state for s in inf.slots].count("empty") == 1
     assert run.error(truncated["commit"])[0] == P.E_HEADER
     assert run.error(crc["commit"])[0] == P.E_CRC

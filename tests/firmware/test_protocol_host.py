@@ -28,9 +28,9 @@ def test_hello_info_stats_and_banner(host_fw):
     hello, info, stats = s.add(P.HELLO, b"\x01"), s.add(P.INFO), s.add(P.STATS)
     newer = s.add(P.HELLO, b"\x07")  # a newer host: the device answers in version 1
     run = run_host(host_fw, bytes(s))
-    assert run.raw.startswith(b"edgekit-fw 0.2.0 proto 1 target cortex-m4 board host\n\x00")
+    assert run.raw.startswith(b"edgekit-fw 0.3.0 proto 1 target cortex-m4 board host\n\x00")
     h = P.parse_hello(run.payload(hello, P.HELLO))
-    assert (h.protocol, h.firmware, h.max_payload, h.window) == (1, "0.2.0", 1024, 4)
+    assert (h.protocol, h.firmware, h.max_payload, h.window) == (1, "0.3.0", 1024, 4)
     assert (h.slot_count, h.target, h.board) == (2, "cortex-m4", "host")
     assert h.slot_size == 1024 * 1024 - 64 and h.arena_size == 256 * 1024
     i = P.parse_info(run.payload(info, P.INFO))

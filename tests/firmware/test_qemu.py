@@ -47,11 +47,11 @@ def test_board_serves_kws_and_ad_models(board, tmp_path_factory):
     target = load_board(board).target
     with QemuBoard(target, elf) as qb:
         qb.start()
-        assert qb.banner == f"edgekit-fw 0.2.0 proto 1 target {target} board {board}"
+        assert qb.banner == f"edgekit-fw 0.3.0 proto 1 target {target} board {board}"
         link = qb.connect()
         client = DeviceClient(link, timeout=3.0)
         h = client.hello_info
-        assert (h.protocol, h.firmware, h.target, h.board) == (1, "0.2.0", target, board)
+        assert (h.protocol, h.firmware, h.target, h.board) == (1, "0.3.0", target, board)
         assert (h.max_payload, h.window, h.slot_count) == (1024, 4, 2)
         assert h.slot_size >= 1 << 21 and h.arena_size >= 256 * 1024
         info = client.info()
@@ -67,7 +67,7 @@ def test_board_serves_kws_and_ad_models(board, tmp_path_factory):
         ticks = _check_infer(client, kws, support.kws_inputs(3))
         info = client.info()
         assert info.active_slot == 0 and info.active.name == "kws"
-        assert info.active.model_hash == read_package_header(kws_pkg).model_hash.hex()
+        assert info.active.model_hash == read_package_header(kws_pkg).model_id
         assert info.arena_used == read_package_header(kws_pkg).arena_size
         assert client.device_stats().last_ticks == ticks
 
