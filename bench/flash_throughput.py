@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
-from edgekit.bundle.micro_package import pack_model  # noqa: E402
+from edgekit.bundle.micro_package_writer import pack_model  # noqa: E402
 from edgekit.device.client import DeviceClient  # noqa: E402
 from edgekit.device.qemu import QemuBoard  # noqa: E402
 from edgekit.hil import run_hil  # noqa: E402

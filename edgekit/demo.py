@@ -46,7 +46,7 @@ class DemoResult:
 def run_demo(target: str = "cortex-m4", out_dir: str | Path | None = None, *, seed: int = 0,
              say=print) -> DemoResult:
     from edgekit.backends.c import compile_model
-    from edgekit.bundle.micro_package import pack_model
+    from edgekit.bundle.micro_package_writer import pack_model
     from edgekit.compress.digits import demo_compress
     from edgekit.device.client import DeviceClient
     from edgekit.device.qemu import QemuBoard

@@ -19,6 +19,8 @@ DEVICE_SIDE = ("edgekit.device", "edgekit.runtime")
 # Compilers and training frameworks the device side must run without (runtimes such as
 # onnxruntime or tflite_runtime are separate packages and stay allowed).
 COMPILER_LIBS = ("torch", "torchvision", "tensorflow", "keras", "onnx", "tvm")
+# edgekit's own compiler stages: a gateway that forwards packages loads none of them.
+COMPILER_STAGES = ("edgekit.backends", "edgekit.quantize", "edgekit.frontends")
 
 
 class Tree:
@@ -156,6 +158,51 @@ def test_device_side_imports_leave_compilers_unloaded():
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def _stage_of(module: str) -> str | None:
+    return next((s for s in COMPILER_STAGES if module == s or module.startswith(s + ".")), None)
+
+
+def test_device_side_reaches_no_compiler_stage():
+    """Statically: no import in the device side, lazy ones included, leads to the backends,
+    the quantizer or the frontends (reading a package is the reader's job alone)."""
+    tree = Tree(REPO)
+    closure = reachable(tree, device_modules(tree))
+    assert "edgekit.bundle.micro_package_reader" in closure  # the client reads package headers
+    problems = sorted(f"{m} (imported by {closure[m]})" for m in closure if _stage_of(m))
+    assert not problems, "the device side must not load the compiler:\n" + "\n".join(problems)
+
+
+def test_importing_edgekit_device_loads_no_compiler_stage(tmp_path):
+    """At run time, in a fresh interpreter: import edgekit.device and every device-side
+    module, read and verify a package file, and look at sys.modules; then ask
+    edgekit.bundle for pack_model, which must load the writer (so the check sees a
+    compiler module when one is there)."""
+    from edgekit.bundle import pack_model
+    from tests.backends.c.graphs import cases
+
+    pkg = tmp_path / "m.ekpkg"
+    pkg.write_bytes(pack_model(cases()["handmade"], "cortex-m4", name="m"))
+    modules = device_modules(Tree(REPO))
+    code = ("import importlib, pathlib, sys\n"
+            "import edgekit.device\n"
+            "edgekit.device.DeviceClient, edgekit.device.QemuBoard, edgekit.device.open_link\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "from edgekit.bundle import verify_package\n"
+            f"assert verify_package(pathlib.Path({str(pkg)!r}).read_bytes()).name == 'm'\n"
+            f"stages = {COMPILER_STAGES + ('edgekit.bundle.micro_package_writer',)!r}\n"
+            "def loaded(): return sorted({s for m in sys.modules for s in stages "
+            "if m == s or m.startswith(s + '.')})\n"
+            "print(loaded())\n"
+            "import edgekit.bundle\n"
+            "edgekit.bundle.pack_model\n"
+            "print(loaded())\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    before, after = res.stdout.strip().splitlines()
+    assert before == "[]"
+    assert "edgekit.bundle.micro_package_writer" in after
 
 
 # --------------------------------------------------------------------------- the checker itself

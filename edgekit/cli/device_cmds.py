@@ -48,7 +48,7 @@ def _check_package_file(path: str) -> None:
     """Before connecting: a model package file must be whole, unaltered (its body matches
     its model_hash) and fit a slot of edgekit's firmware for its target. Model files are
     packed after HELLO, for the device's target, and checked then."""
-    from edgekit.bundle.micro_package import MAGIC, verify_package
+    from edgekit.bundle.micro_package_reader import MAGIC, verify_package
 
     p = Path(path)
     if not p.is_file():
@@ -80,7 +80,7 @@ def _slot_capacity(target: str) -> tuple[int, str] | None:
 
 def _load_package_or_model(path: str, target: str | None, device_target: str, name: str | None):
     """(package bytes, what it is) for a model package file or a model file."""
-    from edgekit.bundle.micro_package import MAGIC, verify_package
+    from edgekit.bundle.micro_package_reader import MAGIC, verify_package
 
     p = Path(path)
     if not p.is_file():
@@ -93,7 +93,7 @@ def _load_package_or_model(path: str, target: str | None, device_target: str, na
             raise BadInputError(f"{path} is a package for {header.target}; the device is a "
                                 f"{device_target}")
         return data, name or header.name, f"package {p.name}"
-    from edgekit.bundle.micro_package import pack_model
+    from edgekit.bundle.micro_package_writer import pack_model
     from edgekit.cli.common import load_model_cli
 
     graph, _ = load_model_cli(path)
@@ -123,7 +123,7 @@ def flash(model_or_package: str, port: str, target: str | None, name: str | None
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
 
-    from edgekit.bundle.micro_package import read_package_header
+    from edgekit.bundle.micro_package_reader import read_package_header
 
     _check_package_file(model_or_package)
     with _client(port, timeout, retries, baudrate, reconnect_timeout=reconnect_timeout) as dev:

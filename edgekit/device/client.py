@@ -466,7 +466,7 @@ class DeviceClient:
     def _check_tensors_fit(self, package: bytes, name: str) -> None:
         """Refuse, before uploading, an edgekit model package whose tensors the device cannot
         carry. Other packages are left to the device's own header check."""
-        from edgekit.bundle.micro_package import read_package_header
+        from edgekit.bundle.micro_package_reader import read_package_header
         from edgekit.errors import ModelFormatError
 
         try:

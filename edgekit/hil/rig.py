@@ -263,7 +263,7 @@ def _run(graph, client, feeds, want, device_label, target, package, name, max_mi
                             f"{hello.board}); the model is packed for {tname}. Build the firmware "
                             f"for {tname} (edgekit build-firmware --target {tname}) or use that target")
     if package is None:
-        from edgekit.bundle.micro_package import pack_model
+        from edgekit.bundle.micro_package_writer import pack_model
 
         package = pack_model(graph, tname, name=model_name[:24])
     if flash and len(package) > hello.slot_size:

@@ -18,7 +18,7 @@ def require_firmware_tools():
     import shutil
 
     try:
-        import edgekit.bundle.micro_package  # noqa: F401
+        import edgekit.bundle.micro_package_writer  # noqa: F401
         import edgekit.firmware  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"the model-slot firmware builder is not available ({exc})")

@@ -82,7 +82,8 @@ def test_old_firmware_gets_a_clear_refusal(make_device):
 
 
 def test_edgekit_package_too_large_for_the_device_is_refused_before_uploading(make_device):
-    from edgekit.bundle.micro_package import pack_model, read_package_header
+    from edgekit.bundle.micro_package_reader import read_package_header
+    from edgekit.bundle.micro_package_writer import pack_model
     from tests.device import models
 
     g, _ = models.image(32, features_out=True)

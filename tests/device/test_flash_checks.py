@@ -10,7 +10,8 @@ import struct
 import pytest
 from click.testing import CliRunner
 
-from edgekit.bundle.micro_package import pack_model, read_package_header, verify_package
+from edgekit.bundle.micro_package_reader import read_package_header, verify_package
+from edgekit.bundle.micro_package_writer import pack_model
 from edgekit.cli.main import _register, cli
 from edgekit.device import protocol as P
 from edgekit.device.client import DeviceClient

@@ -138,7 +138,7 @@ def qemu_port():
 
 
 def test_cli_flash_info_infer_on_qemu(qemu_port, tmp_path):
-    from edgekit.bundle.micro_package import pack_model
+    from edgekit.bundle.micro_package_writer import pack_model
     from edgekit.ir import save
 
     graph, x = models.digits()

@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from edgekit.bundle.micro_package import pack_model, read_package_header
+from edgekit.bundle.micro_package_reader import read_package_header
+from edgekit.bundle.micro_package_writer import pack_model
 from edgekit.device import protocol as P
 from edgekit.device.client import DeviceClient
 from edgekit.device.errors import DeviceRejectedError

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from edgekit.bundle.micro_package import pack_model
+from edgekit.bundle.micro_package_writer import pack_model
 from edgekit.device.client import DeviceClient
 from edgekit.device.crc import crc32
 from edgekit.device.errors import DeviceError, DeviceRejectedError, DeviceTimeoutError

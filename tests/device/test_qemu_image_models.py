@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgekit.bundle.micro_package import pack_model
+from edgekit.bundle.micro_package_writer import pack_model
 from edgekit.device import protocol as P
 from edgekit.device.client import DeviceClient
 from edgekit.device.frames import Frame, FrameDecoder

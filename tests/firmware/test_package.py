@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgekit.bundle import FORMAT_MAJOR, pack_model, read_package_header, verify_package
-from edgekit.bundle.micro_package import HEADER_BYTES, OP_KINDS, header_crc
+from edgekit.bundle.micro_package_reader import HEADER_BYTES, OP_KINDS, header_crc
 from edgekit.device import protocol as P
 from edgekit.errors import BadInputError, ModelFormatError
 from tests.firmware import support
