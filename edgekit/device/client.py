@@ -30,7 +30,7 @@ import os
 import random
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
 from edgekit.device import protocol as P
@@ -116,6 +116,25 @@ class UploadResult:
         d["wire_bytes_per_package_byte"] = round(self.wire_bytes_per_package_byte, 4)
         d["seconds_at_115200_baud"] = round(self.line_seconds(), 2)
         return d
+
+
+@dataclass
+class _UploadRun:
+    """One upload across the reconnects it survives."""
+
+    name: str
+    size: int
+    crc: int
+    commit: bool
+    model_id: str | None
+    t0: float
+    retrans0: int  # the client's retransmissions + go-backs when the upload began
+    wire0: tuple[int, int]  # its wire bytes sent, received then
+    restarts: int = 0
+    crc_retries: int = 0
+    resumed_from: int | None = None
+    begin_offsets: list[int] = field(default_factory=list)
+    commit_sent: bool = False
 
 
 class _DeviceRestarted(Exception):
@@ -589,94 +608,98 @@ class DeviceClient:
         as done when it was, and the upload is never started again over the slot that
         holds the previous model."""
         package = bytes(package)
-        size, crc = len(package), crc32(package)
+        size = len(package)
         hello = self.hello
         if size > hello.slot_size:
             raise DeviceError(f"upload of {name!r}: the package is {size:,} bytes, the device's slots "
                               f"hold {hello.slot_size:,}")
         self._check_tensors_fit(package, name)
-        t0 = time.monotonic()
-        restarts = 0
-        crc_retries = 0
-        resumed_from: int | None = None
-        begin_offsets: list[int] = []
-        retrans0 = self.stats.retransmissions + self.stats.go_backs
-        wire0 = (self.stats.bytes_sent, self.stats.bytes_received)
-        commit_sent = False
-
-        def result(slot: int, **kw) -> UploadResult:
-            return UploadResult(name, slot, size, crc, size if resumed_from is None else resumed_from,
-                                commit, time.monotonic() - t0, restarts,
-                                self.stats.retransmissions + self.stats.go_backs - retrans0,
-                                tuple(begin_offsets), wire_bytes_sent=self.stats.bytes_sent - wire0[0],
-                                wire_bytes_received=self.stats.bytes_received - wire0[1], **kw)
-
+        run = _UploadRun(name, size, crc32(package), commit, model_id, time.monotonic(),
+                         self.stats.retransmissions + self.stats.go_backs,
+                         (self.stats.bytes_sent, self.stats.bytes_received))
         while True:
             try:
-                if self._link is None or self._link.closed:
-                    raise LinkLostError(f"link to {self.port_name} is closed")
-                if commit:
-                    try:
-                        active = self._active_slot_holding(size, crc, model_id)
-                    except DeviceTimeoutError as exc:
-                        raise LinkLostError(str(exc)) from None
-                    if active is not None:
-                        if commit_sent:
-                            self._emit(f"the device runs {name!r} in slot {active}: the commit took "
-                                       "effect before its answer was lost")
-                        return result(active, already_active=not commit_sent,
-                                      confirmed_after_fault=commit_sent)
-                slot, offset = self.begin(size, crc, name)
-                begin_offsets.append(offset)
-                if resumed_from is None:
-                    resumed_from = offset
-                if offset:
-                    self._emit(f"device holds {offset:,} of {size:,} bytes: resuming")
-                while True:
-                    self._send_chunks(package, offset, progress)
-                    if not commit:
-                        break
-                    try:
-                        commit_sent = True
-                        slot = self.commit(size, crc)
-                        break
-                    except DeviceTimeoutError as exc:
-                        # No answer: the device may have committed and then died, or the
-                        # link may be dead. Reconnect and ask it (above) what it runs.
-                        raise LinkLostError(f"no answer to UPLOAD_COMMIT ({exc})") from None
-                    except DeviceRejectedError as exc:
-                        if exc.code == P.E_OFFSET and exc.detail < size:
-                            offset = exc.detail
-                            continue
-                        if exc.code == P.E_STATE:
-                            raise _DeviceRestarted("UPLOAD_COMMIT: the device has no upload in "
-                                                   "progress") from None
-                        if exc.code == P.E_CRC and crc_retries == 0:
-                            crc_retries += 1
-                            self._emit("the device found a CRC mismatch at commit: uploading again")
-                            raise _DeviceRestarted("E_CRC") from None
-                        raise
-                return result(slot)
+                return self._upload_pass(package, run, progress)
             except (LinkLostError, _DeviceRestarted) as exc:
-                restarts += 1
-                unknown = (" UPLOAD_COMMIT was sent and its answer lost: the device may run the new "
-                           f"model or the previous one (edgekit device info --port {self.port_name} "
-                           "tells)") if commit_sent else ""
-                if restarts > self.max_restarts:
-                    raise DeviceError(f"upload of {name!r} to {self.port_name}: gave up after "
-                                      f"{self.max_restarts} link losses or device reboots "
-                                      f"(last: {exc}).{unknown}") from None
-                try:
-                    if isinstance(exc, LinkLostError):
-                        self._emit(f"link lost during the upload ({exc})")
-                        self.reconnect()
-                    else:
-                        self._emit(f"device restarted the upload ({exc})")
-                        self.say_hello()
-                except DeviceError as lost:
-                    if not commit_sent:
-                        raise
-                    raise DeviceError(f"upload of {name!r}: {lost}.{unknown}") from None
+                self._recover_upload(run, exc)
+
+    def _upload_pass(self, package: bytes, run: _UploadRun, progress) -> UploadResult:
+        """One try over the current link: INFO (is it active already?), UPLOAD_BEGIN, the
+        chunks from the offset the device holds, UPLOAD_COMMIT. Raises LinkLostError or
+        _DeviceRestarted for ``upload`` to reconnect and try again."""
+        if self._link is None or self._link.closed:
+            raise LinkLostError(f"link to {self.port_name} is closed")
+        if run.commit:
+            try:
+                active = self._active_slot_holding(run.size, run.crc, run.model_id)
+            except DeviceTimeoutError as exc:
+                raise LinkLostError(str(exc)) from None
+            if active is not None:
+                if run.commit_sent:
+                    self._emit(f"the device runs {run.name!r} in slot {active}: the commit took "
+                               "effect before its answer was lost")
+                return self._upload_result(run, active, already_active=not run.commit_sent,
+                                           confirmed_after_fault=run.commit_sent)
+        slot, offset = self.begin(run.size, run.crc, run.name)
+        run.begin_offsets.append(offset)
+        if run.resumed_from is None:
+            run.resumed_from = offset
+        if offset:
+            self._emit(f"device holds {offset:,} of {run.size:,} bytes: resuming")
+        while True:
+            self._send_chunks(package, offset, progress)
+            if not run.commit:
+                return self._upload_result(run, slot)
+            try:
+                run.commit_sent = True
+                return self._upload_result(run, self.commit(run.size, run.crc))
+            except DeviceTimeoutError as exc:
+                # No answer: the device may have committed and then died, or the
+                # link may be dead. Reconnect and ask it (above) what it runs.
+                raise LinkLostError(f"no answer to UPLOAD_COMMIT ({exc})") from None
+            except DeviceRejectedError as exc:
+                if exc.code == P.E_OFFSET and exc.detail < run.size:
+                    offset = exc.detail  # the device holds less: send the rest, commit again
+                    continue
+                if exc.code == P.E_STATE:
+                    raise _DeviceRestarted("UPLOAD_COMMIT: the device has no upload in "
+                                           "progress") from None
+                if exc.code == P.E_CRC and run.crc_retries == 0:
+                    run.crc_retries += 1
+                    self._emit("the device found a CRC mismatch at commit: uploading again")
+                    raise _DeviceRestarted("E_CRC") from None
+                raise
+
+    def _recover_upload(self, run: _UploadRun, exc: Exception) -> None:
+        """After a link loss or a device reboot: reconnect (or say HELLO again), or give up
+        after ``max_restarts`` saying, when COMMIT was sent, that the outcome is unknown."""
+        run.restarts += 1
+        unknown = (" UPLOAD_COMMIT was sent and its answer lost: the device may run the new "
+                   f"model or the previous one (edgekit device info --port {self.port_name} "
+                   "tells)") if run.commit_sent else ""
+        if run.restarts > self.max_restarts:
+            raise DeviceError(f"upload of {run.name!r} to {self.port_name}: gave up after "
+                              f"{self.max_restarts} link losses or device reboots "
+                              f"(last: {exc}).{unknown}") from None
+        try:
+            if isinstance(exc, LinkLostError):
+                self._emit(f"link lost during the upload ({exc})")
+                self.reconnect()
+            else:
+                self._emit(f"device restarted the upload ({exc})")
+                self.say_hello()
+        except DeviceError as lost:
+            if not run.commit_sent:
+                raise
+            raise DeviceError(f"upload of {run.name!r}: {lost}.{unknown}") from None
+
+    def _upload_result(self, run: _UploadRun, slot: int, **kw) -> UploadResult:
+        return UploadResult(run.name, slot, run.size, run.crc,
+                            run.size if run.resumed_from is None else run.resumed_from, run.commit,
+                            time.monotonic() - run.t0, run.restarts,
+                            self.stats.retransmissions + self.stats.go_backs - run.retrans0,
+                            tuple(run.begin_offsets), wire_bytes_sent=self.stats.bytes_sent - run.wire0[0],
+                            wire_bytes_received=self.stats.bytes_received - run.wire0[1], **kw)
 
     def _active_slot_holding(self, size: int, crc: int, model_id: str | None) -> int | None:
         """The active slot if it holds the package of this size and CRC-32 (and model id,
@@ -691,121 +714,149 @@ class DeviceClient:
     def _send_chunks(self, data: bytes, start: int, progress, chunk_type: int = P.UPLOAD_CHUNK) -> None:
         """Send data[start:] in pipelined ``chunk_type`` chunks (UPLOAD_CHUNK or INFER_CHUNK: the same
         rules) until the device acknowledged all of it."""
-        size = len(data)
-        what = P.type_name(chunk_type)
-        hello = self.hello
-        per = hello.max_payload - 4
-        window = max(1, min(hello.window, self.window_limit or hello.window))
-        acked = start
-        next_off = start
-        inflight: dict[int, tuple[int, int, int]] = {}  # seq -> (offset, end, wire bytes)
-        deadline: float | None = None
-        ignore_naks = False
-        fruitless = 0
-        progress_at = acked
-        seen: list[str] = []
-        self._restart_seen = False
-        if progress:
-            progress(acked, size)
-
-        def go_back(reason: str, to: int) -> None:
-            nonlocal next_off, deadline, ignore_naks, fruitless, progress_at, acked
-            if to > progress_at:
-                fruitless = 0
-                progress_at = to
-            fruitless += 1
-            seen.append(reason)
-            if fruitless > self.retries:
-                raise DeviceTimeoutError(
-                    f"{what}: no progress at offset {acked:,} of {size:,} after {self.retries} "
-                    f"retransmissions to {self.port_name} (saw {_summary(seen)})")
-            self.stats.go_backs += 1
-            log.debug("upload: go back to %d (%s)", to, reason)
-            if progress and to != acked:
-                progress(to, size)
-            acked = to
-            inflight.clear()
-            next_off = to
-            deadline = None
-            ignore_naks = True
-
-        while acked < size:
-            while len(inflight) < window and next_off < size:
-                end = min(next_off + per, size)
-                seq = self._next_seq()
-                frame = encode(chunk_type, seq, P.pack_chunk(next_off, data[next_off:end]))
-                self._send(frame)
-                inflight[seq] = (next_off, end, len(frame))
-                next_off = end
-                if deadline is None:
-                    deadline = self._chunk_deadline(inflight)
-            ev = self._next_event(deadline)
-            if ev is None:
-                self.stats.timeouts += 1
-                go_back("timeout", acked)
-                continue
-            if isinstance(ev, BadFrame):
-                if self._restart_seen:
-                    raise _DeviceRestarted("the device rebooted during the upload")
-                continue
-            if ev.type == P.NAK:
-                self.stats.naks += 1
-                if not ignore_naks:
-                    go_back("NAK", acked)
-                continue
-            if ev.seq not in inflight:
-                # A response to a chunk sent before the last go-back (or a duplicate): its
-                # cumulative offset is still true.
-                self.stats.stale_responses += 1
-                if ev.type == (chunk_type | P.RESPONSE) and len(ev.payload) >= 4:
-                    nxt = P.parse_u32(ev.payload, what)
-                    if acked < nxt <= size:
-                        acked = nxt
-                        next_off = max(next_off, acked)
-                        if progress:
-                            progress(acked, size)
-                continue
-            ignore_naks = False
-            if ev.type == P.ERROR:
-                code, detail, msg = P.parse_error(ev.payload)
-                if code == P.E_OFFSET:
-                    if detail > size:
-                        raise ProtocolError(f"{what}: the device expects offset {detail}, past "
-                                            f"the package's {size} bytes")
-                    go_back(f"E_OFFSET {detail}", detail)
-                    continue
-                if code == P.E_STATE:
-                    raise _DeviceRestarted(f"{what} answered E_STATE: the device forgot the transfer")
-                off = inflight[ev.seq][0]
-                raise DeviceRejectedError(f"{what} at offset {off:,}", code, detail, msg,
-                                          _hint(chunk_type, code))
-            if ev.type != (chunk_type | P.RESPONSE):
-                raise ProtocolError(f"{what}: the device answered {P.type_name(ev.type)}")
-            nxt = self._parse(what, lambda p: P.parse_u32(p, what), ev.payload)
-            if nxt > size:
-                raise ProtocolError(f"{what}: the device acknowledged offset {nxt}, past the "
-                                    f"package's {size} bytes")
-            for s in [s for s in inflight if _seq_le(s, ev.seq)]:
-                del inflight[s]
-            if nxt < acked or (nxt < next_off and not inflight):
-                # The device holds less than we thought: resend from what it has.
-                go_back(f"device at offset {nxt}", nxt)
-                continue
-            if nxt > acked:
-                acked = nxt
-                next_off = max(next_off, acked)
-                if acked > progress_at:
-                    fruitless = 0
-                    progress_at = acked
-                if progress:
-                    progress(acked, size)
-            deadline = self._chunk_deadline(inflight) if inflight else None
-        if progress:
-            progress(size, size)
+        _ChunkSender(self, data, start, progress, chunk_type).run()
 
     def _chunk_deadline(self, inflight: dict) -> float:
         wire = sum(v[2] for v in inflight.values())
         return time.monotonic() + self.timeout + self._wire_time(wire)
+
+
+class _ChunkSender:
+    """Go-back-N over cumulative acknowledgements for one ``_send_chunks``: up to ``window``
+    chunks in flight; after a NAK, a timeout, ERROR E_OFFSET or an acknowledgement below
+    what was sent, resend from the first offset the device has not acknowledged."""
+
+    def __init__(self, client: DeviceClient, data: bytes, start: int, progress, chunk_type: int):
+        self.client = client
+        self.data = data
+        self.size = len(data)
+        self.progress = progress
+        self.chunk_type = chunk_type
+        self.what = P.type_name(chunk_type)
+        hello = client.hello
+        self.per = hello.max_payload - 4
+        self.window = max(1, min(hello.window, client.window_limit or hello.window))
+        self.acked = start      # the device holds data[:acked]
+        self.next_off = start   # the next chunk to send starts here
+        self.inflight: dict[int, tuple[int, int, int]] = {}  # seq -> (offset, end, wire bytes)
+        self.deadline: float | None = None
+        self.ignore_naks = False  # NAKs of frames sent before a go-back are old news
+        self.fruitless = 0        # go-backs since the device last acknowledged new bytes
+        self.progress_at = start
+        self.seen: list[str] = []
+        client._restart_seen = False  # a banner from now on means the device lost the transfer
+
+    def report(self, done: int) -> None:
+        if self.progress:
+            self.progress(done, self.size)
+
+    def run(self) -> None:
+        c = self.client
+        self.report(self.acked)
+        while self.acked < self.size:
+            self.fill_window()
+            ev = c._next_event(self.deadline)
+            if ev is None:
+                c.stats.timeouts += 1
+                self.go_back("timeout", self.acked)
+            elif isinstance(ev, BadFrame):
+                if c._restart_seen:
+                    raise _DeviceRestarted("the device rebooted during the upload")
+            elif ev.type == P.NAK:
+                c.stats.naks += 1
+                if not self.ignore_naks:
+                    self.go_back("NAK", self.acked)
+            elif ev.seq not in self.inflight:
+                self.on_stale(ev)
+            else:
+                self.ignore_naks = False
+                if ev.type == P.ERROR:
+                    self.on_error(ev)
+                else:
+                    self.on_ack(ev)
+        self.report(self.size)
+
+    def fill_window(self) -> None:
+        c = self.client
+        while len(self.inflight) < self.window and self.next_off < self.size:
+            end = min(self.next_off + self.per, self.size)
+            seq = c._next_seq()
+            frame = encode(self.chunk_type, seq, P.pack_chunk(self.next_off, self.data[self.next_off:end]))
+            c._send(frame)
+            self.inflight[seq] = (self.next_off, end, len(frame))
+            self.next_off = end
+            if self.deadline is None:
+                self.deadline = c._chunk_deadline(self.inflight)
+
+    def go_back(self, reason: str, to: int) -> None:
+        """Resend from offset ``to``; give up after ``retries`` go-backs without progress."""
+        c = self.client
+        if to > self.progress_at:
+            self.fruitless = 0
+            self.progress_at = to
+        self.fruitless += 1
+        self.seen.append(reason)
+        if self.fruitless > c.retries:
+            raise DeviceTimeoutError(
+                f"{self.what}: no progress at offset {self.acked:,} of {self.size:,} after {c.retries} "
+                f"retransmissions to {c.port_name} (saw {_summary(self.seen)})")
+        c.stats.go_backs += 1
+        log.debug("upload: go back to %d (%s)", to, reason)
+        if to != self.acked:
+            self.report(to)
+        self.acked = to
+        self.inflight.clear()
+        self.next_off = to
+        self.deadline = None
+        self.ignore_naks = True
+
+    def on_stale(self, ev: Frame) -> None:
+        """A response to a chunk sent before the last go-back (or a duplicate): its
+        cumulative offset is still true."""
+        self.client.stats.stale_responses += 1
+        if ev.type == (self.chunk_type | P.RESPONSE) and len(ev.payload) >= 4:
+            nxt = P.parse_u32(ev.payload, self.what)
+            if self.acked < nxt <= self.size:
+                self.acked = nxt
+                self.next_off = max(self.next_off, self.acked)
+                self.report(self.acked)
+
+    def on_error(self, ev: Frame) -> None:
+        code, detail, msg = P.parse_error(ev.payload)
+        if code == P.E_OFFSET:
+            if detail > self.size:
+                raise ProtocolError(f"{self.what}: the device expects offset {detail}, past "
+                                    f"the package's {self.size} bytes")
+            self.go_back(f"E_OFFSET {detail}", detail)
+            return
+        if code == P.E_STATE:
+            raise _DeviceRestarted(f"{self.what} answered E_STATE: the device forgot the transfer")
+        off = self.inflight[ev.seq][0]
+        raise DeviceRejectedError(f"{self.what} at offset {off:,}", code, detail, msg,
+                                  _hint(self.chunk_type, code))
+
+    def on_ack(self, ev: Frame) -> None:
+        c, what = self.client, self.what
+        if ev.type != (self.chunk_type | P.RESPONSE):
+            raise ProtocolError(f"{what}: the device answered {P.type_name(ev.type)}")
+        nxt = c._parse(what, lambda p: P.parse_u32(p, what), ev.payload)
+        if nxt > self.size:
+            raise ProtocolError(f"{what}: the device acknowledged offset {nxt}, past the "
+                                f"package's {self.size} bytes")
+        for s in [s for s in self.inflight if _seq_le(s, ev.seq)]:
+            del self.inflight[s]
+        if nxt < self.acked or (nxt < self.next_off and not self.inflight):
+            # The device holds less than we thought: resend from what it has.
+            self.go_back(f"device at offset {nxt}", nxt)
+            return
+        if nxt > self.acked:
+            self.acked = nxt
+            self.next_off = max(self.next_off, self.acked)
+            if self.acked > self.progress_at:
+                self.fruitless = 0
+                self.progress_at = self.acked
+            self.report(self.acked)
+        self.deadline = c._chunk_deadline(self.inflight) if self.inflight else None
 
 
 def _seq_le(a: int, b: int) -> bool:
