@@ -243,6 +243,7 @@ def device_infer(port: str, input_path: str, out_path: str | None, model_path: s
     out_file = output_file(out_path, "--out", (".npy",)) if out_path else None
     data = load_arrays(input_path)
     graph = None
+    output_bytes = None  # unknown without --model: the client learns it from the device
     if model_path:
         from edgekit.cli.common import load_model_cli
         from edgekit.hil.rig import prepare_inputs
@@ -251,6 +252,9 @@ def device_infer(port: str, input_path: str, out_path: str | None, model_path: s
         feeds = prepare_inputs(graph, data, quantize_floats=quantize_inputs)
         n = len(next(iter(feeds.values())))
         blobs = [b"".join(feeds[k][i].tobytes() for k in graph.inputs) for i in range(n)]
+        # Known output size: an output larger than a frame goes straight to the chunked
+        # path, with no INFER round trip that the device answers "too large".
+        output_bytes = sum(graph.tensor(o).nbytes for o in graph.outputs)
     else:
         if isinstance(data, dict):
             if len(data) != 1:
@@ -264,7 +268,7 @@ def device_infer(port: str, input_path: str, out_path: str | None, model_path: s
     with _client(port, timeout, retries, baudrate) as dev:
         tick_hz = None
         for blob in blobs:
-            out, t = dev.infer(blob)
+            out, t = dev.infer(blob, output_bytes=output_bytes)
             outs.append(out)
             ticks.append(t)
         tick_hz = dev.device_stats().tick_hz

@@ -219,3 +219,48 @@ def test_cli_device_info_and_infer_with_an_image_sized_input(device, tmp_path):
     assert r.exit_code == 0, r.output
     assert np.load(tmp_path / "y.npy").tobytes() == expected_output(IMAGE_PKG, BIG_IN)
     assert device.executed["INFER_BEGIN"] == 1
+
+
+def _wide_model(path, n_in: int, n_out: int) -> None:
+    """An int8 IR file of a model with a small input and an output larger than a frame."""
+    import numpy as np
+
+    from edgekit.ir import DType, Graph, OpType, save, verify
+    from edgekit.quantize import quantize
+
+    rng = np.random.default_rng(5)
+    g = Graph("wide")
+    g.add_tensor("x", (1, n_in), DType.FLOAT32)
+    g.add_tensor("y", (1, n_out), DType.FLOAT32)
+    g.add_const("w", rng.normal(size=(n_out, n_in)).astype(np.float32))
+    g.add_const("b", rng.normal(size=n_out).astype(np.float32))
+    g.add_op(OpType.FULLY_CONNECTED, ["x", "w", "b"], ["y"], name="fc")
+    g.inputs, g.outputs = ["x"], ["y"]
+    verify(g)
+    save(quantize(g, rng.uniform(-1, 1, size=(16, n_in)).astype(np.float32)).graph, path)
+
+
+def test_cli_device_infer_with_model_sends_the_output_size(device, tmp_path):
+    """With --model the CLI knows the output is larger than a frame: no INFER round trip
+    answered "too large" before the chunked path (without --model there is one)."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import _register, cli
+
+    _register()
+    pkg = make_package(input_size=16, output_size=1500, seed=4)
+    _wide_model(tmp_path / "wide.json", 16, 1500)
+    x = np.arange(-8, 8, dtype=np.int8).reshape(1, 16)
+    np.save(tmp_path / "x.npy", x)
+    with _client(device.url) as dev:
+        dev.upload(pkg, "wide")
+    args = ["device", "infer", "--port", device.url, "--input", tmp_path / "x.npy", "--out", tmp_path / "y.npy"]
+    r = CliRunner().invoke(cli, [str(a) for a in args + ["--model", tmp_path / "wide.json"]],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "y.npy").tobytes() == expected_output(pkg, x.tobytes())
+    assert "INFER" not in device.executed and device.executed["INFER_RUN"] == 1
+    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert device.executed["INFER"] == 1 and device.executed["INFER_RUN"] == 2
