@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from rich.console import Console, ConsoleDimensions
 
 from edgekit.errors import BadInputError
 from edgekit.files import write_atomic
@@ -72,17 +73,26 @@ def human_count(n: int) -> str:
     return str(n)
 
 
-def make_console(stderr: bool = False):
-    """A rich console; when the output is not a terminal, tables get 140 columns
-    instead of rich's 80 so layer tables stay readable in logs and pipes."""
-    import os
-    import sys
+class WidthFollowingConsole(Console):
+    """A rich console whose width is decided at each print, not when it is made: the
+    terminal's width, else $COLUMNS, else 140 columns (rather than rich's 80) so layer
+    tables stay readable in logs and pipes. Commands keep module-level consoles, and
+    one process may print to a terminal, a pipe or a test runner's buffer in turn."""
 
-    from rich.console import Console
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._width = self._height = None   # rich fixes them from $COLUMNS/$LINES at init
 
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() or os.environ.get("COLUMNS") else 140
-    return Console(stderr=stderr, width=width)
+    @property
+    def size(self) -> ConsoleDimensions:
+        measured = Console.size.fget(self)
+        if self.file.isatty() or os.environ.get("COLUMNS"):
+            return measured
+        return ConsoleDimensions(140, measured.height)
+
+
+def make_console(stderr: bool = False) -> Console:
+    return WidthFollowingConsole(stderr=stderr)
 
 
 # -- output paths -------------------------------------------------------------------

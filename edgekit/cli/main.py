@@ -10,11 +10,11 @@ import sys
 import traceback
 
 import click
-from rich.console import Console
 
+from edgekit.cli.common import make_console
 from edgekit.errors import EdgekitError
 
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 
 
 class EdgekitGroup(click.Group):

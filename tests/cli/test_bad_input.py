@@ -234,10 +234,6 @@ def test_device_infer_checks_before_connecting(tmp_path, digits_samples, digits_
     assert files_in(tmp_path) == before
 
 
-def _qemu_work_folders() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("edgekit-qemu-cortex-m4-*")}
-
-
 def test_hil_firmware_relative_path_and_no_work_folder_left(tmp_path, monkeypatch, digits_samples, digits_int8):
     from tests.device import models
 
@@ -249,7 +245,9 @@ def test_hil_firmware_relative_path_and_no_work_folder_left(tmp_path, monkeypatc
     (tmp_path / "fw" / "junk.elf").write_bytes(b"\x7fELF not really")
     np.savez(tmp_path / "v.npz", x=x[:3])
     monkeypatch.chdir(tmp_path)
-    before = _qemu_work_folders()
+    # QEMU's work folders go to a temp folder of this test's own (other workers boot QEMU too)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     r = invoke("hil", model, "--device", "qemu:cortex-m4", "--vectors", "v.npz", "--firmware", "fw/slots.elf",
                "--quantize-inputs")
     assert r.exit_code == 0, r.output
@@ -258,7 +256,7 @@ def test_hil_firmware_relative_path_and_no_work_folder_left(tmp_path, monkeypatc
     r = invoke("hil", model, "--device", "qemu:cortex-m4", "--vectors", "v.npz", "--firmware", "fw/junk.elf",
                "--quantize-inputs")
     assert r.exit_code == 1 and "QEMU" in r.output, r.output
-    assert _qemu_work_folders() == before
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 # ----------------------------------------------------------------------------- firmware, demo, compile, convert
