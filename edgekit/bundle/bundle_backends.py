@@ -1,0 +1,83 @@
+"""The backends a bundle for a Linux-class target (family linux, jetson or host) can be
+compiled with, and the ``--backend auto`` rule. Compiler side: each entry lowers an int8
+or float IR graph to the files of one runtime engine (``edgekit.runtime.engines.<engine>``).
+
+Adding a backend is one entry in ``LINUX_BACKENDS`` (its engine is one file in
+``edgekit/runtime/engines/``). MCU targets take the C backend and the model package
+(``edgekit.bundle.compile_bundle``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from edgekit.errors import BadInputError, UnsupportedOpError
+from edgekit.ir.dtypes import DType
+from edgekit.ir.graph import Graph
+
+LINUX_FAMILIES = ("linux", "jetson", "host")
+
+
+@dataclass(frozen=True)
+class LinuxBackend:
+    name: str                   # what --backend says
+    engine: str                 # the runtime engine that runs its files
+    model_file: str             # the payload's "model" role
+    lower: Callable[[Graph], bytes]
+    about: str
+
+
+def _tflite(graph: Graph) -> bytes:
+    from edgekit.backends.tflite import tflite_bytes
+
+    return tflite_bytes(graph)
+
+
+def _onnx(graph: Graph) -> bytes:
+    from edgekit.backends.onnx import to_onnx
+
+    # Bundles expose every tensor in the IR's layout (NHWC), whatever the engine: switching
+    # engines never changes what a caller feeds.
+    return to_onnx(graph, layout="ir").SerializeToString()
+
+
+LINUX_BACKENDS = {
+    "litert": LinuxBackend("litert", "litert", "model.tflite", _tflite,
+                           "the .tflite edgekit writes, run by LiteRT (XNNPACK) or tflite-runtime"),
+    "onnxruntime": LinuxBackend("onnxruntime", "onnxruntime", "model.onnx", _onnx,
+                                "the ONNX (float, or QDQ for int8) edgekit writes, run by onnxruntime"),
+}
+
+
+def is_int8(graph: Graph) -> bool:
+    return any(graph.tensor(o).dtype is DType.INT8 for op in graph.ops for o in op.outputs)
+
+
+def choose_backend(graph: Graph, requested: str) -> tuple:
+    """(backend, the model file's bytes, why) for ``requested`` ("auto" or a name).
+
+    The auto rule (not measured per model; docs/bundle-format.md): LiteRT for every model
+    it can express, since its XNNPACK kernels run int8 natively on NEON/SSE, while
+    onnxruntime's fused int8 kernels depend on the CPU and TVM runs QDQ as float; and one
+    engine for float and int8 keeps a device's install to one extra. onnxruntime when the
+    TFLite writer cannot express an op of the model.
+    """
+    if requested != "auto":
+        if requested not in LINUX_BACKENDS:
+            raise BadInputError(f"--backend {requested!r} is not available for Linux targets; choose one of "
+                                f"auto, {', '.join(LINUX_BACKENDS)}")
+        backend = LINUX_BACKENDS[requested]
+        return backend, backend.lower(graph), f"--backend {requested}"
+    kind = "int8" if is_int8(graph) else "float"
+    try:
+        data = LINUX_BACKENDS["litert"].lower(graph)
+    except (UnsupportedOpError, BadInputError) as exc:
+        backend = LINUX_BACKENDS["onnxruntime"]
+        return backend, backend.lower(graph), (f"auto chose onnxruntime because the TFLite writer cannot "
+                                               f"express this {kind} model ({exc})")
+    why = ("auto chose litert because the model is int8 and LiteRT's XNNPACK kernels run int8 natively "
+           "(onnxruntime's int8 path depends on the CPU)" if kind == "int8" else
+           "auto chose litert because LiteRT expresses every op of this float model and one engine for "
+           "float and int8 keeps the device install to one extra")
+    return LINUX_BACKENDS["litert"], data, why
