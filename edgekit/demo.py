@@ -89,8 +89,8 @@ def run_demo(target: str = "cortex-m4", out_dir: str | Path | None = None, *, se
         up = dev.upload(package, "digits-demo")
         timings["firmware and flash"] = time.perf_counter() - t0
         say(f"      {len(package):,} B package ({up.line_seconds(115200):.1f} s on a 115200-baud UART; "
-            f"{up.bytes_per_second / 1024:.1f} KiB/s through the emulator); "
-            f"[4/4] running {len(x_dev)} held-out digits on the board")
+            f"{up.bytes_per_second / 1024:.1f} KiB/s through the emulator)")
+        say(f"[4/4] running {len(x_dev)} held-out digits on the board")
         t0 = time.perf_counter()
         for i in range(len(x_dev)):
             o, t = dev.infer(x_dev[i:i + 1].tobytes())
