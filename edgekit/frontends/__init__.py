@@ -1,7 +1,8 @@
 """Frontends: every source format becomes the one IR here, and only here.
 
 ``load_model(path)`` picks the importer from the file: ``.tflite``, ``.onnx``,
-``.pt2`` / ``file.py:factory`` (PyTorch), or ``.json`` (edgekit IR).
+``.pt2`` / ``file.py:factory`` (PyTorch), ``.keras`` / ``.h5`` / a SavedModel folder
+(Keras and TensorFlow, through TensorFlow's TFLite converter), or ``.json`` (edgekit IR).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from edgekit.errors import BadInputError
 from edgekit.ir import Graph
 
-FORMATS = ("tflite", "onnx", "torch", "ir")
+FORMATS = ("tflite", "onnx", "torch", "keras", "ir")
 
 
 def detect_format(spec: str | PathLike) -> str:
@@ -27,19 +28,25 @@ def detect_format(spec: str | PathLike) -> str:
         return "onnx"
     if suffix == ".json":
         return "ir"
+    if suffix in (".keras", ".h5", ".hdf5"):
+        return "keras"
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "keras"
+        raise BadInputError(f"{s} is a folder but not a TensorFlow SavedModel: it has no saved_model.pb")
     if path.is_file():
         head = path.open("rb").read(8)
         if head[4:8] == b"TFL3":
             return "tflite"
-    raise BadInputError(f"cannot tell the format of {s!r}: use a .tflite, .onnx, .pt2, .json (edgekit IR) "
-                        "file or a PyTorch 'file.py:factory' spec")
+    raise BadInputError(f"cannot tell the format of {s!r}: use a .tflite, .onnx, .pt2, .keras, .h5, .json "
+                        "(edgekit IR) file, a SavedModel folder or a PyTorch 'file.py:factory' spec")
 
 
 def load_model(spec: str | PathLike, format: str | None = None, **options) -> Graph:
     """Import a model file into a verified IR graph."""
     fmt = format or detect_format(spec)
     s = str(spec)
-    if fmt != "torch" and not Path(s).is_file():
+    if fmt != "torch" and not Path(s).is_file() and not (fmt == "keras" and Path(s).is_dir()):
         raise BadInputError(f"model file not found: {s}")
     if fmt == "tflite":
         from edgekit.frontends.tflite import load_tflite
@@ -54,6 +61,9 @@ def load_model(spec: str | PathLike, format: str | None = None, **options) -> Gr
         if isinstance(shapes, dict):
             shapes = list(shapes.values())
         return load_torch(s, input_shapes=shapes)
+    if fmt == "keras":
+        from edgekit.frontends.keras_importer import load_keras
+        return load_keras(s, input_shapes=options.get("input_shapes"))
     if fmt == "ir":
         from edgekit.ir import load, verify
         g = load(s)
