@@ -70,6 +70,13 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
     zf.writestr(info, data)
 
 
+def check_bundle_output(out) -> Path:
+    """Refuse, before any work, an output that exists and is not a bundle (exit code 2)."""
+    out = Path(out)
+    _check_replaceable(out, folder=out.suffix.lower() != ARCHIVE_SUFFIX)
+    return out
+
+
 def _check_replaceable(out: Path, folder: bool) -> None:
     if not out.exists():
         return

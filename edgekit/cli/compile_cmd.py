@@ -1,4 +1,6 @@
-"""``edgekit compile``: a model -> a folder of C for a microcontroller target."""
+"""``edgekit compile``: a model -> a bundle for any target (docs/bundle-format.md): for a
+microcontroller the model package and the generated C (under ``c/``), for a Linux-class
+target the model file of the chosen engine."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from edgekit.cli.common import input_shape_option, load_model_cli, make_console, output_dir
+from edgekit.cli.common import input_shape_option, load_model_cli, make_console, output_dir, output_file
 from edgekit.errors import BadInputError
 
 console = make_console()
@@ -41,8 +43,12 @@ def _source_shape(graph) -> tuple[int, ...]:
 @click.option("--calib", metavar="DATA",
               help="Calibration data to quantize a float model first (.npz, .npy, a folder of .npy).")
 @click.option("--calib-limit", type=int, metavar="N", help="Use the first N calibration samples.")
-@click.option("--out", "-o", "out_dir", metavar="DIR",
-              help="Output folder (default: ./<model>-<target>).")
+@click.option("--backend", "-b", type=click.Choice(["auto", "litert", "onnxruntime", "c"]), default="auto",
+              show_default=True, help="auto: the C backend for microcontrollers; for Linux targets the rule "
+              "in docs/bundle-format.md (printed). litert / onnxruntime: Linux targets.")
+@click.option("--out", "-o", "out_dir", metavar="DIR|FILE.ekb",
+              help="Output bundle: a folder, or one .ekb archive file (default: ./<model>-<target>).")
+@click.option("--model-version", metavar="TEXT", help="Version string stored in the bundle manifest.")
 @click.option("--flash", metavar="SIZE", help="Flash size to check against instead of the target's, e.g. 256KiB.")
 @click.option("--sram", metavar="SIZE", help="SRAM size to check against instead of the target's, e.g. 64KiB.")
 @click.option("--variant", type=click.Choice(["auto", "portable", "dsp"]), default="auto",
@@ -51,32 +57,74 @@ def _source_shape(graph) -> tuple[int, ...]:
               type=click.Path(path_type=Path), help="Extra folder of target .toml files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 @input_shape_option
-def compile_cmd(model, target, calib, calib_limit, out_dir, flash, sram, variant, targets_dirs,
-            as_json, input_shapes):
-    """Compile MODEL into C for an MCU TARGET: model.c/model.h, the kernels it needs,
-    manifest.json and a report (exit code 2 when it does not fit the target)."""
-    from edgekit.backends.c import compile_model
+def compile_cmd(model, target, calib, calib_limit, backend, out_dir, model_version, flash, sram, variant,
+                targets_dirs, as_json, input_shapes):
+    """Compile MODEL into a bundle for TARGET (a folder, or FILE.ekb): manifest.json with
+    hashes, golden vectors and the payload. Microcontrollers: the model package and the
+    generated C under c/ (exit code 2 when it does not fit the target). Linux targets: the
+    .tflite (litert) or .onnx (onnxruntime)."""
+    from edgekit.bundle.bundle_writer import check_bundle_output
+    from edgekit.bundle.compile_bundle import compile_bundle
     from edgekit.targets import load_target
 
     flash_b, sram_b = _size("--flash", flash), _size("--sram", sram)
     tgt = load_target(target, list(targets_dirs) or None)
-    out = output_dir(out_dir or f"{Path(model).stem}-{tgt.name}", "--out")
+    out_path = out_dir or f"{Path(model).stem}-{tgt.name}"
+    if Path(out_path).suffix.lower() == ".ekb":
+        out = output_file(out_path, "--out", (".ekb",))
+    else:
+        out = output_dir(out_path, "--out")
+    check_bundle_output(out)
     graph, _ = load_model_cli(model, input_shapes)
-    calib_x = None
+    options = {"backend": backend, "calib": calib, "calib_limit": calib_limit, "variant": variant,
+               "flash": flash, "sram": sram, "input_shapes": list(input_shapes)}
     if calib:
-        from edgekit.quantize import load_dataset
-
-        calib_x = load_dataset(calib, input_shape=_source_shape(graph), limit=calib_limit).x
-    result = compile_model(graph, tgt, out, calib=calib_x, flash=flash_b, sram=sram_b,
-                           variant=variant)
+        graph = _quantized(graph, calib, calib_limit)
+    result = compile_bundle(graph, tgt, out, backend=backend, model_version=model_version, options=options,
+                            flash=flash_b, sram=sram_b, variant=variant)
     if as_json:
-        m = result.manifest
-        click.echo(json.dumps({k: m[k] for k in ("model", "target", "variant", "arena_bytes",
-                                                 "stack_bytes", "flash", "placement", "kernels",
-                                                 "macs", "fit")}
-                              | {"out_dir": str(result.out_dir)}, indent=1))
+        click.echo(json.dumps(_json_summary(result, out), indent=1))
         return
-    print_summary(result)
+    if result.c_result is not None:
+        print_summary(result.c_result)
+    else:
+        console.print(result.reason, highlight=False)
+    _print_bundle(result, out)
+
+
+def _quantized(graph, calib: str, calib_limit):
+    from edgekit.bundle.bundle_backends import is_int8
+    from edgekit.quantize import load_dataset, quantize
+
+    if is_int8(graph):
+        raise BadInputError(f"--calib: model {graph.name!r} is already int8; --calib quantizes a float model")
+    calib_x = load_dataset(calib, input_shape=_source_shape(graph), limit=calib_limit).x
+    return quantize(graph, calib_x).graph
+
+
+def _json_summary(result, out: Path) -> dict:
+    m = result.manifest
+    doc = {"bundle": str(out), "format_version": m["format_version"], "target": m["target"],
+           "backend": m["backend"], "engine": m["engine"], "backend_reason": result.reason,
+           "model": m["model"], "inputs": m["inputs"], "outputs": m["outputs"], "figures": m["figures"],
+           "files": m["files"]}
+    if result.c_result is not None:
+        c = result.c_result.manifest
+        doc.update({k: c[k] for k in ("variant", "arena_bytes", "stack_bytes", "flash", "placement", "kernels",
+                                      "macs", "fit")})
+        doc["out_dir"] = str(out)
+    return doc
+
+
+def _print_bundle(result, out: Path) -> None:
+    from edgekit.cli.common import human_bytes
+
+    m = result.manifest
+    size = sum(f["size"] for f in m["files"].values())
+    files = ", ".join(sorted(m["files"])) if len(m["files"]) <= 4 else f"{len(m['files'])} files"
+    console.print(f"wrote bundle {out}: {m['model']['name']} for {m['target']}, backend {m['backend']}, "
+                  f"engine {m['engine']}; {files} ({human_bytes(size)}), {m['golden']['count']} golden vectors",
+                  highlight=False)
 
 
 def print_summary(result) -> None:
@@ -109,5 +157,5 @@ def print_summary(result) -> None:
     console.print(r)
     kernels = ", ".join(f"{k['kernel']} ({k['variant']})" for k in m["kernels"])
     console.print(f"{len(m['ops'])} ops, {m['macs']:,} MACs; kernels: {kernels}")
-    console.print(f"wrote {result.out_dir}/ (model.c, model.h, {len(m['build']['sources']) - 1} "
+    console.print(f"generated C in c/ (model.c, model.h, {len(m['build']['sources']) - 1} "
                   f"kernel sources, manifest.json, report.html)")

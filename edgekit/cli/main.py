@@ -60,13 +60,13 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def _register() -> None:
     # Each command lives in its own module; importing them here keeps startup cheap
     # (heavy libraries are imported inside the commands).
-    from edgekit.cli import (compile_cmd, compress_cmd, demo_cmd, device_cmds, firmware_cmd, model_cmds,
-                             package_cmd, quantize_cmd, targets_cmd)
+    from edgekit.cli import (bundle_cmds, compile_cmd, compress_cmd, demo_cmd, device_cmds, firmware_cmd,
+                             model_cmds, package_cmd, quantize_cmd, targets_cmd)
 
     for cmd in (model_cmds.inspect, model_cmds.run, model_cmds.convert, compress_cmd.compress,
                 quantize_cmd.quantize, compile_cmd.compile_cmd, firmware_cmd.build_firmware_cmd,
                 package_cmd.package_cmd, device_cmds.flash, device_cmds.device, device_cmds.hil,
-                targets_cmd.targets, demo_cmd.demo):
+                targets_cmd.targets, demo_cmd.demo, bundle_cmds.bench):
         cli.add_command(cmd)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.cli import bundle_cmds
 from edgekit.cli.common import (make_console, human_bytes, human_count, input_shape_option, load_arrays,
                                 load_model_cli, output_file, quantize_float_feeds, quantize_inputs_option,
                                 save_arrays)
@@ -89,6 +90,8 @@ def _bind_run_inputs(graph, data):
 @click.argument("model")
 @click.option("--input", "-i", "input_path", required=True, metavar="FILE",
               help=".npy (single-input models) or .npz (one array per input name, or 'x').")
+@bundle_cmds.target_option
+@bundle_cmds.engine_option
 @click.option("--out", "-o", "out_path", metavar="FILE",
               help="Write outputs: .npy (first output) or .npz (all outputs by name).")
 @click.option("--layout", type=click.Choice(["source", "ir"]), default="source", show_default=True,
@@ -96,11 +99,25 @@ def _bind_run_inputs(graph, data):
 @click.option("--dump", "dump_path", metavar="FILE.npz", help="Also save every intermediate tensor.")
 @quantize_inputs_option
 @input_shape_option
-def run(model: str, input_path: str, out_path: str | None, layout: str, dump_path: str | None,
-        quantize_inputs: bool, input_shapes: tuple[str, ...]) -> None:
-    """Run MODEL on inputs with the numpy reference interpreter."""
+def run(model: str, input_path: str, target: str | None, engine_options: tuple[str, ...], out_path: str | None,
+        layout: str, dump_path: str | None, quantize_inputs: bool, input_shapes: tuple[str, ...]) -> None:
+    """Run MODEL on inputs with the numpy reference interpreter, or a bundle (a folder with
+    manifest.json or an .ekb) on its engine through the device runtime."""
     import time
 
+    from edgekit.bundle import is_bundle_path
+
+    if is_bundle_path(model):
+        given = [o for o, v in (("--layout", layout != "source"), ("--dump", dump_path),
+                                ("--quantize-inputs", quantize_inputs), ("--input-shape", input_shapes)) if v]
+        if given:
+            raise BadInputError(f"{', '.join(given)}: for model files, not bundles (a bundle's inputs are "
+                                "fixed by its manifest)")
+        bundle_cmds.run_bundle(model, input_path, out_path, target, engine_options)
+        return
+    if target or engine_options:
+        raise BadInputError("--target and --engine-option are for bundles; MODEL is a model file, run by the "
+                            "reference interpreter")
     from edgekit.reference.interpreter import Interpreter
 
     out_file = output_file(out_path, "--out", (".npy", ".npz")) if out_path else None

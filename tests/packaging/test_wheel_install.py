@@ -124,7 +124,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     run([*edgekit, "quantize", site / "data" / "digits_cnn.onnx", "--calib", site / "data" / "digits_samples.npz",
          "--out", "digits_int8.tflite"], cwd=work, env=env)
     run([*edgekit, "compile", "digits_int8.tflite", "--target", "cortex-m4", "--out", "c_model"], cwd=work, env=env)
-    out = work / "c_model"
+    out = work / "c_model" / "c"   # the bundle's generated C
     assert (out / "model.c").is_file() and (out / "model.h").is_file()
     public_header = REPO / "runtimes" / "micro" / "include" / "edgekit" / "kernels.h"
     assert (out / "edgekit" / "kernels.h").read_bytes() == public_header.read_bytes()

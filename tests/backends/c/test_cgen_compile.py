@@ -159,7 +159,7 @@ def test_cli_compile_prints_the_summary(tmp_path):
     for text in ("tensor arena", "9,792", "weights and biases", "flash total", "fit per region",
                  "SSRAM2-3", "PSRAM", "conv2d (portable)", str(out)):
         assert text in r.output, (text, r.output)
-    m = json.loads((out / "manifest.json").read_text())
+    m = json.loads((out / "c" / "manifest.json").read_text())   # the bundle keeps the generated C in c/
     assert {k["variant"] for k in m["kernels"]} == {"portable"}
     # compiling again into the same folder replaces it
     r = invoke("compile", shared_file(KWS), "--target", "cortex-m4", "--out", out, "--json")
@@ -172,7 +172,7 @@ def test_cli_compile_float_model_with_calib(tmp_path):
     r = invoke("compile", DIGITS, "--target", "cortex-m0plus", "--calib",
                "edgekit/data/digits_samples.npz", "--out", out)
     assert r.exit_code == 0, r.output
-    m = json.loads((out / "manifest.json").read_text())
+    m = json.loads((out / "c" / "manifest.json").read_text())
     assert m["io"]["input"]["ctype"] == "int8_t" and {k["variant"] for k in m["kernels"]} == {"portable"}
     r = invoke("compile", DIGITS, "--target", "cortex-m0plus", "--out", tmp_path / "x")
     assert r.exit_code == 2 and "--calib" in r.output
