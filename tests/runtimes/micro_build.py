@@ -45,20 +45,27 @@ def target(name: str) -> dict:
         return tomllib.load(f)
 
 
+def variant_fits(variant: dict, features) -> bool:
+    """The target has every feature of ``requires`` and one of ``requires_any`` (if listed)."""
+    any_of = set(variant.get("requires_any", []))
+    return set(variant["requires"]) <= set(features) and (not any_of or bool(any_of & set(features)))
+
+
 def select_variant(kernel: dict, features, order) -> str:
     """The first variant in ``order`` that the kernel has and whose features the target has."""
     variants = manifest()["variants"]
     for v in order:
-        if v in kernel["variants"] and set(variants[v]["requires"]) <= set(features):
+        if v in kernel["variants"] and variant_fits(variants[v], features):
             return v
     raise LookupError(f"no variant of {kernel['function']} fits features {sorted(features)}")
 
 
 def library_sources(variant: str) -> list[Path]:
-    """Every kernel's source for a build that prefers ``variant`` ("portable" or "dsp");
-    kernels without that variant fall back to the manifest's order."""
+    """Every kernel's source for a build that prefers ``variant`` ("portable", "dsp" or
+    "linux"); kernels without that variant fall back to the manifest's order."""
     m = manifest()
-    features = m["variants"][variant]["requires"]
+    spec = m["variants"][variant]
+    features = list(spec["requires"]) + list(spec.get("requires_any", []))[:1]
     out = []
     for kernel in m["kernels"].values():
         v = select_variant(kernel, features, m["variant_order"])
@@ -80,13 +87,14 @@ def run(cmd: list, timeout: float = 120, cwd=None) -> subprocess.CompletedProces
     return res
 
 
-def build_host_library(out_dir: Path, extra_sources=()) -> Path:
-    """runtimes/micro (portable variant), plus ``extra_sources``, as a shared object
-    for ctypes."""
+def build_host_library(out_dir: Path, extra_sources=(), variant: str = "portable",
+                       cflags=("-O2",)) -> Path:
+    """runtimes/micro (``variant``, portable for the kernels without it), plus
+    ``extra_sources``, as a shared object for ctypes."""
     gcc = require_tool("gcc")
     so = out_dir / "libedgekit_micro.so"
-    run([gcc, *WARNINGS, "-O2", "-fPIC", "-shared", *include_flags(),
-         *library_sources("portable"), *extra_sources, "-o", so])
+    run([gcc, *WARNINGS, *cflags, "-fPIC", "-shared", *include_flags(),
+         *library_sources(variant), *extra_sources, "-o", so])
     return so
 
 

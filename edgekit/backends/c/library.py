@@ -2,10 +2,11 @@
 (``kernels.json``), the variant of each kernel a target gets, and the files to copy.
 
 Per kernel, ``variant="auto"`` takes the first variant in the manifest's
-``variant_order`` whose ``requires`` features the target has (the rule of
-runtimes/micro/README.md); ``"portable"`` takes the portable variant everywhere;
-``"dsp"`` prefers the dsp variants (the target must have the ``dsp`` feature) and
-falls back to portable for kernels that have no dsp variant.
+``variant_order`` whose ``requires`` features the target has, and at least one of its
+``requires_any`` when listed (the rule of runtimes/micro/README.md); ``"portable"``
+takes the portable variant everywhere; ``"dsp"`` (``"linux"``) prefers the dsp (linux)
+variants, the target must have their features, and falls back to portable for
+kernels that have no such variant.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from edgekit.errors import BadInputError
 from edgekit.resources import micro_runtime_dir
 
-VARIANTS = ("auto", "portable", "dsp")
+VARIANTS = ("auto", "portable", "dsp", "linux")
 
 
 def micro_root() -> Path:
@@ -43,9 +44,16 @@ def manifest() -> dict:
 class KernelChoice:
     kernel: str          # key of kernels.json
     function: str
-    variant: str         # "portable" or "dsp"
+    variant: str         # "portable", "dsp" or "linux"
     sources: tuple[str, ...]   # paths relative to runtimes/micro
     headers: tuple[str, ...]
+
+
+def fits(variant: dict, features) -> bool:
+    """Whether a target with ``features`` can run a variant of the manifest."""
+    features = set(features)
+    any_of = set(variant.get("requires_any", []))
+    return set(variant["requires"]) <= features and (not any_of or bool(any_of & features))
 
 
 def choose(kernel: str, features, variant: str = "auto") -> KernelChoice:
@@ -58,12 +66,16 @@ def choose(kernel: str, features, variant: str = "auto") -> KernelChoice:
     if variant == "portable":
         order = ["portable"]
     else:
-        if variant == "dsp" and not set(m["variants"]["dsp"]["requires"]) <= features:
+        if variant == "dsp" and not fits(m["variants"]["dsp"], features):
             raise BadInputError("the dsp kernels need a target with the 'dsp' feature "
                                 "(Armv7E-M / Armv8-M DSP extension)")
+        if variant == "linux" and not fits(m["variants"]["linux"], features):
+            raise BadInputError("the linux kernels need a target with the 'neon' or 'avx2' feature")
         order = list(m["variant_order"])
+        if variant in ("dsp", "linux"):
+            order = [variant, "portable"]
     for v in order:
-        if v in spec["variants"] and set(m["variants"][v]["requires"]) <= features:
+        if v in spec["variants"] and fits(m["variants"][v], features):
             files = spec["variants"][v]
             return KernelChoice(kernel, spec["function"], v, tuple(files["sources"]),
                                 tuple(files["headers"]))

@@ -1,0 +1,155 @@
+/* CONV_2D int8, linux variant: the portable kernel's results, arranged for GCC to
+ * vectorize (NEON, AVX2). Each output pixel gathers its receptive field once into an
+ * int16 row (x + input_offset; 0 for taps outside the input, which TFLM skips), then
+ * every output channel is a dot product of its OHWI filter row with that row, four
+ * channels per pass. */
+#include "edgekit/kernels.h"
+
+#include "autovec.h"
+#include "fixedpoint.h"
+
+/* int16 elements of the gathered row kept on the stack; a longer row is summed in
+ * chunks of this size. */
+#define EK_ROW_CHUNK 4096
+
+/* Gathers elements [k0, k0 + n) of the receptive field of the output pixel whose
+ * top-left tap is (iy0, ix0) into row. */
+static void gather(const ek_conv_params *p, const ek_dims4 *in, const int8_t *image,
+                   const ek_dims4 *fd, int32_t iy0, int32_t ix0, int32_t k0, int32_t n,
+                   int16_t *row) {
+  const int32_t cin = in->c;
+  const int16_t off = (int16_t)p->input_offset;
+  int32_t k = k0;
+  while (k < k0 + n) {
+    const int32_t tap = k / cin;
+    const int32_t ic0 = k - tap * cin;
+    const int32_t ky = tap / fd->w;
+    const int32_t kx = tap - ky * fd->w;
+    const int32_t iy = iy0 + ky * p->dilation_h;
+    const int32_t ix = ix0 + kx * p->dilation_w;
+    const int32_t run = (cin - ic0) < (k0 + n - k) ? (cin - ic0) : (k0 + n - k);
+    int16_t *dst = row + (k - k0);
+    int32_t i;
+    if (iy < 0 || iy >= in->h || ix < 0 || ix >= in->w) {
+      for (i = 0; i < run; i++) {
+        dst[i] = 0;
+      }
+    } else {
+      const int8_t *src = image + (iy * in->w + ix) * cin + ic0;
+      for (i = 0; i < run; i++) {
+        dst[i] = (int16_t)(src[i] + off);
+      }
+    }
+    k += run;
+  }
+}
+
+/* acc[oc] += filter row oc (elements [k0, k0 + n)) . row, for oc < cout. */
+static void accumulate(const int8_t *filter, int32_t depth, int32_t cout, int32_t k0, int32_t n,
+                       const int16_t *row, int32_t *acc) {
+  int32_t oc = 0, k;
+  for (; oc + 4 <= cout; oc += 4) {
+    const int8_t *f0 = filter + oc * depth + k0;
+    const int8_t *f1 = f0 + depth;
+    const int8_t *f2 = f1 + depth;
+    const int8_t *f3 = f2 + depth;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (k = 0; k < n; k++) {
+      const int16_t x = row[k];
+      a0 += (int32_t)((int16_t)f0[k] * x);
+      a1 += (int32_t)((int16_t)f1[k] * x);
+      a2 += (int32_t)((int16_t)f2[k] * x);
+      a3 += (int32_t)((int16_t)f3[k] * x);
+    }
+    acc[oc] = ek_wrap_add(acc[oc], a0);
+    acc[oc + 1] = ek_wrap_add(acc[oc + 1], a1);
+    acc[oc + 2] = ek_wrap_add(acc[oc + 2], a2);
+    acc[oc + 3] = ek_wrap_add(acc[oc + 3], a3);
+  }
+  for (; oc < cout; oc++) {
+    acc[oc] = ek_wrap_add(acc[oc], ek_dot_s8_s16(filter + oc * depth + k0, row, n));
+  }
+}
+
+/* The portable kernel's loop, for offsets the int16 widening cannot hold. */
+static void conv_any_offset(const ek_conv_params *p, const int32_t *mult, const int32_t *shift,
+                            const ek_dims4 *in, const int8_t *input, const ek_dims4 *fd,
+                            const int8_t *filter, const int32_t *bias, const ek_dims4 *out,
+                            int8_t *output) {
+  int32_t b, y, x, oc, ky, kx, ic;
+  for (b = 0; b < out->n; b++) {
+    for (y = 0; y < out->h; y++) {
+      for (x = 0; x < out->w; x++) {
+        for (oc = 0; oc < out->c; oc++) {
+          int32_t acc = 0;
+          for (ky = 0; ky < fd->h; ky++) {
+            const int32_t iy = y * p->stride_h - p->pad_top + ky * p->dilation_h;
+            for (kx = 0; kx < fd->w; kx++) {
+              const int32_t ix = x * p->stride_w - p->pad_left + kx * p->dilation_w;
+              if (iy < 0 || iy >= in->h || ix < 0 || ix >= in->w) {
+                continue;
+              }
+              for (ic = 0; ic < in->c; ic++) {
+                acc = ek_wrap_add(acc, (int32_t)((uint32_t)filter[((oc * fd->h + ky) * fd->w + kx) * in->c + ic] *
+                                                 (uint32_t)(input[((b * in->h + iy) * in->w + ix) * in->c + ic] +
+                                                            p->input_offset)));
+              }
+            }
+          }
+          if (bias != 0) {
+            acc = ek_wrap_add(acc, bias[oc]);
+          }
+          acc = ek_mbqm(acc, mult[oc], shift[oc]) + p->output_offset;
+          *output++ = (int8_t)ek_clamp(acc, p->act_min, p->act_max);
+        }
+      }
+    }
+  }
+}
+
+void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *shift,
+                  const ek_dims4 *in, const int8_t *input,
+                  const ek_dims4 *fd, const int8_t *filter,
+                  const int32_t *bias,
+                  const ek_dims4 *out, int8_t *output) {
+  const int32_t depth = fd->h * fd->w * in->c;
+  const int32_t cout = out->c;
+  int16_t row[EK_ROW_CHUNK];
+  int32_t acc[EK_BLOCK];
+  int32_t b, y, x, oc0, k0;
+
+  if (!ek_offset_fits_int8(p->input_offset)) {
+    conv_any_offset(p, mult, shift, in, input, fd, filter, bias, out, output);
+    return;
+  }
+  for (b = 0; b < out->n; b++) {
+    const int8_t *image = input + b * in->h * in->w * in->c;
+    for (y = 0; y < out->h; y++) {
+      const int32_t iy0 = y * p->stride_h - p->pad_top;
+      for (x = 0; x < out->w; x++) {
+        const int32_t ix0 = x * p->stride_w - p->pad_left;
+        int8_t *out_px = output + ((b * out->h + y) * out->w + x) * cout;
+        if (depth <= EK_ROW_CHUNK) {
+          /* the common case: one gather serves every output channel */
+          gather(p, in, image, fd, iy0, ix0, 0, depth, row);
+        }
+        for (oc0 = 0; oc0 < cout; oc0 += EK_BLOCK) {
+          const int32_t n = cout - oc0 < EK_BLOCK ? cout - oc0 : EK_BLOCK;
+          int32_t i;
+          for (i = 0; i < n; i++) {
+            acc[i] = bias != 0 ? bias[oc0 + i] : 0;
+          }
+          for (k0 = 0; k0 < depth; k0 += EK_ROW_CHUNK) {
+            const int32_t len = depth - k0 < EK_ROW_CHUNK ? depth - k0 : EK_ROW_CHUNK;
+            if (depth > EK_ROW_CHUNK) {
+              gather(p, in, image, fd, iy0, ix0, k0, len, row);
+            }
+            accumulate(filter + oc0 * depth, depth, n, k0, len, row, acc);
+          }
+          ek_requantize_block(acc, n, mult + oc0, shift + oc0, p->output_offset, p->act_min,
+                              p->act_max, out_px + oc0);
+        }
+      }
+    }
+  }
+}
