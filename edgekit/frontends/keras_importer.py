@@ -170,7 +170,10 @@ def _convert(source: Path, input_shapes) -> tuple[bytes, list[str], list[str]]:
 
 def _load(tf, keras, source: Path):
     try:
-        return keras.models.load_model(str(source), compile=False)
+        model = keras.models.load_model(str(source), compile=False)
+        # tf_keras hands back TensorFlow's generic restored object for a SavedModel not
+        # written by Keras.
+        return model if isinstance(model, keras.Model) else None
     except (ImportError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad file
