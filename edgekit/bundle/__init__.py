@@ -37,6 +37,6 @@ def __getattr__(name: str):
         from edgekit.bundle.bundle_writer import write_bundle
         return write_bundle
     if name == "compile_bundle":
-        from edgekit.bundle.compile_bundle import compile_bundle
+        from edgekit.bundle.bundle_compiler import compile_bundle
         return compile_bundle
     raise AttributeError(f"module 'edgekit.bundle' has no attribute {name!r}")

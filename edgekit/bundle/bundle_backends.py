@@ -4,7 +4,7 @@ or float IR graph to the files of one runtime engine (``edgekit.runtime.engines.
 
 Adding a backend is one entry in ``LINUX_BACKENDS`` (its engine is one file in
 ``edgekit/runtime/engines/``). MCU targets take the C backend and the model package
-(``edgekit.bundle.compile_bundle``).
+(``edgekit.bundle.bundle_compiler``).
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def compile_cmd(model, target, calib, calib_limit, backend, out_dir, model_versi
     generated C under c/ (exit code 2 when it does not fit the target). Linux targets: the
     .tflite (litert) or .onnx (onnxruntime)."""
     from edgekit.bundle.bundle_writer import check_bundle_output
-    from edgekit.bundle.compile_bundle import compile_bundle
+    from edgekit.bundle.bundle_compiler import compile_bundle
     from edgekit.targets import load_target
 
     flash_b, sram_b = _size("--flash", flash), _size("--sram", sram)

@@ -28,6 +28,10 @@ class Engine(abc.ABC):
     arrays in the manifest's input/output order, already checked for dtype and shape."""
 
     name = ""
+    # True when the engine as opened computes int8 with TFLM's integer semantics (the
+    # reference interpreter's), so golden outputs hold to the manifest's ``int_steps``;
+    # other paths get ``int_steps_other`` (docs/bundle-format.md).
+    tflm_exact = False
     # Options ``open`` accepts; others are refused with the list of these.
     options = ()
 

@@ -43,6 +43,7 @@ class LiteRTEngine(Engine):
             raise BadInputError(f"engine litert: num_threads must be a positive integer, not {threads!r}")
         self.library, mod = _interpreter_module()
         self.resolver = resolver
+        self.tflm_exact = resolver == "reference"
         kind = getattr(mod.OpResolverType, RESOLVERS[resolver])
         try:
             it = mod.Interpreter(model_content=bundle.read(bundle.payload("model")),
