@@ -250,3 +250,36 @@ def test_checker_follows_lazy_imports_to_a_compiler(tmp_path):
     closure = reachable(tree, ["pkg.device.client"])
     assert set(closure) == {"pkg", "pkg.device", "pkg.device.client", "pkg.tools"}
     assert compiler_imports(tree, closure) == ["pkg/tools.py:2: imports onnx.helper"]
+
+
+def test_runtime_opens_and_runs_bundles_without_any_compiler(tmp_path):
+    """In a fresh interpreter: import edgekit.runtime, open a LiteRT and an onnxruntime
+    bundle, run and self-test them, then look at sys.modules: no model compiler library
+    and no edgekit compiler stage (frontends, IR passes, quantizer, compressor, backends,
+    the bundle compiler, the reference interpreter) was loaded."""
+    from edgekit.bundle import compile_bundle
+    from tests.backends.c.graphs import cases
+
+    graph = cases()["handmade"]
+    bundles = [compile_bundle(graph, "x86_64", tmp_path / f"m_{be}.ekb", backend=be).bundle.path
+               for be in ("litert", "onnxruntime")]
+    stages = COMPILER_STAGES + ("edgekit.ir", "edgekit.compress", "edgekit.reference", "edgekit.memory",
+                                "edgekit.bundle.bundle_compiler", "edgekit.bundle.bundle_backends",
+                                "edgekit.bundle.micro_package_writer", "edgekit.targets")
+    code = ("import sys\n"
+            "import numpy as np\n"
+            "import edgekit.runtime\n"
+            f"for path in {[str(b) for b in bundles]!r}:\n"
+            "    with edgekit.runtime.open(path) as m:\n"
+            "        m.run({s.name: np.zeros(s.shape, s.dtype) for s in m.inputs})\n"
+            "        assert m.self_test(), path\n"
+            f"libs = {COMPILER_LIBS!r}\n"
+            f"stages = {stages!r}\n"
+            "print(sorted({m for m in sys.modules if m.split('.')[0] in libs}))\n"
+            "print(sorted({s for m in sys.modules for s in stages if m == s or m.startswith(s + '.')}))\n"
+            "print('onnxruntime' in sys.modules, 'ai_edge_litert' in sys.modules or 'tflite_runtime' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    libs, loaded, engines = res.stdout.strip().splitlines()
+    assert libs == "[]" and loaded == "[]"
+    assert engines == "True True"   # the check saw both engines at work
