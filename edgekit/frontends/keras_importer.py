@@ -187,8 +187,9 @@ def _load_error(exc: Exception, source: Path) -> BadInputError:
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     if "Unknown layer" in str(exc) or "Could not locate class" in str(exc):
-        return UnsupportedOpError(first, str(source), (),
-                                  "a layer class neither Keras nor edgekit knows (custom layers cannot be imported)")
+        first = first.split(". ")[0]  # Keras goes on about custom_object_scope
+        return BadInputError(f"{source}: it uses a layer class Keras does not know, a custom layer ({first}); "
+                             "edgekit imports models built from Keras's own layers")
     return ModelFormatError(f"{source}: Keras cannot open it ({type(exc).__name__}: {first})")
 
 

@@ -232,6 +232,19 @@ def test_truncated_h5_is_refused(tmp_path):
     refused(invoke("inspect", bad), "cut.h5", "not a readable Keras file")
     with pytest.raises(ModelFormatError):
         load_model(bad)
+    (tmp_path / "junk.keras").write_bytes(b"this is not a zip archive")
+    refused(invoke("inspect", tmp_path / "junk.keras"), "junk.keras", "not a readable Keras file")
+
+
+@pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file:UserWarning")
+def test_custom_layer_is_refused_by_name(tf_keras, tmp_path):
+    class Doubling(tf_keras.layers.Layer):
+        def call(self, x):
+            return 2.0 * x
+
+    inp = tf_keras.Input((4,))
+    tf_keras.Model(inp, Doubling(name="twice")(inp)).save(tmp_path / "custom.h5")
+    refused(invoke("inspect", tmp_path / "custom.h5"), "custom.h5", "custom layer", "Doubling")
 
 
 def test_folder_without_saved_model_pb_is_refused(tmp_path):
