@@ -12,8 +12,34 @@
  * chunks of this size. */
 #define EK_ROW_CHUNK 4096
 
-/* Gathers elements [k0, k0 + n) of the receptive field of the output pixel whose
- * top-left tap is (iy0, ix0) into row. */
+/* Gathers the whole receptive field (fd->h * fd->w * in->c values) of the output pixel
+ * whose top-left tap is (iy0, ix0) into row. */
+static void gather_all(const ek_conv_params *p, const ek_dims4 *in, const int8_t *image,
+                       const ek_dims4 *fd, int32_t iy0, int32_t ix0, int16_t *row) {
+  const int32_t cin = in->c;
+  const int16_t off = (int16_t)p->input_offset;
+  int32_t ky, kx, i;
+  for (ky = 0; ky < fd->h; ky++) {
+    const int32_t iy = iy0 + ky * p->dilation_h;
+    for (kx = 0; kx < fd->w; kx++) {
+      const int32_t ix = ix0 + kx * p->dilation_w;
+      int16_t *dst = row + (ky * fd->w + kx) * cin;
+      if (iy < 0 || iy >= in->h || ix < 0 || ix >= in->w) {
+        for (i = 0; i < cin; i++) {
+          dst[i] = 0;
+        }
+      } else {
+        const int8_t *src = image + (iy * in->w + ix) * cin;
+        for (i = 0; i < cin; i++) {
+          dst[i] = (int16_t)(src[i] + off);
+        }
+      }
+    }
+  }
+}
+
+/* Gathers elements [k0, k0 + n) of that receptive field into row (rows longer than
+ * EK_ROW_CHUNK). */
 static void gather(const ek_conv_params *p, const ek_dims4 *in, const int8_t *image,
                    const ek_dims4 *fd, int32_t iy0, int32_t ix0, int32_t k0, int32_t n,
                    int16_t *row) {
@@ -71,6 +97,45 @@ static void accumulate(const int8_t *filter, int32_t depth, int32_t cout, int32_
   }
 }
 
+/* accumulate() for two gathered rows (two output pixels) at once: each filter value
+ * loaded serves both. */
+static void accumulate_pair(const int8_t *filter, int32_t depth, int32_t cout, const int16_t *row0,
+                            const int16_t *row1, int32_t *acc0, int32_t *acc1) {
+  int32_t oc = 0, k;
+  for (; oc + 4 <= cout; oc += 4) {
+    const int8_t *f0 = filter + oc * depth;
+    const int8_t *f1 = f0 + depth;
+    const int8_t *f2 = f1 + depth;
+    const int8_t *f3 = f2 + depth;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    for (k = 0; k < depth; k++) {
+      const int16_t x = row0[k];
+      const int16_t z = row1[k];
+      const int16_t w0 = f0[k], w1 = f1[k], w2 = f2[k], w3 = f3[k];
+      a0 += (int32_t)(w0 * x);
+      a1 += (int32_t)(w1 * x);
+      a2 += (int32_t)(w2 * x);
+      a3 += (int32_t)(w3 * x);
+      b0 += (int32_t)(w0 * z);
+      b1 += (int32_t)(w1 * z);
+      b2 += (int32_t)(w2 * z);
+      b3 += (int32_t)(w3 * z);
+    }
+    acc0[oc] = a0;
+    acc0[oc + 1] = a1;
+    acc0[oc + 2] = a2;
+    acc0[oc + 3] = a3;
+    acc1[oc] = b0;
+    acc1[oc + 1] = b1;
+    acc1[oc + 2] = b2;
+    acc1[oc + 3] = b3;
+  }
+  for (; oc < cout; oc++) {
+    acc0[oc] = ek_dot_s8_s16(filter + oc * depth, row0, depth);
+    acc1[oc] = ek_dot_s8_s16(filter + oc * depth, row1, depth);
+  }
+}
+
 /* The portable kernel's loop, for offsets the int16 widening cannot hold. */
 static void conv_any_offset(const ek_conv_params *p, const int32_t *mult, const int32_t *shift,
                             const ek_dims4 *in, const int8_t *input, const ek_dims4 *fd,
@@ -116,6 +181,8 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
   const int32_t cout = out->c;
   int16_t row[EK_ROW_CHUNK];
   int32_t acc[EK_BLOCK];
+  int32_t acc1[EK_BLOCK];
+  const int simple = ek_simple_multipliers(mult, shift, cout);
   int32_t b, y, x, oc0, k0;
 
   if (!ek_offset_fits_int8(p->input_offset)) {
@@ -129,15 +196,30 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
       for (x = 0; x < out->w; x++) {
         const int32_t ix0 = x * p->stride_w - p->pad_left;
         int8_t *out_px = output + ((b * out->h + y) * out->w + x) * cout;
+        if (2 * depth <= EK_ROW_CHUNK && x + 1 < out->w) {
+          /* two pixels of the row at once; both are read before either is written */
+          gather_all(p, in, image, fd, iy0, ix0, row);
+          gather_all(p, in, image, fd, iy0, ix0 + p->stride_w, row + depth);
+          for (oc0 = 0; oc0 < cout; oc0 += EK_BLOCK) {
+            const int32_t n = cout - oc0 < EK_BLOCK ? cout - oc0 : EK_BLOCK;
+            accumulate_pair(filter + oc0 * depth, depth, n, row, row + depth, acc, acc1);
+            ek_requantize_block(acc, n, bias != 0 ? bias + oc0 : 0, mult + oc0, shift + oc0, simple,
+                                p->output_offset, p->act_min, p->act_max, out_px + oc0);
+            ek_requantize_block(acc1, n, bias != 0 ? bias + oc0 : 0, mult + oc0, shift + oc0, simple,
+                                p->output_offset, p->act_min, p->act_max, out_px + cout + oc0);
+          }
+          x++;
+          continue;
+        }
         if (depth <= EK_ROW_CHUNK) {
           /* the common case: one gather serves every output channel */
-          gather(p, in, image, fd, iy0, ix0, 0, depth, row);
+          gather_all(p, in, image, fd, iy0, ix0, row);
         }
         for (oc0 = 0; oc0 < cout; oc0 += EK_BLOCK) {
           const int32_t n = cout - oc0 < EK_BLOCK ? cout - oc0 : EK_BLOCK;
           int32_t i;
           for (i = 0; i < n; i++) {
-            acc[i] = bias != 0 ? bias[oc0 + i] : 0;
+            acc[i] = 0;
           }
           for (k0 = 0; k0 < depth; k0 += EK_ROW_CHUNK) {
             const int32_t len = depth - k0 < EK_ROW_CHUNK ? depth - k0 : EK_ROW_CHUNK;
@@ -146,8 +228,8 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
             }
             accumulate(filter + oc0 * depth, depth, n, k0, len, row, acc);
           }
-          ek_requantize_block(acc, n, mult + oc0, shift + oc0, p->output_offset, p->act_min,
-                              p->act_max, out_px + oc0);
+          ek_requantize_block(acc, n, bias != 0 ? bias + oc0 : 0, mult + oc0, shift + oc0, simple,
+                              p->output_offset, p->act_min, p->act_max, out_px + oc0);
         }
       }
     }

@@ -1,8 +1,8 @@
 /* DEPTHWISE_CONV_2D int8, linux variant: the portable kernel's results, arranged for
  * GCC to vectorize (NEON, AVX2). With depth multiplier 1 an output pixel accumulates
- * a block of channels tap by tap: contiguous int8 loads, int16 products (see
- * autovec.h), int32 sums; then the block is requantized at once. Other depth
- * multipliers take the portable loop. */
+ * a block of channels tap by tap (3x3 windows inside the input: all nine taps in one
+ * loop): contiguous int8 loads, int16 products (see autovec.h), int32 sums; then the
+ * block is requantized at once. Other depth multipliers take the portable loop. */
 #include "edgekit/kernels.h"
 
 #include "autovec.h"
@@ -48,13 +48,13 @@ static void pixel_generic(const ek_depthwise_params *p, const int32_t *mult, con
 static void pixel_block(const ek_depthwise_params *p, const int32_t *mult, const int32_t *shift,
                         const ek_dims4 *in, const int8_t *image, const ek_dims4 *fd,
                         const int8_t *filter, const int32_t *bias, int32_t in_y0, int32_t in_x0,
-                        int32_t c0, int32_t n, int8_t *out_px) {
+                        int32_t c0, int32_t n, int simple, int8_t *out_px) {
   const int32_t c = in->c;
   const int16_t off = (int16_t)p->input_offset;
   int32_t acc[EK_BLOCK];
   int32_t ky, kx, i;
   for (i = 0; i < n; i++) {
-    acc[i] = bias != 0 ? bias[c0 + i] : 0;
+    acc[i] = 0;
   }
   for (ky = 0; ky < fd->h; ky++) {
     const int32_t iy = in_y0 + ky * p->dilation_h;
@@ -75,8 +75,39 @@ static void pixel_block(const ek_depthwise_params *p, const int32_t *mult, const
       }
     }
   }
-  ek_requantize_block(acc, n, mult + c0, shift + c0, p->output_offset, p->act_min, p->act_max,
-                      out_px + c0);
+  ek_requantize_block(acc, n, bias != 0 ? bias + c0 : 0, mult + c0, shift + c0, simple,
+                      p->output_offset,
+                      p->act_min, p->act_max, out_px + c0);
+}
+
+/* One output pixel of a 3x3, depth multiplier 1, undilated filter whose nine taps all
+ * lie inside the input (top-left tap at px), channels [c0, c0 + n): the nine taps in
+ * one loop over the channels. */
+static inline void pixel_3x3_inside(const ek_depthwise_params *p, const int32_t *mult,
+                             const int32_t *shift, int32_t in_w, int32_t c, const int8_t *px,
+                             const int8_t *filter, const int32_t *bias, int32_t c0, int32_t n,
+                             int simple, int8_t *out_px) {
+  const int16_t off = (int16_t)p->input_offset;
+  const int8_t *r0 = px + c0;
+  const int8_t *r1 = r0 + in_w * c;
+  const int8_t *r2 = r1 + in_w * c;
+  const int8_t *f = filter + c0;
+  int32_t acc[EK_BLOCK];
+  int32_t i;
+  for (i = 0; i < n; i++) {
+    acc[i] = (int32_t)((int16_t)f[i] * (int16_t)(r0[i] + off)) +
+             (int32_t)((int16_t)f[c + i] * (int16_t)(r0[c + i] + off)) +
+             (int32_t)((int16_t)f[2 * c + i] * (int16_t)(r0[2 * c + i] + off)) +
+             (int32_t)((int16_t)f[3 * c + i] * (int16_t)(r1[i] + off)) +
+             (int32_t)((int16_t)f[4 * c + i] * (int16_t)(r1[c + i] + off)) +
+             (int32_t)((int16_t)f[5 * c + i] * (int16_t)(r1[2 * c + i] + off)) +
+             (int32_t)((int16_t)f[6 * c + i] * (int16_t)(r2[i] + off)) +
+             (int32_t)((int16_t)f[7 * c + i] * (int16_t)(r2[c + i] + off)) +
+             (int32_t)((int16_t)f[8 * c + i] * (int16_t)(r2[2 * c + i] + off));
+  }
+  ek_requantize_block(acc, n, bias != 0 ? bias + c0 : 0, mult + c0, shift + c0, simple,
+                      p->output_offset,
+                      p->act_min, p->act_max, out_px + c0);
 }
 
 void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
@@ -86,6 +117,9 @@ void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
                             const int32_t *bias,
                             const ek_dims4 *out, int8_t *output) {
   const int32_t blocked = p->depth_multiplier == 1 && ek_offset_fits_int8(p->input_offset);
+  const int32_t fast3x3 = blocked && fd->h == 3 && fd->w == 3 && p->dilation_h == 1 &&
+                          p->dilation_w == 1;
+  const int simple = ek_simple_multipliers(mult, shift, out->c);
   int32_t b, y, x, c0;
   for (b = 0; b < out->n; b++) {
     const int8_t *image = input + b * in->h * in->w * in->c;
@@ -98,9 +132,21 @@ void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
           pixel_generic(p, mult, shift, in, image, fd, filter, bias, in_y0, in_x0, out_px);
           continue;
         }
+        const int32_t inside = fast3x3 && in_y0 >= 0 && in_y0 + 3 <= in->h && in_x0 >= 0 &&
+                               in_x0 + 3 <= in->w;
         for (c0 = 0; c0 < out->c; c0 += EK_BLOCK) {
           const int32_t n = out->c - c0 < EK_BLOCK ? out->c - c0 : EK_BLOCK;
-          pixel_block(p, mult, shift, in, image, fd, filter, bias, in_y0, in_x0, c0, n, out_px);
+          if (inside && n == EK_BLOCK) {
+            /* a constant count: straight-line vector code, no loop tails */
+            pixel_3x3_inside(p, mult, shift, in->w, in->c, image + (in_y0 * in->w + in_x0) * in->c,
+                             filter, bias, c0, EK_BLOCK, simple, out_px);
+          } else if (inside) {
+            pixel_3x3_inside(p, mult, shift, in->w, in->c, image + (in_y0 * in->w + in_x0) * in->c,
+                             filter, bias, c0, n, simple, out_px);
+          } else {
+            pixel_block(p, mult, shift, in, image, fd, filter, bias, in_y0, in_x0, c0, n, simple,
+                        out_px);
+          }
         }
       }
     }

@@ -20,12 +20,13 @@ void ek_fully_connected_s8(const ek_fc_params *p, const int32_t *mult, const int
   int32_t shift_block[EK_BLOCK];
   int32_t b, o0, k0, i;
   const int fits = ek_offset_fits_int8(p->input_offset);
+  const int simple = ek_simple_multipliers(mult, shift, p->per_channel ? output_depth : 1);
   for (b = 0; b < batches; b++) {
     const int8_t *x = input + b * input_depth;
     for (o0 = 0; o0 < output_depth; o0 += EK_BLOCK) {
       const int32_t n = output_depth - o0 < EK_BLOCK ? output_depth - o0 : EK_BLOCK;
       for (i = 0; i < n; i++) {
-        acc[i] = bias != 0 ? bias[o0 + i] : 0;
+        acc[i] = 0;
         mult_block[i] = mult[p->per_channel ? o0 + i : 0];
         shift_block[i] = shift[p->per_channel ? o0 + i : 0];
       }
@@ -53,8 +54,8 @@ void ek_fully_connected_s8(const ek_fc_params *p, const int32_t *mult, const int
           acc[i] = ek_wrap_add(acc[i], dot);
         }
       }
-      ek_requantize_block(acc, n, mult_block, shift_block, p->output_offset, p->act_min, p->act_max,
-                          output + b * output_depth + o0);
+      ek_requantize_block(acc, n, bias != 0 ? bias + o0 : 0, mult_block, shift_block, simple, p->output_offset,
+                          p->act_min, p->act_max, output + b * output_depth + o0);
     }
   }
 }
