@@ -24,17 +24,19 @@ class LinuxBackend:
     name: str                   # what --backend says
     engine: str                 # the runtime engine that runs its files
     model_file: str             # the payload's "model" role
-    lower: Callable[[Graph], bytes]
+    # (graph, target) -> the model file's bytes, or {file name: bytes} holding model_file
+    # and any other files the engine needs
+    lower: Callable[[Graph, object], object]
     about: str
 
 
-def _tflite(graph: Graph) -> bytes:
+def _tflite(graph: Graph, target) -> bytes:
     from edgekit.backends.tflite import tflite_bytes
 
     return tflite_bytes(graph)
 
 
-def _onnx(graph: Graph) -> bytes:
+def _onnx(graph: Graph, target) -> bytes:
     from edgekit.backends.onnx import to_onnx
 
     # Bundles expose every tensor in the IR's layout (NHWC), whatever the engine: switching
@@ -54,8 +56,17 @@ def is_int8(graph: Graph) -> bool:
     return any(graph.tensor(o).dtype is DType.INT8 for op in graph.ops for o in op.outputs)
 
 
-def choose_backend(graph: Graph, requested: str) -> tuple:
-    """(backend, the model file's bytes, why) for ``requested`` ("auto" or a name).
+def payload_files(backend: LinuxBackend, graph: Graph, target) -> dict:
+    """{file name: bytes} of ``backend``'s lowering of ``graph`` for ``target``."""
+    out = backend.lower(graph, target)
+    files = out if isinstance(out, dict) else {backend.model_file: out}
+    if backend.model_file not in files:
+        raise ValueError(f"backend {backend.name!r} wrote no {backend.model_file!r}")
+    return files
+
+
+def choose_backend(graph: Graph, requested: str, target=None) -> tuple:
+    """(backend, its payload files, why) for ``requested`` ("auto" or a name).
 
     The auto rule (not measured per model; docs/bundle-format.md): LiteRT for every model
     it can express, since its XNNPACK kernels run int8 natively on NEON/SSE, while
@@ -68,16 +79,16 @@ def choose_backend(graph: Graph, requested: str) -> tuple:
             raise BadInputError(f"--backend {requested!r} is not available for Linux targets; choose one of "
                                 f"auto, {', '.join(LINUX_BACKENDS)}")
         backend = LINUX_BACKENDS[requested]
-        return backend, backend.lower(graph), f"--backend {requested}"
+        return backend, payload_files(backend, graph, target), f"--backend {requested}"
     kind = "int8" if is_int8(graph) else "float"
     try:
-        data = LINUX_BACKENDS["litert"].lower(graph)
+        files = payload_files(LINUX_BACKENDS["litert"], graph, target)
     except (UnsupportedOpError, BadInputError) as exc:
         backend = LINUX_BACKENDS["onnxruntime"]
-        return backend, backend.lower(graph), (f"auto chose onnxruntime because the TFLite writer cannot "
-                                               f"express this {kind} model ({exc})")
+        return backend, payload_files(backend, graph, target), (
+            f"auto chose onnxruntime because the TFLite writer cannot express this {kind} model ({exc})")
     why = ("auto chose litert because the model is int8 and LiteRT's XNNPACK kernels run int8 natively "
            "(onnxruntime's int8 path depends on the CPU)" if kind == "int8" else
            "auto chose litert because LiteRT expresses every op of this float model and one engine for "
            "float and int8 keeps the device install to one extra")
-    return LINUX_BACKENDS["litert"], data, why
+    return LINUX_BACKENDS["litert"], files, why

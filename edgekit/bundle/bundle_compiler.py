@@ -143,10 +143,10 @@ def compile_bundle(graph: Graph, target, out, *, backend: str = "auto", model_ve
     if flash is not None or sram is not None:
         raise BadInputError("--flash and --sram are for microcontroller targets")
     graph = _without_hybrid_ops(graph, options)
-    chosen, model_bytes, reason = choose_backend(graph, backend)
+    chosen, files, reason = choose_backend(graph, backend, tgt)
     payload = {"model": chosen.model_file}
-    files = {chosen.model_file: model_bytes, GOLDEN: _golden_file(graph)}
-    figures["model_file_bytes"] = len(model_bytes)
+    figures["model_file_bytes"] = len(files[chosen.model_file])
+    files = {**files, GOLDEN: _golden_file(graph)}
     manifest = _base_manifest(graph, tgt, chosen.name, chosen.engine, payload, options, model_version,
                               reason, figures)
     bundle = write_bundle(out, manifest, files)

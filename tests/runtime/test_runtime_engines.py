@@ -216,3 +216,14 @@ def test_auto_backend_rule(kws_graph, tmp_path):
     r = compile_bundle(edgekit.load_model(DIGITS), "jetson-orin-nano", tmp_path / "b.ekb")
     assert r.backend == "litert" and "float" in r.reason
     assert MLPERF.name == "mlperf-tiny"
+
+
+@pytest.mark.parametrize("target", ["x86_64", "rpi4", "rpi5", "jetson-orin-nano"])
+def test_every_linux_target_and_backend_gives_a_verified_bundle(target, tmp_path):
+    from tests.backends.c.graphs import cases
+
+    graph = cases()["handmade"]
+    for backend in ("litert", "onnxruntime"):
+        b = compile_bundle(graph, target, tmp_path / f"{backend}.ekb", backend=backend).bundle
+        with rt.open(b.path, target=target, engine=backend) as m:
+            assert m.self_test(), backend
