@@ -70,9 +70,11 @@ static void gather(const ek_conv_params *p, const ek_dims4 *in, const int8_t *im
   }
 }
 
-/* acc[oc] += filter row oc (elements [k0, k0 + n)) . row, for oc < cout. */
+/* acc[oc] (+)= filter row oc (elements [k0, k0 + n)) . row, for oc < cout: "=" for the
+ * first chunk (no zeroing pass: GCC makes it a slow memset), "+=" after. */
 static void accumulate(const int8_t *filter, int32_t depth, int32_t cout, int32_t k0, int32_t n,
                        const int16_t *row, int32_t *acc) {
+  const int first = k0 == 0;
   int32_t oc = 0, k;
   for (; oc + 4 <= cout; oc += 4) {
     const int8_t *f0 = filter + oc * depth + k0;
@@ -87,13 +89,14 @@ static void accumulate(const int8_t *filter, int32_t depth, int32_t cout, int32_
       a2 += (int32_t)((int16_t)f2[k] * x);
       a3 += (int32_t)((int16_t)f3[k] * x);
     }
-    acc[oc] = ek_wrap_add(acc[oc], a0);
-    acc[oc + 1] = ek_wrap_add(acc[oc + 1], a1);
-    acc[oc + 2] = ek_wrap_add(acc[oc + 2], a2);
-    acc[oc + 3] = ek_wrap_add(acc[oc + 3], a3);
+    acc[oc] = first ? a0 : ek_wrap_add(acc[oc], a0);
+    acc[oc + 1] = first ? a1 : ek_wrap_add(acc[oc + 1], a1);
+    acc[oc + 2] = first ? a2 : ek_wrap_add(acc[oc + 2], a2);
+    acc[oc + 3] = first ? a3 : ek_wrap_add(acc[oc + 3], a3);
   }
   for (; oc < cout; oc++) {
-    acc[oc] = ek_wrap_add(acc[oc], ek_dot_s8_s16(filter + oc * depth + k0, row, n));
+    const int32_t a = ek_dot_s8_s16(filter + oc * depth + k0, row, n);
+    acc[oc] = first ? a : ek_wrap_add(acc[oc], a);
   }
 }
 
@@ -217,10 +220,6 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
         }
         for (oc0 = 0; oc0 < cout; oc0 += EK_BLOCK) {
           const int32_t n = cout - oc0 < EK_BLOCK ? cout - oc0 : EK_BLOCK;
-          int32_t i;
-          for (i = 0; i < n; i++) {
-            acc[i] = 0;
-          }
           for (k0 = 0; k0 < depth; k0 += EK_ROW_CHUNK) {
             const int32_t len = depth - k0 < EK_ROW_CHUNK ? depth - k0 : EK_ROW_CHUNK;
             if (depth > EK_ROW_CHUNK) {
