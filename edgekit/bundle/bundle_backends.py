@@ -28,6 +28,8 @@ class LinuxBackend:
     # and any other files the engine needs
     lower: Callable[[Graph, object], object]
     about: str
+    # graph -> a caveat the compile report adds to the reason ("" for none)
+    note: Callable[[Graph], str] | None = None
 
 
 def _tflite(graph: Graph, target) -> bytes:
@@ -44,11 +46,46 @@ def _onnx(graph: Graph, target) -> bytes:
     return to_onnx(graph, layout="ir").SerializeToString()
 
 
+def _c(graph: Graph, target) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    from edgekit.backends.c.shared_library import DESCRIPTION_NAME, HARNESS_NAME, LIBRARY_NAME, build_shared_library
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-c-") as tmp:
+        out = build_shared_library(graph, target, Path(tmp) / "c").out_dir
+        return {name: (out / name).read_bytes() for name in (LIBRARY_NAME, DESCRIPTION_NAME, HARNESS_NAME)}
+
+
+def _tvm(graph: Graph, target) -> dict:
+    import json
+
+    from edgekit.backends.tvm import compile_tvm
+
+    result = compile_tvm(graph, target)
+    # What the tvm engine checks before loading the library: the machine and TVM version.
+    info = {"tvm_version": result.tvm_version, "tvm_target": result.tvm_target, "machine": result.machine,
+            "int8_as_float": result.int8_as_float}
+    return {"model.so": result.library, "tvm_module.json": (json.dumps(info, indent=1) + "\n").encode()}
+
+
+def _tvm_note(graph: Graph) -> str:
+    from edgekit.backends.tvm import INT8_NOTE
+
+    return INT8_NOTE if is_int8(graph) else ""
+
+
 LINUX_BACKENDS = {
     "litert": LinuxBackend("litert", "litert", "model.tflite", _tflite,
                            "the .tflite edgekit writes, run by LiteRT (XNNPACK) or tflite-runtime"),
     "onnxruntime": LinuxBackend("onnxruntime", "onnxruntime", "model.onnx", _onnx,
                                 "the ONNX (float, or QDQ for int8) edgekit writes, run by onnxruntime"),
+    "c": LinuxBackend("c", "c", "libedgekit_model.so", _c,
+                      "the generated C built for the target as a shared library (int8, bit-exact with the "
+                      "reference), run through ctypes; edgekit_harness runs it without Python"),
+    "tvm": LinuxBackend("tvm", "tvm", "model.so", _tvm,
+                        "Apache TVM (untuned) compiled for the target's CPU into a shared library, run by TVM's "
+                        "Relax VM; float models (int8 runs as float in TVM 0.27)", _tvm_note),
 }
 
 
@@ -79,7 +116,8 @@ def choose_backend(graph: Graph, requested: str, target=None) -> tuple:
             raise BadInputError(f"--backend {requested!r} is not available for Linux targets; choose one of "
                                 f"auto, {', '.join(LINUX_BACKENDS)}")
         backend = LINUX_BACKENDS[requested]
-        return backend, payload_files(backend, graph, target), f"--backend {requested}"
+        note = backend.note(graph) if backend.note else ""
+        return backend, payload_files(backend, graph, target), f"--backend {requested}" + (f"; {note}" if note else "")
     kind = "int8" if is_int8(graph) else "float"
     try:
         files = payload_files(LINUX_BACKENDS["litert"], graph, target)

@@ -1,6 +1,10 @@
 """The ``c`` engine: a model compiled by edgekit's C backend into a Linux shared library
 (``libedgekit_model.so``, ABI in runtimes/linux/edgekit_model_abi.h), loaded with ctypes.
 
+In a bundle (``edgekit compile MODEL --target rpi4 --backend c``) the payload's model is
+the library and ``c_model.json`` its I/O description; ``edgekit.runtime.open`` runs it
+through ``CEngine``. The library itself, outside a bundle::
+
     model = CLibraryModel(folder / "libedgekit_model.so", description)
     y = model.run(x)                 # numpy in, numpy out (int8 or float32)
     model.close()
@@ -17,13 +21,18 @@ Device side: numpy and ctypes only, Python 3.8 syntax.
 from __future__ import annotations
 
 import ctypes
+import json
+import os
 import platform
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from edgekit.errors import BadInputError
+from edgekit.runtime.engines import Engine, check_io
 
 ABI_VERSION = 1
 MAX_RANK = 8
@@ -33,6 +42,7 @@ ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 X86_CPU_FLAGS = {"avx": "avx", "avx2": "avx2", "fma": "fma", "sse4.2": "sse4_2", "avx512f": "avx512f"}
 EK_OK = 0
 EK_ERR_SIZE = -1
+DESCRIPTION_FILE = "c_model.json"   # the C backend's I/O description, beside the library
 
 
 class CEngineError(BadInputError):
@@ -179,3 +189,48 @@ class CLibraryModel:
         self._closed = True
         self._lib = None
         self._run = None
+
+
+class CEngine(Engine):
+    """The bundle engine over ``CLibraryModel``. ctypes loads from a path, so the library's
+    verified bytes are written to a private temporary file, loaded, and the file removed
+    (the mapping stays): what runs is what the manifest's hash covered."""
+
+    name = "c"
+    tflm_exact = True   # the generated C is bit-exact with the reference interpreter
+    options = ()
+
+    def __init__(self, bundle, options: dict):
+        super().__init__(bundle, options)
+        from edgekit.bundle.bundle_format import BundleError
+
+        try:
+            description = json.loads(bundle.read(DESCRIPTION_FILE).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BundleError(f"bundle {bundle.path}: {DESCRIPTION_FILE} is not JSON ({exc})") from None
+        check_io(bundle, "inputs", [(s["shape"], s["dtype"]) for s in description.get("inputs", [])])
+        check_io(bundle, "outputs", [(s["shape"], s["dtype"]) for s in description.get("outputs", [])])
+        name = bundle.payload("model")
+        folder = tempfile.mkdtemp(prefix="edgekit-c-")
+        try:
+            path = Path(folder) / os.path.basename(name)
+            path.write_bytes(bundle.read(name))
+            self.model = CLibraryModel(path, description)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.description = description
+
+    def run(self, inputs: list) -> list:
+        return [self.model.run(inputs[0])]
+
+    def close(self) -> None:
+        self.model.close()
+
+    def describe(self) -> str:
+        d = self.description
+        variants = sorted({k["variant"] for k in d.get("kernels", [])})
+        return (f"edgekit C shared library ({d.get('machine')}, {d.get('target')}, kernels "
+                f"{'/'.join(variants)}, ABI {ABI_VERSION})")
+
+
+ENGINE = CEngine
