@@ -227,3 +227,29 @@ def test_every_linux_target_and_backend_gives_a_verified_bundle(target, tmp_path
         b = compile_bundle(graph, target, tmp_path / f"{backend}.ekb", backend=backend).bundle
         with rt.open(b.path, target=target, engine=backend) as m:
             assert m.self_test(), backend
+
+
+def test_litert_engine_falls_back_to_tflite_runtime(kws_bundles, monkeypatch):
+    """Without ai_edge_litert the engine imports tflite_runtime (same Interpreter API).
+    tflite-runtime itself needs numpy < 2 and is not installed here: LiteRT's own
+    interpreter module stands in for it under that name, so the import path is what is
+    tested (a run under Python 3.8 with the real tflite-runtime: test_device_python.py)."""
+    import sys
+    import types
+
+    from ai_edge_litert import interpreter as litert_interpreter
+
+    stand_in = types.ModuleType("tflite_runtime")
+    stand_in.interpreter = litert_interpreter
+    stand_in.__version__ = "stand-in"
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)        # import ai_edge_litert -> ImportError
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", stand_in)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", litert_interpreter)
+    with rt.open(kws_bundles["litert"]) as m:
+        assert m.describe() == "tflite_runtime stand-in (XNNPACK)"
+        assert m.self_test()
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with pytest.raises(rt.EngineUnavailableError, match="needs ai-edge-litert"):
+        rt.open(kws_bundles["litert"])
