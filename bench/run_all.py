@@ -56,6 +56,7 @@ BENCHES = [
     Bench("memory_vs_tflm.py", [], []),
     Bench("mcu.py", ["--kws-inputs", "20", "--ad-inputs", "50"], ["--kws-inputs", "1", "--ad-inputs", "1"]),
     Bench("kernels.py", [], []),
+    Bench("c_linux.py", ["--inputs", "100", "--seconds", "2"], ["--inputs", "2", "--seconds", "0.1"]),
     Bench("flash_throughput.py", ["--repeat", "3", "--hil-vectors", "1000", "--tick-vectors", "5"],
           ["--repeat", "1", "--hil-vectors", "5", "--tick-vectors", "1"]),
     Bench("runtime.py", ["--runs", "5000", "--rounds", "7"], ["--runs", "50", "--rounds", "1"]),
