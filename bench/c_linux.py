@@ -4,9 +4,11 @@ against LiteRT XNNPACK with ``num_threads=1``, all in the same run on the same i
 
     .venv/bin/python bench/c_linux.py [--inputs 100] [--seconds 2] [--out bench/results/c_linux.md]
 
-Rows, each the best of three timed passes over the inputs:
+Rows: the median latency of single calls over about --seconds of calls (the median
+resists the other jobs of a shared machine better than a mean):
 - portable kernels, gcc -O2, no -march: the MCU build of the generated C on the host (the
-  figure docs/benchmarks.md quoted before this backend: tests/backends/c/host_runner.c);
+  figure docs/benchmarks.md quoted before this backend: tests/backends/c/host_runner.c,
+  which reports a mean: the best of three);
 - portable kernels in the shared library (-O3 -march=x86-64-v3), timed by edgekit_harness;
 - linux kernels in the shared library (-O3 -march=x86-64-v3), timed by edgekit_harness
   (clock_gettime around each ek_model_run);
@@ -64,6 +66,22 @@ def best_of_three(timed, n: int, seconds: float) -> float:
     return min(timed(repeat) for _ in range(3))
 
 
+def median_call_us(call, samples, seconds: float) -> float:
+    """Median microseconds of ``call(sample)`` over passes through ``samples`` for about
+    ``seconds`` (after one warm-up pass)."""
+    for s in samples:
+        call(s)
+    times = []
+    end = time.perf_counter() + seconds
+    clock = time.perf_counter
+    while clock() < end:
+        for s in samples:
+            t0 = clock()
+            call(s)
+            times.append(clock() - t0)
+    return float(np.median(times)) * 1e6
+
+
 def harness_us(result, x: np.ndarray, work: Path, seconds: float) -> tuple[float, np.ndarray]:
     fin, fout = work / f"{result.out_dir.name}.in", work / f"{result.out_dir.name}.out"
     fin.write_bytes(np.ascontiguousarray(x).tobytes())
@@ -71,9 +89,9 @@ def harness_us(result, x: np.ndarray, work: Path, seconds: float) -> tuple[float
     def timed(repeat: int) -> float:
         out = subprocess.run([str(result.harness), str(fin), str(fout), str(repeat)], capture_output=True,
                              text=True, check=True).stdout
-        return float(out.split()[3])
+        return float(out.split()[5])   # p50
 
-    us = best_of_three(timed, len(x), seconds)
+    us = timed(max(1, int(seconds * 1e6 / max(timed(1) * len(x), 1.0))))
     spec = result.description["outputs"][0]
     y = np.frombuffer(fout.read_bytes(), dtype=spec["dtype"]).reshape((len(x),) + tuple(spec["shape"][1:]))
     return us, y
@@ -101,14 +119,7 @@ def engine_us(result, x: np.ndarray, seconds: float) -> tuple[float, np.ndarray]
     samples = [x[k:k + 1] for k in range(len(x))]
     y = np.concatenate([model.run(s) for s in samples])
 
-    def timed(repeat: int) -> float:
-        t0 = time.perf_counter()
-        for _ in range(repeat):
-            for s in samples:
-                model.run(s)
-        return (time.perf_counter() - t0) * 1e6 / (repeat * len(samples))
-
-    us = best_of_three(timed, len(x), seconds)
+    us = median_call_us(model.run, samples, seconds)
     model.close()
     return us, y
 
@@ -121,16 +132,11 @@ def litert_us(path: Path, x: np.ndarray, seconds: float) -> float:
     i = it.get_input_details()[0]["index"]
     samples = [x[k:k + 1] for k in range(len(x))]
 
-    def timed(repeat: int) -> float:
-        t0 = time.perf_counter()
-        for _ in range(repeat):
-            for s in samples:
-                it.set_tensor(i, s)
-                it.invoke()
-        return (time.perf_counter() - t0) * 1e6 / (repeat * len(samples))
+    def call(s):
+        it.set_tensor(i, s)
+        it.invoke()
 
-    timed(1)  # warm up
-    return best_of_three(timed, len(x), seconds)
+    return median_call_us(call, samples, seconds)
 
 
 def measure(key: str, n: int, seconds: float) -> dict:
@@ -168,7 +174,7 @@ def main() -> None:
     results = [measure(key, args.inputs, args.seconds) for key in MODELS]
     rep.line(f"Command: `.venv/bin/python bench/c_linux.py --inputs {args.inputs} --seconds {args.seconds:g}`")
     rep.line()
-    rep.line("| model | build | us / inference, 1 thread | / LiteRT XNNPACK | bytes differing from the reference |")
+    rep.line("| model | build | us / inference (median), 1 thread | / LiteRT XNNPACK | bytes differing from the reference |")
     rep.line("| --- | --- | ---: | ---: | ---: |")
     for r in results:
         for name, (us, bad) in r["rows"].items():

@@ -7,7 +7,8 @@
  * IN holds N inputs back to back (raw bytes of the input tensor, N = size of IN /
  * input bytes); OUT receives the N outputs the same way. With REPEAT > 1 the N inputs
  * run REPEAT times (the outputs of the last pass are written). Prints one line:
- * `inferences K us_per_inference MEAN min MIN max MAX` (CLOCK_MONOTONIC, one thread).
+ * `inferences K us_per_inference MEAN p50 MEDIAN min MIN max MAX` (CLOCK_MONOTONIC around
+ * each call, one thread; the median resists other load on the machine).
  * Exit status: 0 ok, 1 a failed inference or write, 2 bad arguments or input file.
  */
 #define _POSIX_C_SOURCE 199309L
@@ -22,6 +23,11 @@ static double now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : (x > y ? 1 : 0);
 }
 
 static const char *dtype_name(uint32_t dtype) {
@@ -66,8 +72,9 @@ static unsigned char *read_file(const char *path, long *size) {
 int main(int argc, char **argv) {
   const ek_model_info *info = ek_model_info_get();
   unsigned char *in, *out;
+  double *times;
   long size, n, repeat = 1, r, i;
-  double total = 0.0, lo = 0.0, hi = 0.0;
+  double total = 0.0;
   FILE *f;
 
   if (info->abi_version != EK_MODEL_ABI_VERSION) {
@@ -101,7 +108,8 @@ int main(int argc, char **argv) {
   }
   n = size / (long)info->input.bytes;
   out = (unsigned char *)malloc((size_t)n * info->output.bytes);
-  if (out == NULL) {
+  times = (double *)malloc((size_t)(n * repeat) * sizeof(double));
+  if (out == NULL || times == NULL) {
     fprintf(stderr, "edgekit_harness: out of memory\n");
     free(in);
     return 1;
@@ -117,8 +125,7 @@ int main(int argc, char **argv) {
         return 1;
       }
       total += dt;
-      lo = (r == 0 && i == 0) || dt < lo ? dt : lo;
-      hi = dt > hi ? dt : hi;
+      times[r * n + i] = dt;
     }
   }
   f = fopen(argv[2], "wb");
@@ -126,9 +133,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "edgekit_harness: cannot write %s\n", argv[2]);
     return 1;
   }
-  printf("inferences %ld us_per_inference %.3f min %.3f max %.3f\n", n * repeat,
-         total / (double)(n * repeat), lo, hi);
+  qsort(times, (size_t)(n * repeat), sizeof(double), compare_doubles);
+  printf("inferences %ld us_per_inference %.3f p50 %.3f min %.3f max %.3f\n", n * repeat,
+         total / (double)(n * repeat), times[(n * repeat) / 2], times[0], times[n * repeat - 1]);
   free(in);
   free(out);
+  free(times);
   return 0;
 }
