@@ -1,6 +1,6 @@
 """The device side runs on the board images' system Pythons, down to 3.8 (JetPack 5;
 docs/runtime.md). Checked statically over exactly the modules ``import edgekit.runtime``
-loads (with both engines): vermin for syntax and standard-library APIs newer than 3.8,
+loads (with every engine module): vermin for syntax and standard-library APIs newer than 3.8,
 ruff's 3.8 syntax check and FA102 (PEP 604/585 annotations need the __future__ import)."""
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ MIN_PYTHON = "3.8"
 
 
 def device_files() -> list[str]:
-    code = ("import sys\n"
-            "import edgekit.runtime, edgekit.runtime.engines.litert, edgekit.runtime.engines.onnxruntime\n"
+    code = ("import importlib, sys\n"
+            "import edgekit.runtime\n"
+            "for name in edgekit.runtime.engine_names():\n"
+            "    importlib.import_module('edgekit.runtime.engines.' + name)\n"
             "print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'edgekit')))")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
