@@ -19,6 +19,9 @@ DEVICE_SIDE = ("edgekit.device", "edgekit.runtime")
 # Compilers and training frameworks the device side must run without (runtimes such as
 # onnxruntime or tflite_runtime are separate packages and stay allowed).
 COMPILER_LIBS = ("torch", "torchvision", "tensorflow", "keras", "onnx", "tvm")
+# TVM's runtime is a compiler library's runtime half: the tvm engine imports exactly these
+# (with only libtvm_runtime loaded); tvm.relax and the rest of TVM stay compiler side.
+TVM_RUNTIME_IMPORTS = ("tvm", "tvm.runtime", "tvm.runtime.vm")
 # edgekit's own compiler stages: a gateway that forwards packages loads none of them.
 COMPILER_STAGES = ("edgekit.backends", "edgekit.quantize", "edgekit.frontends")
 
@@ -121,7 +124,10 @@ def reachable(tree: Tree, start: list[str]) -> dict[str, str]:
 def compiler_imports(tree: Tree, modules) -> list[str]:
     found = []
     for module in modules:
-        for line, base, _, _ in tree.imports(module):
+        for line, base, name, _ in tree.imports(module):
+            if module == "edgekit.runtime.engines.tvm" and base in TVM_RUNTIME_IMPORTS and (
+                    name is None or f"{base}.{name}" in TVM_RUNTIME_IMPORTS):
+                continue
             if base.split(".")[0] in COMPILER_LIBS:
                 found.append(f"{tree.files[module].relative_to(tree.root)}:{line}: imports {base}")
     return found
