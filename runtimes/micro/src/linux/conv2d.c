@@ -3,6 +3,8 @@
  * int16 row (x + input_offset; 0 for taps outside the input, which TFLM skips), then
  * every output channel is a dot product of its OHWI filter row with that row, four
  * channels per pass. */
+#include <string.h>
+
 #include "edgekit/kernels.h"
 
 #include "autovec.h"
@@ -18,9 +20,20 @@ static void gather_all(const ek_conv_params *p, const ek_dims4 *in, const int8_t
                        const ek_dims4 *fd, int32_t iy0, int32_t ix0, int16_t *row) {
   const int32_t cin = in->c;
   const int16_t off = (int16_t)p->input_offset;
+  const int32_t span = fd->w * cin;
+  const int32_t row_inside = p->dilation_w == 1 && ix0 >= 0 && ix0 + fd->w <= in->w;
   int32_t ky, kx, i;
   for (ky = 0; ky < fd->h; ky++) {
     const int32_t iy = iy0 + ky * p->dilation_h;
+    if (row_inside && iy >= 0 && iy < in->h) {
+      /* the filter row's taps are contiguous in the input: one loop */
+      const int8_t *src = image + (iy * in->w + ix0) * cin;
+      int16_t *dst = row + ky * span;
+      for (i = 0; i < span; i++) {
+        dst[i] = (int16_t)(src[i] + off);
+      }
+      continue;
+    }
     for (kx = 0; kx < fd->w; kx++) {
       const int32_t ix = ix0 + kx * p->dilation_w;
       int16_t *dst = row + (ky * fd->w + kx) * cin;
@@ -111,7 +124,7 @@ static void accumulate_pair(const int8_t *filter, int32_t depth, int32_t cout, c
     const int8_t *f2 = f1 + depth;
     const int8_t *f3 = f2 + depth;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-    for (k = 0; k < depth; k++) {
+    for (k = 0; k < depth; k++) {  /* depth is a multiple of 16 after pad_filter */
       const int16_t x = row0[k];
       const int16_t z = row1[k];
       const int16_t w0 = f0[k], w1 = f1[k], w2 = f2[k], w3 = f3[k];
@@ -136,6 +149,27 @@ static void accumulate_pair(const int8_t *filter, int32_t depth, int32_t cout, c
   for (; oc < cout; oc++) {
     acc0[oc] = ek_dot_s8_s16(filter + oc * depth, row0, depth);
     acc1[oc] = ek_dot_s8_s16(filter + oc * depth, row1, depth);
+  }
+}
+
+/* Filter rows of `depth` values copied to rows of `padded` (the next multiple of 16) with
+ * zeros after them, and gathered rows padded with zeros too: the dot products then have
+ * no scalar tail (KWS's first conv has 40 values per row). */
+#define EK_PADDED_FILTER_BYTES 16384
+
+static int32_t padded_depth(int32_t depth, int32_t cout) {
+  const int32_t padded = (depth + 15) & ~15;
+  return padded != depth && padded * cout <= EK_PADDED_FILTER_BYTES && 2 * padded <= EK_ROW_CHUNK
+             ? padded
+             : depth;
+}
+
+static void pad_filter(const int8_t *filter, int32_t depth, int32_t padded, int32_t cout,
+                       int8_t *out) {
+  int32_t oc;
+  for (oc = 0; oc < cout; oc++) {
+    memcpy(out + oc * padded, filter + oc * depth, (size_t)depth);
+    memset(out + oc * padded + depth, 0, (size_t)(padded - depth));
   }
 }
 
@@ -186,11 +220,17 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
   int32_t acc[EK_BLOCK];
   int32_t acc1[EK_BLOCK];
   const int simple = ek_simple_multipliers(mult, shift, cout);
-  int32_t b, y, x, oc0, k0;
+  const int32_t kp = padded_depth(depth, cout);
+  int8_t padded_filter[EK_PADDED_FILTER_BYTES];
+  const int8_t *fk = kp != depth ? padded_filter : filter;  /* the rows the pair path reads */
+  int32_t b, y, x, oc0, k0, i;
 
   if (!ek_offset_fits_int8(p->input_offset)) {
     conv_any_offset(p, mult, shift, in, input, fd, filter, bias, out, output);
     return;
+  }
+  if (kp != depth) {
+    pad_filter(filter, depth, kp, cout, padded_filter);
   }
   for (b = 0; b < out->n; b++) {
     const int8_t *image = input + b * in->h * in->w * in->c;
@@ -199,19 +239,36 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
       for (x = 0; x < out->w; x++) {
         const int32_t ix0 = x * p->stride_w - p->pad_left;
         int8_t *out_px = output + ((b * out->h + y) * out->w + x) * cout;
-        if (2 * depth <= EK_ROW_CHUNK && x + 1 < out->w) {
+        if (2 * kp <= EK_ROW_CHUNK && x + 1 < out->w) {
           /* two pixels of the row at once; both are read before either is written */
           gather_all(p, in, image, fd, iy0, ix0, row);
-          gather_all(p, in, image, fd, iy0, ix0 + p->stride_w, row + depth);
+          gather_all(p, in, image, fd, iy0, ix0 + p->stride_w, row + kp);
+          for (i = depth; i < kp; i++) {
+            row[i] = 0;
+            row[kp + i] = 0;
+          }
           for (oc0 = 0; oc0 < cout; oc0 += EK_BLOCK) {
             const int32_t n = cout - oc0 < EK_BLOCK ? cout - oc0 : EK_BLOCK;
-            accumulate_pair(filter + oc0 * depth, depth, n, row, row + depth, acc, acc1);
+            accumulate_pair(fk + oc0 * kp, kp, n, row, row + kp, acc, acc1);
             ek_requantize_block(acc, n, bias != 0 ? bias + oc0 : 0, mult + oc0, shift + oc0, simple,
                                 p->output_offset, p->act_min, p->act_max, out_px + oc0);
             ek_requantize_block(acc1, n, bias != 0 ? bias + oc0 : 0, mult + oc0, shift + oc0, simple,
                                 p->output_offset, p->act_min, p->act_max, out_px + cout + oc0);
           }
           x++;
+          continue;
+        }
+        if (kp != depth) {  /* a padded row, as in the pair path */
+          gather_all(p, in, image, fd, iy0, ix0, row);
+          for (i = depth; i < kp; i++) {
+            row[i] = 0;
+          }
+          for (oc0 = 0; oc0 < cout; oc0 += EK_BLOCK) {
+            const int32_t n = cout - oc0 < EK_BLOCK ? cout - oc0 : EK_BLOCK;
+            accumulate(fk + oc0 * kp, kp, n, 0, kp, row, acc);
+            ek_requantize_block(acc, n, bias != 0 ? bias + oc0 : 0, mult + oc0, shift + oc0, simple,
+                                p->output_offset, p->act_min, p->act_max, out_px + oc0);
+          }
           continue;
         }
         if (depth <= EK_ROW_CHUNK) {
