@@ -9,7 +9,8 @@ runtimes/micro it uses.
 Modules, in the order the stage uses them: ``params`` (kernel parameters of each op),
 ``library`` (kernel variants and files), ``plan`` (the arena), ``codegen`` (model.c /
 model.h), ``build`` (host and cross compilers, sizes, QEMU), ``fit`` (memories),
-``report``, ``compile`` (the stage).
+``report``, ``compile`` (the stage). ``shared_library`` builds the same model C for a Linux
+target (x86_64, aarch64) into a shared library and a harness (runtimes/linux).
 
 Other writers of the same model (``edgekit.bundle``'s model packages) use the lowering and
 the arena plan through this interface, so their bytes match the generated C:
