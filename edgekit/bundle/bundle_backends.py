@@ -28,8 +28,8 @@ class LinuxBackend:
     # and any other files the engine needs
     lower: Callable[[Graph, object], object]
     about: str
-    # graph -> a caveat the compile report adds to the reason ("" for none)
-    note: Callable[[Graph], str] | None = None
+    # (graph, target) -> a caveat the compile report adds to the reason ("" for none)
+    note: Callable[[Graph, object], str] | None = None
 
 
 def _tflite(graph: Graph, target) -> bytes:
@@ -69,10 +69,13 @@ def _tvm(graph: Graph, target) -> dict:
     return {"model.so": result.library, "tvm_module.json": (json.dumps(info, indent=1) + "\n").encode()}
 
 
-def _tvm_note(graph: Graph) -> str:
-    from edgekit.backends.tvm import INT8_NOTE
+def _tvm_note(graph: Graph, target) -> str:
+    from edgekit.backends.tvm import INT8_NOTE, JETSON_NOTE
 
-    return INT8_NOTE if is_int8(graph) else ""
+    notes = [INT8_NOTE] if is_int8(graph) else []
+    if getattr(target, "family", None) == "jetson":
+        notes.append(JETSON_NOTE)
+    return "; ".join(notes)
 
 
 LINUX_BACKENDS = {
@@ -116,7 +119,7 @@ def choose_backend(graph: Graph, requested: str, target=None) -> tuple:
             raise BadInputError(f"--backend {requested!r} is not available for Linux targets; choose one of "
                                 f"auto, {', '.join(LINUX_BACKENDS)}")
         backend = LINUX_BACKENDS[requested]
-        note = backend.note(graph) if backend.note else ""
+        note = backend.note(graph, target) if backend.note else ""
         return backend, payload_files(backend, graph, target), f"--backend {requested}" + (f"; {note}" if note else "")
     kind = "int8" if is_int8(graph) else "float"
     try:

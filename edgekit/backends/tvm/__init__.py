@@ -14,6 +14,7 @@ MetaSchedule search. Needs the ``tvm`` extra; TVM is imported only when a compil
 
 from edgekit.backends.tvm.compiler import (
     INT8_NOTE,
+    JETSON_NOTE,
     TvmCompileResult,
     TvmUnavailableError,
     compile_tvm,
@@ -21,5 +22,5 @@ from edgekit.backends.tvm.compiler import (
     tvm_target,
 )
 
-__all__ = ["INT8_NOTE", "TvmCompileResult", "TvmUnavailableError", "compile_tvm", "import_tvm_compiler",
+__all__ = ["INT8_NOTE", "JETSON_NOTE", "TvmCompileResult", "TvmUnavailableError", "compile_tvm", "import_tvm_compiler",
            "tvm_target"]

@@ -21,6 +21,10 @@ INT8_NOTE = ("TVM 0.27 runs int8 (QDQ) models as float arithmetic between quanti
              "no int8 kernels: litert (or c) runs int8 natively and is the better backend for int8 models")
 
 
+JETSON_NOTE = ("on a Jetson this module runs on the Arm CPU cores: TVM's CUDA path for its GPU is not built "
+               "(onnxruntime or litert bundles are the alternatives there)")
+
+
 class TvmUnavailableError(EdgekitError):
     """Apache TVM (the compiler, not only its runtime) cannot be imported here."""
 
