@@ -248,3 +248,23 @@ def test_device_process_runs_a_bundle_with_the_tvm_runtime_library_only(digits_b
     assert libs == "[]" and loaded == "[]"
     assert env_after == "None"         # the engine leaves the environment as it found it
     assert "loaded runtime-only in this process" in refusal
+
+
+def test_without_tvm_compile_and_engine_say_what_to_install(digits_bundle):
+    code = ("import sys\n"
+            "sys.modules['tvm'] = None\n"            # `import tvm` raises ImportError, as when it is absent
+            "import edgekit.runtime as rt\n"
+            "from edgekit.backends.tvm import TvmUnavailableError, import_tvm_compiler\n"
+            "try:\n"
+            "    import_tvm_compiler()\n"
+            "except TvmUnavailableError as e:\n"
+            "    print(e.exit_code, e)\n"
+            "try:\n"
+            f"    rt.open({str(digits_bundle)!r})\n"
+            "except rt.EngineUnavailableError as e:\n"
+            "    print(e.exit_code, e)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    compiler, engine = res.stdout.strip().splitlines()
+    assert compiler.startswith("1 ") and "pip install 'edgekit[tvm]'" in compiler
+    assert engine.startswith("1 ") and "pip install apache-tvm==0.27.0.post1" in engine
