@@ -128,7 +128,8 @@ def compile_tvm(graph: Graph, tgt: Target) -> TvmCompileResult:
         out = Path(tmp) / "model.so"
         try:
             executable = tvm.compile(mod, target=tvm.target.Target(target))
-            executable.export_library(str(out), fcompile=tvm.support.cc.cross_compiler(cc))
+            # -s: no symbol table or debug info (a third of the file); the loader needs only .dynsym.
+            executable.export_library(str(out), fcompile=tvm.support.cc.cross_compiler(cc, options=["-s"]))
         except Exception as exc:  # TVMError / RuntimeError from LLVM or the linker, with their message
             raise EdgekitError(f"TVM could not compile model {graph.name!r} for {tgt.name} ({target}): "
                                f"{_first_lines(exc)}") from None
