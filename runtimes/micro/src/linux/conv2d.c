@@ -3,8 +3,6 @@
  * int16 row (x + input_offset; 0 for taps outside the input, which TFLM skips), then
  * every output channel is a dot product of its OHWI filter row with that row, four
  * channels per pass. */
-#include <string.h>
-
 #include "edgekit/kernels.h"
 
 #include "autovec.h"
@@ -115,16 +113,16 @@ static void accumulate(const int8_t *filter, int32_t depth, int32_t cout, int32_
 
 /* accumulate() for two gathered rows (two output pixels) at once: each filter value
  * loaded serves both. */
-static void accumulate_pair(const int8_t *filter, int32_t depth, int32_t cout, const int16_t *row0,
+static void accumulate_pair(const int16_t *filter, int32_t depth, int32_t cout, const int16_t *row0,
                             const int16_t *row1, int32_t *acc0, int32_t *acc1) {
   int32_t oc = 0, k;
   for (; oc + 4 <= cout; oc += 4) {
-    const int8_t *f0 = filter + oc * depth;
-    const int8_t *f1 = f0 + depth;
-    const int8_t *f2 = f1 + depth;
-    const int8_t *f3 = f2 + depth;
+    const int16_t *f0 = filter + oc * depth;
+    const int16_t *f1 = f0 + depth;
+    const int16_t *f2 = f1 + depth;
+    const int16_t *f3 = f2 + depth;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-    for (k = 0; k < depth; k++) {  /* depth is a multiple of 16 after pad_filter */
+    for (k = 0; k < depth; k++) {  /* depth is a multiple of 16 after widen_filter */
       const int16_t x = row0[k];
       const int16_t z = row1[k];
       const int16_t w0 = f0[k], w1 = f1[k], w2 = f2[k], w3 = f3[k];
@@ -147,29 +145,38 @@ static void accumulate_pair(const int8_t *filter, int32_t depth, int32_t cout, c
     acc1[oc + 3] = b3;
   }
   for (; oc < cout; oc++) {
-    acc0[oc] = ek_dot_s8_s16(filter + oc * depth, row0, depth);
-    acc1[oc] = ek_dot_s8_s16(filter + oc * depth, row1, depth);
+    int32_t a = 0, b = 0;
+    for (k = 0; k < depth; k++) {
+      a += (int32_t)(filter[oc * depth + k] * row0[k]);
+      b += (int32_t)(filter[oc * depth + k] * row1[k]);
+    }
+    acc0[oc] = a;
+    acc1[oc] = b;
   }
 }
 
-/* Filter rows of `depth` values copied to rows of `padded` (the next multiple of 16) with
- * zeros after them, and gathered rows padded with zeros too: the dot products then have
- * no scalar tail (KWS's first conv has 40 values per row). */
-#define EK_PADDED_FILTER_BYTES 16384
+/* The filter widened once per call to int16 rows of `padded` values (the next multiple of
+ * 16, zeros after each row), and gathered rows padded with zeros too: the dot products
+ * then load int16 only (GCC picks 16-lane vectors, eight accumulators stay in registers)
+ * and have no scalar tail (KWS's first conv has 40 values per row). */
+#define EK_WIDE_FILTER_VALUES 16384
 
+/* The padded row length, or 0 when the widened filter would not fit its stack buffer. */
 static int32_t padded_depth(int32_t depth, int32_t cout) {
   const int32_t padded = (depth + 15) & ~15;
-  return padded != depth && padded * cout <= EK_PADDED_FILTER_BYTES && 2 * padded <= EK_ROW_CHUNK
-             ? padded
-             : depth;
+  return padded * cout <= EK_WIDE_FILTER_VALUES && 2 * padded <= EK_ROW_CHUNK ? padded : 0;
 }
 
-static void pad_filter(const int8_t *filter, int32_t depth, int32_t padded, int32_t cout,
-                       int8_t *out) {
-  int32_t oc;
+static void widen_filter(const int8_t *filter, int32_t depth, int32_t padded, int32_t cout,
+                         int16_t *out) {
+  int32_t oc, k;
   for (oc = 0; oc < cout; oc++) {
-    memcpy(out + oc * padded, filter + oc * depth, (size_t)depth);
-    memset(out + oc * padded + depth, 0, (size_t)(padded - depth));
+    for (k = 0; k < depth; k++) {
+      out[oc * padded + k] = filter[oc * depth + k];
+    }
+    for (; k < padded; k++) {
+      out[oc * padded + k] = 0;
+    }
   }
 }
 
@@ -221,16 +228,15 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
   int32_t acc1[EK_BLOCK];
   const int simple = ek_simple_multipliers(mult, shift, cout);
   const int32_t kp = padded_depth(depth, cout);
-  int8_t padded_filter[EK_PADDED_FILTER_BYTES];
-  const int8_t *fk = kp != depth ? padded_filter : filter;  /* the rows the pair path reads */
+  int16_t wide[EK_WIDE_FILTER_VALUES];
   int32_t b, y, x, oc0, k0, i;
 
   if (!ek_offset_fits_int8(p->input_offset)) {
     conv_any_offset(p, mult, shift, in, input, fd, filter, bias, out, output);
     return;
   }
-  if (kp != depth) {
-    pad_filter(filter, depth, kp, cout, padded_filter);
+  if (kp != 0) {
+    widen_filter(filter, depth, kp, cout, wide);
   }
   for (b = 0; b < out->n; b++) {
     const int8_t *image = input + b * in->h * in->w * in->c;
@@ -239,7 +245,7 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
       for (x = 0; x < out->w; x++) {
         const int32_t ix0 = x * p->stride_w - p->pad_left;
         int8_t *out_px = output + ((b * out->h + y) * out->w + x) * cout;
-        if (2 * kp <= EK_ROW_CHUNK && x + 1 < out->w) {
+        if (kp != 0 && x + 1 < out->w) {
           /* two pixels of the row at once; both are read before either is written */
           gather_all(p, in, image, fd, iy0, ix0, row);
           gather_all(p, in, image, fd, iy0, ix0 + p->stride_w, row + kp);
@@ -249,7 +255,7 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
           }
           for (oc0 = 0; oc0 < cout; oc0 += EK_BLOCK) {
             const int32_t n = cout - oc0 < EK_BLOCK ? cout - oc0 : EK_BLOCK;
-            accumulate_pair(fk + oc0 * kp, kp, n, row, row + kp, acc, acc1);
+            accumulate_pair(wide + oc0 * kp, kp, n, row, row + kp, acc, acc1);
             ek_requantize_block(acc, n, bias != 0 ? bias + oc0 : 0, mult + oc0, shift + oc0, simple,
                                 p->output_offset, p->act_min, p->act_max, out_px + oc0);
             ek_requantize_block(acc1, n, bias != 0 ? bias + oc0 : 0, mult + oc0, shift + oc0, simple,
@@ -258,14 +264,14 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
           x++;
           continue;
         }
-        if (kp != depth) {  /* a padded row, as in the pair path */
+        if (kp != 0) {  /* the last pixel of an odd row: the pair path with itself */
           gather_all(p, in, image, fd, iy0, ix0, row);
           for (i = depth; i < kp; i++) {
             row[i] = 0;
           }
           for (oc0 = 0; oc0 < cout; oc0 += EK_BLOCK) {
             const int32_t n = cout - oc0 < EK_BLOCK ? cout - oc0 : EK_BLOCK;
-            accumulate(fk + oc0 * kp, kp, n, 0, kp, row, acc);
+            accumulate_pair(wide + oc0 * kp, kp, n, row, row, acc, acc1);
             ek_requantize_block(acc, n, bias != 0 ? bias + oc0 : 0, mult + oc0, shift + oc0, simple,
                                 p->output_offset, p->act_min, p->act_max, out_px + oc0);
           }
