@@ -1,8 +1,9 @@
 /* CONV_2D int8, linux variant: the portable kernel's results, arranged for GCC to
  * vectorize (NEON, AVX2). Each output pixel gathers its receptive field once into an
  * int16 row (x + input_offset; 0 for taps outside the input, which TFLM skips), then
- * every output channel is a dot product of its OHWI filter row with that row, four
- * channels per pass. */
+ * every output channel is a dot product of its OHWI filter row with that row: four
+ * channels by two pixels per pass, over filter rows widened to int16 once per call
+ * (int8 rows where the widened filter would not fit its 32 KiB stack buffer). */
 #include "edgekit/kernels.h"
 
 #include "autovec.h"
