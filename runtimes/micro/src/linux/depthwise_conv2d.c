@@ -91,34 +91,34 @@ static void pixel_block(const ek_depthwise_params *p, const int32_t *mult, const
 }
 
 /* One output pixel of a 3x3, depth multiplier 1, undilated filter whose nine taps all
- * lie inside the input (top-left tap at px), channels [c0, c0 + n): the nine taps in
- * one loop over the channels. */
+ * lie inside the input, channels [c0, c0 + n): the nine taps in one loop over the
+ * channels, on the image and filter widened once per call (px: the top-left tap in the
+ * int16 image holding x + input_offset). */
 static inline void pixel_3x3_inside(const ek_depthwise_params *p, const int32_t *mult,
-                             const int32_t *shift, int32_t in_w, int32_t c, const int8_t *px,
-                             const int8_t *filter, const int32_t *bias, int32_t c0, int32_t n,
-                             int simple, int8_t *out_px) {
-  const int16_t off = (int16_t)p->input_offset;
-  const int8_t *r0 = px + c0;
-  const int8_t *r1 = r0 + in_w * c;
-  const int8_t *r2 = r1 + in_w * c;
-  const int8_t *f = filter + c0;
+                                    const int32_t *shift, int32_t in_w, int32_t c, const int16_t *px,
+                                    const int16_t *filter, const int32_t *bias, int32_t c0, int32_t n,
+                                    int simple, int8_t *out_px) {
+  const int16_t *r0 = px + c0;
+  const int16_t *r1 = r0 + in_w * c;
+  const int16_t *r2 = r1 + in_w * c;
+  const int16_t *f = filter + c0;
   int32_t acc[EK_BLOCK];
   int32_t i;
   for (i = 0; i < n; i++) {
-    acc[i] = (int32_t)((int16_t)f[i] * (int16_t)(r0[i] + off)) +
-             (int32_t)((int16_t)f[c + i] * (int16_t)(r0[c + i] + off)) +
-             (int32_t)((int16_t)f[2 * c + i] * (int16_t)(r0[2 * c + i] + off)) +
-             (int32_t)((int16_t)f[3 * c + i] * (int16_t)(r1[i] + off)) +
-             (int32_t)((int16_t)f[4 * c + i] * (int16_t)(r1[c + i] + off)) +
-             (int32_t)((int16_t)f[5 * c + i] * (int16_t)(r1[2 * c + i] + off)) +
-             (int32_t)((int16_t)f[6 * c + i] * (int16_t)(r2[i] + off)) +
-             (int32_t)((int16_t)f[7 * c + i] * (int16_t)(r2[c + i] + off)) +
-             (int32_t)((int16_t)f[8 * c + i] * (int16_t)(r2[2 * c + i] + off));
+    acc[i] = (int32_t)(int16_t)(f[i] * r0[i]) + (int32_t)(int16_t)(f[c + i] * r0[c + i]) +
+             (int32_t)(int16_t)(f[2 * c + i] * r0[2 * c + i]) + (int32_t)(int16_t)(f[3 * c + i] * r1[i]) +
+             (int32_t)(int16_t)(f[4 * c + i] * r1[c + i]) + (int32_t)(int16_t)(f[5 * c + i] * r1[2 * c + i]) +
+             (int32_t)(int16_t)(f[6 * c + i] * r2[i]) + (int32_t)(int16_t)(f[7 * c + i] * r2[c + i]) +
+             (int32_t)(int16_t)(f[8 * c + i] * r2[2 * c + i]);
   }
   ek_requantize_block(acc, n, bias != 0 ? bias + c0 : 0, mult + c0, shift + c0, simple,
-                      p->output_offset,
-                      p->act_min, p->act_max, out_px + c0);
+                      p->output_offset, p->act_min, p->act_max, out_px + c0);
 }
+
+/* int16 copies for the 3x3 interior path: one image of the batch (x + input_offset) and
+ * the filter, when they fit these stack buffers. */
+#define EK_WIDE_IMAGE_VALUES 16384
+#define EK_WIDE_FILTER_VALUES 2304
 
 void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
                             const int32_t *mult, const int32_t *shift,
@@ -128,11 +128,25 @@ void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
                             const ek_dims4 *out, int8_t *output) {
   const int32_t blocked = p->depth_multiplier == 1 && ek_offset_fits_int8(p->input_offset);
   const int32_t fast3x3 = blocked && fd->h == 3 && fd->w == 3 && p->dilation_h == 1 &&
-                          p->dilation_w == 1;
+                          p->dilation_w == 1 && in->h * in->w * in->c <= EK_WIDE_IMAGE_VALUES &&
+                          9 * in->c <= EK_WIDE_FILTER_VALUES;
   const int simple = ek_simple_multipliers(mult, shift, out->c);
-  int32_t b, y, x, c0;
+  int16_t image16[EK_WIDE_IMAGE_VALUES];
+  int16_t filter16[EK_WIDE_FILTER_VALUES];
+  int32_t b, y, x, c0, i;
+  if (fast3x3) {
+    for (i = 0; i < 9 * in->c; i++) {
+      filter16[i] = filter[i];
+    }
+  }
   for (b = 0; b < out->n; b++) {
     const int8_t *image = input + b * in->h * in->w * in->c;
+    if (fast3x3) {
+      /* the whole image is read here, before any output of it is written */
+      for (i = 0; i < in->h * in->w * in->c; i++) {
+        image16[i] = (int16_t)(image[i] + p->input_offset);
+      }
+    }
     for (y = 0; y < out->h; y++) {
       const int32_t in_y0 = y * p->stride_h - p->pad_top;
       for (x = 0; x < out->w; x++) {
@@ -148,11 +162,11 @@ void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
           const int32_t n = out->c - c0 < EK_BLOCK ? out->c - c0 : EK_BLOCK;
           if (inside && n == EK_BLOCK) {
             /* a constant count: straight-line vector code, no loop tails */
-            pixel_3x3_inside(p, mult, shift, in->w, in->c, image + (in_y0 * in->w + in_x0) * in->c,
-                             filter, bias, c0, EK_BLOCK, simple, out_px);
+            pixel_3x3_inside(p, mult, shift, in->w, in->c, image16 + (in_y0 * in->w + in_x0) * in->c,
+                             filter16, bias, c0, EK_BLOCK, simple, out_px);
           } else if (inside) {
-            pixel_3x3_inside(p, mult, shift, in->w, in->c, image + (in_y0 * in->w + in_x0) * in->c,
-                             filter, bias, c0, n, simple, out_px);
+            pixel_3x3_inside(p, mult, shift, in->w, in->c, image16 + (in_y0 * in->w + in_x0) * in->c,
+                             filter16, bias, c0, n, simple, out_px);
           } else {
             pixel_block(p, mult, shift, in, image, fd, filter, bias, in_y0, in_x0, c0, n, simple,
                         out_px);
