@@ -174,7 +174,8 @@ def main() -> None:
     results = [measure(key, args.inputs, args.seconds) for key in MODELS]
     rep.line(f"Command: `.venv/bin/python bench/c_linux.py --inputs {args.inputs} --seconds {args.seconds:g}`")
     rep.line()
-    rep.line("| model | build | us / inference (median), 1 thread | / LiteRT XNNPACK | bytes differing from the reference |")
+    rep.line("| model | build | us / inference (median), 1 thread | / LiteRT XNNPACK "
+             "| bytes differing from the reference |")
     rep.line("| --- | --- | ---: | ---: | ---: |")
     for r in results:
         for name, (us, bad) in r["rows"].items():
