@@ -40,7 +40,7 @@ test: install
 	$(PY) -m pytest -n $(JOBS) -q tests hwtests
 
 lint: install
-	$(PY) -m ruff check edgekit tests hwtests bench tools
+	$(PY) -m ruff check edgekit tests hwtests bench tools conftest.py
 
 # Re-resolve every dependency at its newest allowed version into $(LOCK).
 lock:
