@@ -143,12 +143,28 @@ def compile_bundle(graph: Graph, target, out, *, backend: str = "auto", model_ve
     if flash is not None or sram is not None:
         raise BadInputError("--flash and --sram are for microcontroller targets")
     graph = _without_hybrid_ops(graph, options)
-    chosen, files, reason = choose_backend(graph, backend, tgt)
+    golden = _golden_file(graph)
+    choice_record = None
+    if backend == "auto":
+        from edgekit.bundle.backend_choice import choose_auto
+        from edgekit.targets import search_path
+
+        def write_candidate(candidate, candidate_files, folder):
+            m = _base_manifest(graph, tgt, candidate.name, candidate.engine, {"model": candidate.model_file},
+                               options, model_version, "auto candidate", dict(figures))
+            return write_bundle(folder, m, {**candidate_files, GOLDEN: golden}).path
+
+        auto = choose_auto(graph, tgt, write_candidate, table_dirs=search_path(targets_dir))
+        chosen, files, reason, choice_record = auto.backend, auto.files, auto.reason, auto.record
+    else:
+        chosen, files, reason = choose_backend(graph, backend, tgt)
     payload = {"model": chosen.model_file}
     figures["model_file_bytes"] = len(files[chosen.model_file])
-    files = {**files, GOLDEN: _golden_file(graph)}
+    files = {**files, GOLDEN: golden}
     manifest = _base_manifest(graph, tgt, chosen.name, chosen.engine, payload, options, model_version,
                               reason, figures)
+    if choice_record is not None:
+        manifest["compile"]["backend_choice"] = choice_record
     bundle = write_bundle(out, manifest, files)
     return BundleResult(bundle, chosen.name, chosen.engine, reason)
 
