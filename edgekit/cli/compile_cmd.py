@@ -44,8 +44,9 @@ def _source_shape(graph) -> tuple[int, ...]:
               help="Calibration data to quantize a float model first (.npz, .npy, a folder of .npy).")
 @click.option("--calib-limit", type=int, metavar="N", help="Use the first N calibration samples.")
 @click.option("--backend", "-b", type=click.Choice(["auto", "litert", "onnxruntime", "c", "tvm"]), default="auto",
-              show_default=True, help="auto: the C backend for microcontrollers; for Linux targets the rule "
-              "in docs/bundle-format.md (printed). litert / onnxruntime / tvm: Linux targets (tvm: float "
+              show_default=True, help="auto: the C backend for microcontrollers; for Linux targets the fastest "
+              "backend measured on this machine when it is the target, else from the target's latency table, "
+              "else the rule in docs/bundle-format.md (printed). litert / onnxruntime / tvm: Linux targets (tvm: float "
               "models, needs the tvm extra).")
 @click.option("--out", "-o", "out_dir", metavar="DIR|FILE.ekb",
               help="Output bundle: a folder, or one .ekb archive file (default: ./<model>-<target>).")
@@ -89,8 +90,36 @@ def compile_cmd(model, target, calib, calib_limit, backend, out_dir, model_versi
     if result.c_result is not None:
         print_summary(result.c_result)
     else:
+        _print_backend_choice(result.manifest["compile"].get("backend_choice"))
         console.print(result.reason, highlight=False)
     _print_bundle(result, out)
+
+
+def _print_backend_choice(choice: dict | None) -> None:
+    """The candidates --backend auto weighed: measured here, or from the target's table."""
+    if not choice or choice["method"] == "rule":
+        return
+    if choice["method"] == "measured on host":
+        t = Table(title=f"--backend auto: measured on this machine ({choice['host']['machine']}, 1 thread)")
+        for col, just in (("backend", "left"), ("median us", "right"), ("calls", "right"), ("result", "left")):
+            t.add_column(col, justify=just)
+        for c in choice["candidates"]:
+            median = "-" if c["median_us"] is None else f"{c['median_us']:.1f}"
+            result = "chosen" if c["backend"] == choice["chosen"] else c["status"]
+            why = f": {c['reason']}" if c["reason"] else ""
+            t.add_row(c["backend"], median, str(c["calls"] or "-"), result + why)
+    else:
+        models = list(choice["candidates"][0]["latency_us"])
+        src = choice["source"]
+        t = Table(title=f"--backend auto: {choice['table']} ({src['machine']}, {src['date']})")
+        t.add_column("backend", justify="left")
+        for m in models:
+            t.add_column(f"{m} us", justify="right")
+        t.add_column("x fastest", justify="right")
+        for c in choice["candidates"]:
+            t.add_row(c["backend"] + (" (chosen)" if c["backend"] == choice["chosen"] else ""),
+                      *(f"{c['latency_us'][m]:g}" for m in models), f"{c['relative_to_fastest']:.2f}")
+    console.print(t)
 
 
 def _quantized(graph, calib: str, calib_limit):
@@ -107,6 +136,7 @@ def _json_summary(result, out: Path) -> dict:
     m = result.manifest
     doc = {"bundle": str(out), "format_version": m["format_version"], "target": m["target"],
            "backend": m["backend"], "engine": m["engine"], "backend_reason": result.reason,
+           "backend_choice": m["compile"].get("backend_choice"),
            "model": m["model"], "inputs": m["inputs"], "outputs": m["outputs"], "figures": m["figures"],
            "files": m["files"]}
     if result.c_result is not None:
