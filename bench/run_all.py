@@ -60,6 +60,7 @@ BENCHES = [
     Bench("flash_throughput.py", ["--repeat", "3", "--hil-vectors", "1000", "--tick-vectors", "5"],
           ["--repeat", "1", "--hil-vectors", "5", "--tick-vectors", "1"]),
     Bench("runtime.py", ["--runs", "5000", "--rounds", "7"], ["--runs", "50", "--rounds", "1"]),
+    Bench("backend_latency.py", ["--seconds", "2"], ["--seconds", "0.05", "--dry-run"]),
     Bench("tvm_untuned.py", ["--runs", "2000", "--rounds", "5"], ["--runs", "20", "--rounds", "1"]),
     Bench("compression.py", ["--seeds", "3", "--ratios", "0.3,0.5,0.7"],
           ["--seeds", "1", "--ratios", "0.5", "--tasks", "breast cancer"], out_is_dir=True),

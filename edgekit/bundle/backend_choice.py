@@ -132,13 +132,14 @@ def applicable_backends(graph, tvm_installed: bool | None = None) -> tuple[list,
     return names, skipped
 
 
-def median_latency(model, feeds: dict, seconds: float = MEASURE_SECONDS) -> tuple[float, int]:
+def median_latency(model, feeds: dict, seconds: float = MEASURE_SECONDS,
+                   max_calls: int = MEASURE_MAX_CALLS) -> tuple[float, int]:
     """(median seconds per ``model.run(feeds)``, calls): one warm-up call, then calls until
-    ``seconds`` have passed or MEASURE_MAX_CALLS were made (at least MEASURE_MIN_CALLS)."""
+    ``seconds`` have passed or ``max_calls`` were made (at least MEASURE_MIN_CALLS)."""
     model.run(feeds)
     times = []
     end = time.perf_counter() + seconds
-    while len(times) < MEASURE_MAX_CALLS and (len(times) < MEASURE_MIN_CALLS or time.perf_counter() < end):
+    while len(times) < max_calls and (len(times) < MEASURE_MIN_CALLS or time.perf_counter() < end):
         t0 = time.perf_counter()
         model.run(feeds)
         times.append(time.perf_counter() - t0)
@@ -155,7 +156,7 @@ def _one_thread(backend: str) -> dict:
 
 
 def measure_on_host(graph, target, write_candidate: Callable, *, host: HostCPU | None = None,
-                    measure: Callable = median_latency, tvm_installed: bool | None = None) -> AutoChoice:
+                    measure: Callable | None = None, tvm_installed: bool | None = None) -> AutoChoice:
     """Build, self-test and time every applicable backend on this machine; the fastest one
     that reproduces the golden vectors wins. ``write_candidate(backend, files, folder)``
     writes a bundle of ``files`` for ``backend`` and returns its path; ``measure(model,
@@ -163,6 +164,7 @@ def measure_on_host(graph, target, write_candidate: Callable, *, host: HostCPU |
     import edgekit.runtime as rt
 
     host = host or detect_host()
+    measure = measure or median_latency
     names, candidates = applicable_backends(graph, tvm_installed)
     built: dict = {}
     with tempfile.TemporaryDirectory(prefix="edgekit-auto-") as tmp:
@@ -318,7 +320,7 @@ def choose_from_table(graph, target, table: dict, path: Path, tvm_installed: boo
 # --------------------------------------------------------------------------- the entry point
 
 def choose_auto(graph, target, write_candidate: Callable, *, table_dirs=(), host: HostCPU | None = None,
-                measure: Callable = median_latency, tvm_installed: bool | None = None) -> AutoChoice:
+                measure: Callable | None = None, tvm_installed: bool | None = None) -> AutoChoice:
     """``--backend auto`` for a Linux-class ``target``: measured on this machine when it is
     the target, else from the target's latency table, else the documented rule."""
     host = host or detect_host()

@@ -211,7 +211,8 @@ def test_unknown_engine_is_named(kws_bundles, tmp_path):
 
 def test_auto_backend_rule(kws_graph, tmp_path):
     r = compile_bundle(kws_graph, "rpi5", tmp_path / "a.ekb")
-    assert r.backend == "litert" and r.reason.startswith("auto chose litert because the model is int8")
+    assert r.backend == "litert" and "; rule: auto chose litert because the model is int8" in r.reason
+    assert r.reason.startswith("no latency measured for rpi5")
     assert r.manifest["target"] == "rpi5" and r.manifest["target_family"] == "linux"
     r = compile_bundle(edgekit.load_model(DIGITS), "jetson-orin-nano", tmp_path / "b.ekb")
     assert r.backend == "litert" and "float" in r.reason
