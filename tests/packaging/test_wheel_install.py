@@ -119,6 +119,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     by_name = {t["name"]: t for t in listed}
     assert set(by_name) == {p.stem for p in (REPO / "targets").glob("*.toml")}
     assert Path(by_name["cortex-m4"]["source"]) == bundled / "targets" / "cortex-m4.toml"
+    assert (bundled / "targets" / "latency" / "x86_64.json").is_file()   # what --backend auto reads
 
     # A small int8 model from the float CNN and samples that ship in the wheel.
     run([*edgekit, "quantize", site / "data" / "digits_cnn.onnx", "--calib", site / "data" / "digits_samples.npz",
