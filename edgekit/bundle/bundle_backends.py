@@ -108,7 +108,8 @@ def payload_files(backend: LinuxBackend, graph: Graph, target) -> dict:
 def choose_backend(graph: Graph, requested: str, target=None) -> tuple:
     """(backend, its payload files, why) for ``requested`` ("auto" or a name).
 
-    The auto rule (not measured per model; docs/bundle-format.md): LiteRT for every model
+    The auto rule, what ``--backend auto`` falls back to when no latency was measured for
+    the target (``edgekit.bundle.backend_choice``; docs/bundle-format.md): LiteRT for every model
     it can express, since its XNNPACK kernels run int8 natively on NEON/SSE, while
     onnxruntime's fused int8 kernels depend on the CPU and TVM runs QDQ as float; and one
     engine for float and int8 keeps a device's install to one extra. onnxruntime when the

@@ -126,7 +126,9 @@ def compile_bundle(graph: Graph, target, out, *, backend: str = "auto", model_ve
                    accuracy: float | None = None, targets_dir=None) -> BundleResult:
     """Compile an IR ``graph`` (int8, or float for Linux targets) for ``target`` into a
     bundle at ``out`` (a folder, or an ``.ekb`` file). ``backend``: "auto", a Linux
-    backend name, or "c" (MCU targets, where it is the only one). ``options``: the
+    backend name, or "c" (MCU targets, where it is the only one). "auto" on a Linux
+    target: the fastest backend measured on this machine when it is the target, else the
+    target's latency table, else the rule (``edgekit.bundle.backend_choice``). ``options``: the
     compile options to record in the manifest. ``flash``/``sram``/``variant``: as the C
     backend's (MCU targets only)."""
     tgt = target if isinstance(target, Target) else load_target(target, targets_dir)
