@@ -13,7 +13,7 @@ import click
 import numpy as np
 from rich.table import Table
 
-from edgekit.cli.common import load_arrays, make_console, output_file, save_arrays
+from edgekit.cli.common import load_arrays, make_console, output_file, print_outputs
 from edgekit.errors import BadInputError
 
 console = make_console()
@@ -94,19 +94,8 @@ def run_bundle(bundle: str, input_path: str, out_path, target, engine_options) -
         engine = model.describe()
     outputs = {n: (results[0][n] if len(results) == 1 else np.concatenate([r[n] for r in results]))
                for n in results[0]}
-    table = Table(title=f"outputs of {model.manifest['model']['name']} on {engine} "
-                        f"({len(feeds)} sample(s), {seconds * 1000:.2f} ms)")
-    for col in ("output", "shape", "dtype", "min", "max", "argmax (first 8)"):
-        table.add_column(col)
-    for name, v in outputs.items():
-        am = ""
-        if v.ndim >= 2 and v.shape[-1] > 1:
-            am = " ".join(str(int(a)) for a in v.reshape(-1, v.shape[-1]).argmax(-1)[:8])
-        table.add_row(name, str(list(v.shape)), str(v.dtype), f"{v.min():.6g}", f"{v.max():.6g}", am)
-    console.print(table)
-    if out_file:
-        save_arrays(out_file, outputs)
-        console.print(f"wrote {out_file}")
+    print_outputs(console, f"outputs of {model.manifest['model']['name']} on {engine} "
+                           f"({len(feeds)} sample(s), {seconds * 1000:.2f} ms)", outputs, out_file)
 
 
 def _sample_feeds(model) -> dict:

@@ -166,3 +166,23 @@ def quantize_float_feeds(graph, feeds: dict[str, np.ndarray]) -> dict[str, np.nd
         x = np.asarray(x)
         out[name] = to_input_dtype(name, t.dtype, t.quant, x, quantize_floats=True) if x.dtype.kind == "f" else x
     return out
+
+
+def print_outputs(console, title: str, outputs: dict, out_file=None) -> None:
+    """The table `run` prints for a model's or a bundle's outputs (shape, dtype, range,
+    the first argmaxes), and the outputs saved to ``out_file`` when given."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("output", "shape", "dtype", "min", "max", "argmax (first 8)"):
+        table.add_column(col)
+    for name, v in outputs.items():
+        am = ""
+        if v.ndim >= 2 and v.shape[-1] > 1:
+            am = " ".join(str(int(a)) for a in v.reshape(-1, v.shape[-1]).argmax(-1)[:8])
+        table.add_row(name, str(list(v.shape)), str(v.dtype), f"{v.min():.6g}", f"{v.max():.6g}", am)
+    console.print(table)
+    if out_file:
+        save_arrays(out_file, outputs)
+        console.print(f"wrote {out_file}")
+

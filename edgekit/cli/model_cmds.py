@@ -12,7 +12,7 @@ from rich.table import Table
 from edgekit.cli import bundle_cmds
 from edgekit.cli.common import (make_console, human_bytes, human_count, input_shape_option, load_arrays,
                                 load_model_cli, output_file, quantize_float_feeds, quantize_inputs_option,
-                                save_arrays)
+                                print_outputs, save_arrays)
 from edgekit.errors import BadInputError
 
 console = make_console()
@@ -130,18 +130,7 @@ def run(model: str, input_path: str, target: str | None, engine_options: tuple[s
     result = Interpreter(graph).run(feeds, layout=layout, dump=bool(dump_path))
     seconds = time.perf_counter() - t0
     outputs = {n: result[n] for n in graph.outputs}
-    table = Table(title=f"outputs ({seconds * 1000:.1f} ms)")
-    for col in ("output", "shape", "dtype", "min", "max", "argmax (first 8)"):
-        table.add_column(col)
-    for name, v in outputs.items():
-        am = ""
-        if v.ndim >= 2 and v.shape[-1] > 1:
-            am = " ".join(str(int(a)) for a in v.reshape(-1, v.shape[-1]).argmax(-1)[:8])
-        table.add_row(name, str(list(v.shape)), str(v.dtype), f"{v.min():.6g}", f"{v.max():.6g}", am)
-    console.print(table)
-    if out_file:
-        save_arrays(out_file, outputs)
-        console.print(f"wrote {out_file}")
+    print_outputs(console, f"outputs ({seconds * 1000:.1f} ms)", outputs, out_file)
     if dump_file:
         save_arrays(dump_file, result, npz=True)
         console.print(f"wrote {len(result)} tensors to {dump_file}")
