@@ -1,11 +1,15 @@
-"""Writing output files so that a failure or a kill never leaves half of one."""
+"""Writing output files so that a failure or a kill never leaves half of one, and never
+over something edgekit did not write."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+from edgekit.errors import BadInputError
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
@@ -26,3 +30,22 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_replaceable_folder(out_dir: Path, marker: str, fmt: str, what: str) -> None:
+    """Refuse an output folder that exists and is neither empty nor an earlier output of
+    the same kind: one whose ``marker`` JSON file names ``fmt`` as its "format"."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise BadInputError(f"output {out_dir} exists and is not a folder")
+    if not any(out_dir.iterdir()):
+        return
+    try:
+        ok = json.loads((out_dir / marker).read_text()).get("format") == fmt
+    except (OSError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise BadInputError(f"output folder {out_dir} is not empty and holds no {what} "
+                            f"({marker}): choose another --out")
+

@@ -57,3 +57,37 @@ def test_unwritable_folder_raises_oserror(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(OSError):
         write_atomic(blocker / "out.bin", lambda f: f.write(b"x"))
+
+
+def test_an_output_folder_is_replaced_only_when_edgekit_wrote_it(tmp_path):
+    import json
+
+    import pytest
+
+    from edgekit.errors import BadInputError
+    from edgekit.files import check_replaceable_folder
+
+    def check(d):
+        check_replaceable_folder(d, "manifest.json", "edgekit-thing", "edgekit thing")
+
+    check(tmp_path / "new")                         # absent: fine
+    (tmp_path / "empty").mkdir()
+    check(tmp_path / "empty")                       # empty: fine
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "manifest.json").write_text(json.dumps({"format": "edgekit-thing"}))
+    check(earlier)                                  # an earlier output of the same kind: fine
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BadInputError, match="exists and is not a folder"):
+        check(tmp_path / "afile")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(BadInputError, match="holds no edgekit thing"):
+        check(other)
+    (other / "manifest.json").write_text("[1, 2]")  # JSON, but not an edgekit manifest
+    with pytest.raises(BadInputError, match="holds no edgekit thing"):
+        check(other)
+    (other / "manifest.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(BadInputError, match="holds no edgekit thing"):
+        check(other)

@@ -25,6 +25,7 @@ from edgekit.backends.c.params import KernelCall, check_supported, lower_op
 from edgekit.backends.c.plan import NO_SHARE, plan_arena
 from edgekit.backends.c.report import build_report, write_reports
 from edgekit.errors import BadInputError
+from edgekit.files import check_replaceable_folder
 from edgekit.ir.dtypes import DType
 from edgekit.ir.graph import Graph
 from edgekit.ir.ops import normalize_attrs
@@ -152,7 +153,7 @@ def compile_model(graph: Graph, target: str | Target, out_dir, *, calib=None, fl
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _check_out_dir(out_dir)
+    check_replaceable_folder(out_dir, "manifest.json", MANIFEST_FORMAT, "edgekit C model")
     stage = Path(tempfile.mkdtemp(prefix=".edgekit-c-", dir=out_dir.parent))
     try:
         (stage / "model.c").write_text(model.model_c)
@@ -206,24 +207,6 @@ def _tools_present(tgt: Target) -> bool:
     except build.ToolMissingError:
         return False
     return True
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """Refuse to replace a folder that is not an earlier edgekit output."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise BadInputError(f"output {out_dir} exists and is not a folder")
-    if not any(out_dir.iterdir()):
-        return
-    mf = out_dir / "manifest.json"
-    try:
-        ok = json.loads(mf.read_text()).get("format") == MANIFEST_FORMAT
-    except (OSError, ValueError):
-        ok = False
-    if not ok:
-        raise BadInputError(f"output folder {out_dir} is not empty and holds no edgekit C model "
-                            "(manifest.json): choose another --out")
 
 
 def _manifest(graph, tgt, variant, choices, calls, plan, model, flash_info, stack, fit, files,

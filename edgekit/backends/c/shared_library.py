@@ -34,6 +34,7 @@ from edgekit.backends.c.compile import _check_io, _check_shapes, _prepare
 from edgekit.backends.c.params import check_supported, lower_op
 from edgekit.backends.c.plan import plan_arena
 from edgekit.errors import BadInputError
+from edgekit.files import check_replaceable_folder
 from edgekit.ir.graph import Graph
 from edgekit.ir.verify import verify
 from edgekit.resources import runtimes_dir
@@ -92,23 +93,6 @@ def _tensor_description(graph: Graph, name: str) -> dict:
             "bytes": int(t.nbytes), "quantization": quant}
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """Refuse to replace a folder that is not an earlier shared-library output."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise BadInputError(f"output {out_dir} exists and is not a folder")
-    if not any(out_dir.iterdir()):
-        return
-    try:
-        ok = json.loads((out_dir / DESCRIPTION_NAME).read_text()).get("format") == FORMAT
-    except (OSError, ValueError):
-        ok = False
-    if not ok:
-        raise BadInputError(f"output folder {out_dir} is not empty and holds no edgekit C library "
-                            f"({DESCRIPTION_NAME}): choose another --out")
-
-
 def build_shared_library(graph: Graph, target: str | Target, out_dir, *, calib=None,
                          quantize_kwargs=None, variant: str = "auto",
                          targets_dir=None) -> SharedLibraryResult:
@@ -141,7 +125,7 @@ def build_shared_library(graph: Graph, target: str | Target, out_dir, *, calib=N
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _check_out_dir(out_dir)
+    check_replaceable_folder(out_dir, DESCRIPTION_NAME, FORMAT, "edgekit C library")
     stage = Path(tempfile.mkdtemp(prefix=".edgekit-c-so-", dir=out_dir.parent))
     try:
         src = stage / "src"
