@@ -1,0 +1,1 @@
+"""`edgekit serve`: the on-device inference daemon (docs/serve.md)."""
