@@ -30,13 +30,21 @@ def open(bundle, target: str | None = None, engine: str | None = None,  # noqa: 
     it unless it is for ``target`` / ``engine`` when given, and open it on its engine.
     ``engine_options``: passed to the engine (e.g. ``{"op_resolver": "reference"}`` for
     LiteRT's reference kernels, ``{"graph_optimization": "disable"}`` for onnxruntime's
-    exact QDQ semantics). ``Model.open_seconds`` is the time this took."""
+    exact QDQ semantics). ``engine="serial"`` runs an MCU bundle on an attached board
+    (``engine_options={"port": "/dev/ttyACM0"}``, docs/runtime.md). ``Model.open_seconds``
+    is the time this took."""
     t0 = time.perf_counter()
-    b = verify(bundle, target=target, engine=engine)
-    if b.manifest.get("target_family") == "mcu":
+    # The serial engine takes the MCU bundles built for the firmware's engine ("micro").
+    on_board = engine == "serial"
+    b = verify(bundle, target=target, engine=None if on_board else engine)
+    mcu = b.manifest.get("target_family") == "mcu"
+    if mcu and not on_board:
         raise BundleError(f"bundle {b.path} is for microcontroller target {b.target!r}: its model package "
                           f"({b.payload('model')}) runs on the board's firmware (edgekit flash), not here")
-    eng = load_engine(b.engine)(b, dict(engine_options or {}))
+    if on_board and not mcu:
+        raise BundleError(f"bundle {b.path} is for {b.target!r} (engine {b.engine!r}): the serial engine runs "
+                          "bundles compiled for a microcontroller target on an attached board")
+    eng = load_engine("serial" if on_board else b.engine)(b, dict(engine_options or {}))
     model = Model(b, eng)
     model.open_seconds = time.perf_counter() - t0
     return model

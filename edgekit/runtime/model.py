@@ -55,6 +55,12 @@ class Model:
     def describe(self) -> str:
         return self._engine.describe()
 
+    def healthy(self) -> bool:
+        """Whether the model can run now: False once closed, else the engine's answer (a
+        cheap ping for a board behind the serial engine, True for in-process engines)."""
+        engine = self._engine
+        return engine is not None and engine.healthy()
+
     def run(self, feeds: dict) -> dict:
         """{input name: array} -> {output name: array}. Each array must have exactly the
         input's dtype and shape (no silent casts); raises BadInputError naming the input."""

@@ -18,8 +18,9 @@ from edgekit.errors import BadInputError, EdgekitError
 
 
 class EngineUnavailableError(EdgekitError):
-    """The engine's library is not installed on this machine (exit code 1: the bundle is
-    fine, the device lacks a package)."""
+    """The engine's library is not installed on this machine, or the device it runs the
+    model on does not answer (exit code 1: the bundle is fine, the device lacks a package
+    or a board)."""
 
 
 class Engine(abc.ABC):
@@ -54,6 +55,11 @@ class Engine(abc.ABC):
     def describe(self) -> str:
         """The library and version that runs the model, e.g. 'ai_edge_litert 2.3.0 (XNNPACK)'."""
         return self.name
+
+    def healthy(self) -> bool:
+        """Whether the engine can run the model now. True unless the engine depends on
+        something that can go away (the serial engine's board), which it then asks cheaply."""
+        return True
 
 
 def check_io(bundle, kind: str, found: list) -> None:
