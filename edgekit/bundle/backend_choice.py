@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgekit.bundle.bundle_backends import LINUX_BACKENDS, choose_backend, is_int8, payload_files
+from edgekit.bundle.bundle_backends import LINUX_BACKENDS, choose_backend, has_nvidia_gpu, is_int8, payload_files
 from edgekit.errors import BadInputError, EdgekitError, UnsupportedOpError
 
 # Time per candidate: enough calls for a stable median on the small models of this field,
@@ -114,8 +114,9 @@ def host_mismatch(target, host: HostCPU) -> str:
     return ""
 
 
-def applicable_backends(graph, tvm_installed: bool | None = None) -> tuple[list, list]:
-    """(backend names to try, [Candidate] skipped with the reason) for ``graph``."""
+def applicable_backends(graph, tvm_installed: bool | None = None, target=None) -> tuple[list, list]:
+    """(backend names to try, [Candidate] skipped with the reason) for ``graph`` on
+    ``target`` (tensorrt only for a target with an NVIDIA GPU)."""
     if tvm_installed is None:
         tvm_installed = importlib.util.find_spec("tvm") is not None
     int8 = is_int8(graph)
@@ -129,6 +130,8 @@ def applicable_backends(graph, tvm_installed: bool | None = None) -> tuple[list,
             names.append("tvm")
         else:
             skipped.append(Candidate("tvm", "skipped", reason="TVM is not installed (pip install 'edgekit[tvm]')"))
+    if has_nvidia_gpu(target):
+        names.append("tensorrt")
     return names, skipped
 
 
@@ -165,7 +168,7 @@ def measure_on_host(graph, target, write_candidate: Callable, *, host: HostCPU |
 
     host = host or detect_host()
     measure = measure or median_latency
-    names, candidates = applicable_backends(graph, tvm_installed)
+    names, candidates = applicable_backends(graph, tvm_installed, target)
     built: dict = {}
     with tempfile.TemporaryDirectory(prefix="edgekit-auto-") as tmp:
         for name in names:
@@ -287,7 +290,7 @@ def choose_from_table(graph, target, table: dict, path: Path, tvm_installed: boo
     way to the next."""
     precision = "int8" if is_int8(graph) else "float32"
     rows = [m for m in table["models"] if m["precision"] == precision]
-    names, _ = applicable_backends(graph, tvm_installed)
+    names, _ = applicable_backends(graph, tvm_installed, target)
     common = [b for b in names if rows and all(b in m["latency_us"] for m in rows)]
     if not common:
         return None

@@ -78,6 +78,27 @@ def _tvm_note(graph: Graph, target) -> str:
     return "; ".join(notes)
 
 
+def asymmetric_int8(graph: Graph) -> str:
+    """The first int8 tensor of ``graph`` with a nonzero zero point, as words, or "".
+    TensorRT takes only symmetric int8 quantization (zero point 0)."""
+    for name, t in graph.tensors.items():
+        if t.dtype is DType.INT8 and t.quant is not None and any(int(z) != 0 for z in t.quant.zero_point):
+            return f"tensor {name!r} has zero point {int(t.quant.zero_point[0])}"
+    return ""
+
+
+def has_nvidia_gpu(target) -> bool:
+    return target is not None and "cuda" in getattr(target, "features", ())
+
+
+def _tensorrt_note(graph: Graph, target) -> str:
+    asym = asymmetric_int8(graph) if is_int8(graph) else ""
+    if asym:
+        return (f"TensorRT takes only symmetric int8 quantization (zero point 0) and this model's {asym}: on the "
+                "device the tensorrt engine will run it through its onnxruntime fallback")
+    return ""
+
+
 LINUX_BACKENDS = {
     "litert": LinuxBackend("litert", "litert", "model.tflite", _tflite,
                            "the .tflite edgekit writes, run by LiteRT (XNNPACK) or tflite-runtime"),
@@ -89,6 +110,10 @@ LINUX_BACKENDS = {
     "tvm": LinuxBackend("tvm", "tvm", "model.so", _tvm,
                         "Apache TVM (untuned) compiled for the target's CPU into a shared library, run by TVM's "
                         "Relax VM; float models (int8 runs as float in TVM 0.27)", _tvm_note),
+    "tensorrt": LinuxBackend("tensorrt", "tensorrt", "model.onnx", _onnx,
+                             "the ONNX (float, or QDQ for int8) edgekit writes; on the device TensorRT builds and "
+                             "caches a GPU engine from it on first open, onnxruntime runs it where TensorRT cannot "
+                             "(targets with an NVIDIA GPU)", _tensorrt_note),
 }
 
 
@@ -109,7 +134,9 @@ def choose_backend(graph: Graph, requested: str, target=None) -> tuple:
     """(backend, its payload files, why) for ``requested`` ("auto" or a name).
 
     The auto rule, what ``--backend auto`` falls back to when no latency was measured for
-    the target (``edgekit.bundle.backend_choice``; docs/bundle-format.md): LiteRT for every model
+    the target (``edgekit.bundle.backend_choice``; docs/bundle-format.md): on a target with
+    an NVIDIA GPU (Jetson), TensorRT, unless the model is int8 with a nonzero zero point
+    (TensorRT takes only symmetric quantization). Otherwise LiteRT for every model
     it can express, since its XNNPACK kernels run int8 natively on NEON/SSE, while
     onnxruntime's fused int8 kernels depend on the CPU and TVM runs QDQ as float; and one
     engine for float and int8 keeps a device's install to one extra. onnxruntime when the
@@ -120,9 +147,18 @@ def choose_backend(graph: Graph, requested: str, target=None) -> tuple:
             raise BadInputError(f"--backend {requested!r} is not available for Linux targets; choose one of "
                                 f"auto, {', '.join(LINUX_BACKENDS)}")
         backend = LINUX_BACKENDS[requested]
+        if requested == "tensorrt" and target is not None and not has_nvidia_gpu(target):
+            raise BadInputError(f"--backend tensorrt needs a target with an NVIDIA GPU (feature \"cuda\", e.g. "
+                                f"jetson-orin-nano); target {target.name!r} has none")
         note = backend.note(graph, target) if backend.note else ""
         return backend, payload_files(backend, graph, target), f"--backend {requested}" + (f"; {note}" if note else "")
     kind = "int8" if is_int8(graph) else "float"
+    asym = asymmetric_int8(graph) if kind == "int8" else ""
+    if has_nvidia_gpu(target) and not asym:
+        backend = LINUX_BACKENDS["tensorrt"]
+        return backend, payload_files(backend, graph, target), (
+            f"auto chose tensorrt because target {target.name} has an NVIDIA GPU: TensorRT builds a GPU engine "
+            f"for this {kind} model on the device (onnxruntime runs it where TensorRT is absent)")
     try:
         files = payload_files(LINUX_BACKENDS["litert"], graph, target)
     except (UnsupportedOpError, BadInputError) as exc:
@@ -133,4 +169,6 @@ def choose_backend(graph: Graph, requested: str, target=None) -> tuple:
            "(onnxruntime's int8 path depends on the CPU)" if kind == "int8" else
            "auto chose litert because LiteRT expresses every op of this float model and one engine for "
            "float and int8 keeps the device install to one extra")
+    if has_nvidia_gpu(target):
+        why += f" (not tensorrt: TensorRT takes only symmetric int8 quantization and this model's {asym})"
     return LINUX_BACKENDS["litert"], files, why

@@ -43,11 +43,13 @@ def _source_shape(graph) -> tuple[int, ...]:
 @click.option("--calib", metavar="DATA",
               help="Calibration data to quantize a float model first (.npz, .npy, a folder of .npy).")
 @click.option("--calib-limit", type=int, metavar="N", help="Use the first N calibration samples.")
-@click.option("--backend", "-b", type=click.Choice(["auto", "litert", "onnxruntime", "c", "tvm"]), default="auto",
+@click.option("--backend", "-b", type=click.Choice(["auto", "litert", "onnxruntime", "c", "tvm", "tensorrt"]),
+              default="auto",
               show_default=True, help="auto: the C backend for microcontrollers; for Linux targets the fastest "
               "backend measured on this machine when it is the target, else from the target's latency table, "
               "else the rule in docs/bundle-format.md (printed). litert / onnxruntime / tvm: Linux targets (tvm: float "
-              "models, needs the tvm extra).")
+              "models, needs the tvm extra). tensorrt: targets with an NVIDIA GPU (Jetson): the ONNX, built into a "
+              "TensorRT engine on the device, onnxruntime where TensorRT is absent.")
 @click.option("--out", "-o", "out_dir", metavar="DIR|FILE.ekb",
               help="Output bundle: a folder, or one .ekb archive file (default: ./<model>-<target>).")
 @click.option("--model-version", metavar="TEXT", help="Version string stored in the bundle manifest.")

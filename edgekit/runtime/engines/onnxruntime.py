@@ -44,7 +44,7 @@ class OnnxRuntimeEngine(Engine):
         self.version = ort.__version__
         try:
             sess = ort.InferenceSession(bundle.read(bundle.payload("model")), so,
-                                        providers=["CPUExecutionProvider"])
+                                        providers=self.execution_providers(ort))
         except Exception as exc:  # onnxruntime raises its own exception types for a bad model
             from edgekit.bundle.bundle_format import BundleError
 
@@ -53,17 +53,24 @@ class OnnxRuntimeEngine(Engine):
         check_io(bundle, "inputs", [(i.shape, _TYPES.get(i.type, i.type)) for i in ins])
         check_io(bundle, "outputs", [(o.shape, _TYPES.get(o.type, o.type)) for o in outs])
         self._sess = sess
+        self.providers_used = list(sess.get_providers())
         self._names = [i.name for i in ins]
         self._run = sess.run
 
     def run(self, inputs: list) -> list:
         return self._run(None, dict(zip(self._names, inputs)))
 
+    def execution_providers(self, ort) -> list:
+        """The execution providers the session asks for, in order of preference (the
+        tensorrt engine's fallback prefers CUDA where onnxruntime has it)."""
+        return ["CPUExecutionProvider"]
+
     def close(self) -> None:
         self._sess = self._run = None
 
     def describe(self) -> str:
-        return f"onnxruntime {self.version} (CPU, graph optimization {self.level})"
+        where = "CUDA" if "CUDAExecutionProvider" in self.providers_used else "CPU"
+        return f"onnxruntime {self.version} ({where}, graph optimization {self.level})"
 
 
 ENGINE = OnnxRuntimeEngine
