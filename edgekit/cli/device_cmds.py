@@ -12,6 +12,7 @@ from rich.table import Table
 
 from edgekit.cli.common import (human_bytes, load_arrays, make_console, output_file, quantize_inputs_option,
                                 save_arrays, write_atomic, write_text_atomic)
+from edgekit.cli.compiler_check import require_compiler
 from edgekit.errors import BadInputError
 
 console = make_console()
@@ -67,9 +68,12 @@ def _check_package_file(path: str) -> None:
 def _slot_capacity(target: str) -> tuple[int, str] | None:
     """(package bytes a slot holds, board) of edgekit's firmware port for ``target``, or None
     when edgekit has no port for it (a board of the user's own: HELLO tells)."""
-    from edgekit.firmware.build import board_for_target
-    from edgekit.targets import parse_size
-
+    try:
+        # target files need Python 3.11 (tomllib): on older device Pythons HELLO's slot size decides
+        from edgekit.firmware.build import board_for_target
+        from edgekit.targets import parse_size
+    except ImportError:
+        return None
     try:
         board = board_for_target(target)
         size = (board.config.get("memory") or {}).get("slots", {}).get("size_each")
@@ -93,6 +97,7 @@ def _load_package_or_model(path: str, target: str | None, device_target: str, na
             raise BadInputError(f"{path} is a package for {header.target}; the device is a "
                                 f"{device_target}")
         return data, name or header.name, f"package {p.name}"
+    require_compiler("edgekit flash MODEL (a model file; a package file from `edgekit package` needs no compiler)")
     from edgekit.bundle.micro_package_writer import pack_model
     from edgekit.cli.common import load_model_cli
 
@@ -245,6 +250,7 @@ def device_infer(port: str, input_path: str, out_path: str | None, model_path: s
     graph = None
     output_bytes = None  # unknown without --model: the client learns it from the device
     if model_path:
+        require_compiler("edgekit device infer --model")
         from edgekit.cli.common import load_model_cli
         from edgekit.hil.rig import prepare_inputs
 

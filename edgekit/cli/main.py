@@ -6,19 +6,86 @@ Errors print one clear line; ``--verbose`` adds the traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
+from typing import NamedTuple, Optional
 
 import click
 
 from edgekit.cli.common import make_console
+from edgekit.cli.compiler_check import (COMPILER_PYTHON, INSTALL_HINT, CompilerMissingError,
+                                       compiler_message, missing_for_compiler)
 from edgekit.errors import EdgekitError
 
 err_console = make_console(stderr=True)
 
 
+class CommandSpec(NamedTuple):
+    module: str          # under edgekit.cli
+    attribute: str
+    needs: str           # "device": any Python edgekit installs on; "python311"; "compiler"
+
+
+# Every command, loaded only when it runs or help lists it: a device with the base install
+# (Python 3.8+, numpy, one engine) never imports a compiler command's module.
+COMMANDS = {
+    "inspect": CommandSpec("model_cmds", "inspect", "compiler"),
+    "run": CommandSpec("model_cmds", "run", "device"),        # a model file asks for the compiler itself
+    "convert": CommandSpec("model_cmds", "convert", "compiler"),
+    "compress": CommandSpec("compress_cmd", "compress", "compiler"),
+    "quantize": CommandSpec("quantize_cmd", "quantize", "compiler"),
+    "compile": CommandSpec("compile_cmd", "compile_cmd", "compiler"),
+    "build-firmware": CommandSpec("firmware_cmd", "build_firmware_cmd", "compiler"),
+    "package": CommandSpec("package_cmd", "package_cmd", "compiler"),
+    "flash": CommandSpec("device_cmds", "flash", "device"),   # a model file asks for the compiler itself
+    "device": CommandSpec("device_cmds", "device", "device"),
+    "hil": CommandSpec("device_cmds", "hil", "compiler"),
+    "targets": CommandSpec("targets_cmd", "targets", "python311"),
+    "demo": CommandSpec("demo_cmd", "demo", "compiler"),
+    "bench": CommandSpec("bundle_cmds", "bench", "device"),
+}
+
+
+def _missing(spec: CommandSpec) -> Optional[str]:
+    if spec.needs == "device":
+        return None
+    return missing_for_compiler(needs_packages=spec.needs == "compiler")
+
+
+def _unavailable(name: str, spec: CommandSpec, missing: str) -> click.Command:
+    """What `edgekit NAME` is where it cannot run: a command that takes any arguments
+    (--help included) and stops with exit code 2, saying what to install."""
+    needs_packages = spec.needs == "compiler"
+    message = compiler_message(f"edgekit {name}", missing, needs_packages=needs_packages)
+    if missing.startswith("Python"):
+        short = "(needs Python {}.{}+".format(*COMPILER_PYTHON) + (f" and {INSTALL_HINT})" if needs_packages else ")")
+    else:
+        short = f"(needs {INSTALL_HINT})"
+
+    def refuse(args) -> None:
+        raise CompilerMissingError(message)
+
+    return click.Command(name, callback=refuse, params=[click.Argument(["args"], nargs=-1)],
+                         help=message, short_help=short,
+                         add_help_option=False, context_settings={"ignore_unknown_options": True})
+
+
 class EdgekitGroup(click.Group):
-    """Turns edgekit errors into one line and the documented exit code."""
+    """Loads each command's module when needed, and turns edgekit errors into one line
+    and the documented exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str):
+        spec = COMMANDS.get(name)
+        if spec is None:
+            return super().get_command(ctx, name)
+        missing = _missing(spec)
+        if missing is not None:
+            return _unavailable(name, spec, missing)
+        return getattr(importlib.import_module(f"edgekit.cli.{spec.module}"), spec.attribute)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -58,16 +125,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
-    # Each command lives in its own module; importing them here keeps startup cheap
-    # (heavy libraries are imported inside the commands).
-    from edgekit.cli import (bundle_cmds, compile_cmd, compress_cmd, demo_cmd, device_cmds, firmware_cmd,
-                             model_cmds, package_cmd, quantize_cmd, targets_cmd)
-
-    for cmd in (model_cmds.inspect, model_cmds.run, model_cmds.convert, compress_cmd.compress,
-                quantize_cmd.quantize, compile_cmd.compile_cmd, firmware_cmd.build_firmware_cmd,
-                package_cmd.package_cmd, device_cmds.flash, device_cmds.device, device_cmds.hil,
-                targets_cmd.targets, demo_cmd.demo, bundle_cmds.bench):
-        cli.add_command(cmd)
+    """Load every command this installation can run into the group at once (tests call it
+    before using ``cli`` directly); ``edgekit`` itself loads each command when it runs."""
+    for name in COMMANDS:
+        cli.add_command(cli.get_command(click.Context(cli), name), name)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -80,7 +141,6 @@ def main() -> None:
     import warnings
 
     warnings.showwarning = _show_warning
-    _register()
     cli(prog_name="edgekit")
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli import bundle_cmds
+from edgekit.cli.compiler_check import require_compiler
 from edgekit.cli.common import (make_console, human_bytes, human_count, input_shape_option, load_arrays,
                                 load_model_cli, output_file, quantize_float_feeds, quantize_inputs_option,
                                 print_outputs, save_arrays)
@@ -118,6 +119,7 @@ def run(model: str, input_path: str, target: str | None, engine_options: tuple[s
     if target or engine_options:
         raise BadInputError("--target and --engine-option are for bundles; MODEL is a model file, run by the "
                             "reference interpreter")
+    require_compiler("edgekit run MODEL (a model file, not a bundle)")
     from edgekit.reference.interpreter import Interpreter
 
     out_file = output_file(out_path, "--out", (".npy", ".npz")) if out_path else None
