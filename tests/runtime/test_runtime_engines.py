@@ -202,10 +202,10 @@ def test_model_file_not_matching_the_manifest_is_refused(kws_bundles, tmp_path):
 def test_unknown_engine_is_named(kws_bundles, tmp_path):
     b = rt.open(kws_bundles["litert"]).bundle
     manifest = {k: v for k, v in b.manifest.items() if k != "files"}
-    manifest["engine"] = "tensorrt"
-    write_bundle(tmp_path / "trt.ekb", manifest, {n: b.read(n) for n in b.files})
-    with pytest.raises(BadInputError, match="needs engine 'tensorrt', which this edgekit does not have"):
-        rt.open(tmp_path / "trt.ekb")
+    manifest["engine"] = "openvino"
+    write_bundle(tmp_path / "ov.ekb", manifest, {n: b.read(n) for n in b.files})
+    with pytest.raises(BadInputError, match="needs engine 'openvino', which this edgekit does not have"):
+        rt.open(tmp_path / "ov.ekb")
     assert {"litert", "onnxruntime"} <= set(rt.engine_names())
 
 
@@ -215,7 +215,7 @@ def test_auto_backend_rule(kws_graph, tmp_path):
     assert r.reason.startswith("no latency measured for rpi5")
     assert r.manifest["target"] == "rpi5" and r.manifest["target_family"] == "linux"
     r = compile_bundle(edgekit.load_model(DIGITS), "jetson-orin-nano", tmp_path / "b.ekb")
-    assert r.backend == "litert" and "float" in r.reason
+    assert r.backend == "tensorrt" and "NVIDIA GPU" in r.reason and "float" in r.reason
     assert MLPERF.name == "mlperf-tiny"
 
 
