@@ -114,6 +114,8 @@ def test_mcu_bundle_runs_bit_exact_and_reopening_flashes_nothing(image, bundles,
         assert counter.uploads() > 0 and counter.seen[P.UPLOAD_COMMIT] >= 1
         assert "mps2-an386" in m.describe() and TARGET in m.describe()
         assert m.engine == "serial" and m.healthy()
+        with pytest.raises(BadInputError, match="is in use by the open model of bundle"):
+            rt.open(bundles["m4"], engine="serial", engine_options={"port": proxy.url})  # one client per line
         got = _run_all(m, xs)
         st = m.self_test()
         assert st.passed and st.count == 4, st.failures

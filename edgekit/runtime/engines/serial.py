@@ -60,6 +60,10 @@ NAME_BYTES = 24
 # The firmware ELF per qemu target, built once per process (the build itself is cached on disk).
 _FIRMWARE = {}
 _FIRMWARE_LOCK = threading.Lock()
+# Ports held by an open engine of this process -> its bundle's path: two clients on one line
+# would corrupt each other's frames (a qemu:TARGET engine has a board of its own).
+_PORTS_IN_USE = {}
+_PORTS_LOCK = threading.Lock()
 
 
 class BoardUnavailableError(EngineUnavailableError):
@@ -100,6 +104,15 @@ class SerialEngine(Engine):
         self.board = None  # the QemuBoard this engine started, for qemu:TARGET
         self.client = None
         self.upload = None  # the UploadResult of the open: ``already_active`` when nothing was sent
+        self._holds_port = False
+        if qemu_target is None:
+            with _PORTS_LOCK:
+                holder = _PORTS_IN_USE.get(self.port)
+                if holder is not None:
+                    raise BadInputError(f"engine serial: port {self.port} is in use by the open model of bundle "
+                                        f"{holder}: close that model first (one connection per serial line)")
+                _PORTS_IN_USE[self.port] = str(bundle.path)
+                self._holds_port = True
         try:
             connector = self.port
             if qemu_target is not None:
@@ -182,6 +195,10 @@ class SerialEngine(Engine):
             client.close()
         if board is not None:
             board.stop(grace=0.5)
+        if self._holds_port:
+            self._holds_port = False
+            with _PORTS_LOCK:
+                _PORTS_IN_USE.pop(self.port, None)
 
     def describe(self) -> str:
         client = self.client
