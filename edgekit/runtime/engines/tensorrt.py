@@ -39,6 +39,7 @@ import numpy as np
 
 from edgekit.errors import BadInputError
 from edgekit.runtime.engines import Engine, EngineUnavailableError, check_io
+from edgekit.runtime.engines.onnxruntime import LEVELS as ORT_LEVELS
 from edgekit.runtime.engines.onnxruntime import OnnxRuntimeEngine
 
 PRECISIONS = ("auto", "fp16")
@@ -332,6 +333,13 @@ class TensorRTEngine(Engine):
         if not isinstance(cache_dir, (str, os.PathLike)) or not str(cache_dir):
             raise BadInputError(f"engine tensorrt: cache_dir must be a folder path, not {cache_dir!r}")
         self.cache_dir = os.fspath(cache_dir)
+        # The fallback's options are checked here too: a typo must not wait for the day TensorRT is absent.
+        level = opts.get("graph_optimization", "all")
+        if level not in ORT_LEVELS:
+            raise BadInputError(f"engine tensorrt: graph_optimization {level!r} is not one of {', '.join(ORT_LEVELS)}")
+        threads = opts.get("num_threads")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise BadInputError(f"engine tensorrt: num_threads must be a positive integer, not {threads!r}")
         self.int8 = bundle.manifest["model"].get("precision") == "int8"
         self.precision = "int8" if self.int8 else "fp32"
         if precision == "fp16":
