@@ -169,10 +169,18 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         return reply
 
     def _observe(self, model: str, started: float, status: str) -> None:
-        # A name no model has is counted under "" so that clients cannot grow the label set.
-        if status == "NOT_FOUND":
+        # A failed request may name no model the service has: count it under "" so that
+        # clients cannot grow the metrics' label set (failures only: the check costs a lookup).
+        if status != "OK" and not self._known(model):
             model = ""
         self.metrics.observe_request(model, "grpc", time.perf_counter() - started, status)
+
+    def _known(self, model: str) -> bool:
+        try:
+            self.service.model_ready(model)
+        except ServeError:
+            return False
+        return True
 
 
 async def _abort(context, error: ServeError):
@@ -201,14 +209,17 @@ def decode_infer_request(msg) -> tuple[InferRequest, bool]:
             raise InvalidRequest(f"input {name!r}: shape {list(shape)} has a negative dimension")
         count = math.prod(shape)
         has_contents = tensor.HasField("contents")
-        if raw:
-            if has_contents:
-                raise InvalidRequest(f"input {name!r} has contents while the request uses raw_input_contents: "
-                                     "use one or the other for all inputs")
-            data = _from_raw(name, tensor.datatype, dtype, shape, count, raw[i])
-        else:
-            typed = typed or has_contents
-            data = _from_contents(name, tensor.datatype, dtype, shape, count, tensor.contents)
+        if raw and has_contents:
+            raise InvalidRequest(f"input {name!r} has contents while the request uses raw_input_contents: "
+                                 "use one or the other for all inputs")
+        try:
+            if raw:
+                data = _from_raw(name, tensor.datatype, dtype, shape, count, raw[i])
+            else:
+                typed = typed or has_contents
+                data = _from_contents(name, tensor.datatype, dtype, shape, count, tensor.contents)
+        except ValueError as e:  # numpy's limits: more than 64 dimensions, a size past the address space
+            raise InvalidRequest(f"input {name!r}: shape {list(shape)} cannot be held: {e}") from None
         inputs.append(InferTensor(name=name, datatype=tensor.datatype, shape=shape, data=data,
                                   parameters=_parameters(tensor.parameters) if tensor.parameters else {}))
     request = InferRequest(inputs=inputs, id=msg.id,
