@@ -26,7 +26,8 @@ from rich.table import Table
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-HELPERS = {"run_all.py", "report.py", "tflm_figures.py"}  # modules, not benchmarks
+HELPERS = {"run_all.py", "report.py", "tflm_figures.py",  # modules, not benchmarks
+           "serve_bare.py", "serve_load.py"}             # processes bench/serve.py starts
 
 
 @dataclass
@@ -62,6 +63,8 @@ BENCHES = [
     Bench("runtime.py", ["--runs", "5000", "--rounds", "7"], ["--runs", "50", "--rounds", "1"]),
     Bench("backend_latency.py", ["--seconds", "2"], ["--seconds", "0.05", "--dry-run"]),
     Bench("tvm_untuned.py", ["--runs", "2000", "--rounds", "5"], ["--runs", "20", "--rounds", "1"]),
+    Bench("serve.py", [], ["--servers", "bare", "--clients", "1,8", "--seconds", "0.3", "--warmup", "0.1",
+                           "--runs", "200"]),
     Bench("compression.py", ["--seeds", "3", "--ratios", "0.3,0.5,0.7"],
           ["--seeds", "1", "--ratios", "0.5", "--tasks", "breast cancer"], out_is_dir=True),
 ]
