@@ -137,6 +137,24 @@ def test_board_built_for_another_target_is_refused_before_any_upload(bundles, li
     assert counter.uploads() == 0
 
 
+def test_a_lost_line_frees_the_port_for_a_new_open(image, bundles, line):
+    """A daemon reopens a model whose board went away before closing the old one: the
+    engine that lost its line must not keep the port."""
+    graph, xs = image
+    proxy, _ = line
+    opts = {"port": proxy.url, "timeout_s": 0.5}
+    old = rt.open(bundles["m4"], engine="serial", engine_options=opts)
+    try:
+        proxy.disconnect()  # the cable is pulled
+        assert not old.healthy()
+        with rt.open(bundles["m4"], engine="serial", engine_options=opts) as new:  # plugged in again
+            assert np.array_equal(_run_all(new, xs[:1]), _reference(graph, xs[:1]))
+            with pytest.raises(BoardUnavailableError, match="open the model again"):
+                old.run({old.inputs[0].name: np.ascontiguousarray(xs[:1])})
+    finally:
+        old.close()
+
+
 def test_killed_board_makes_the_model_unavailable_and_a_fresh_open_works(image, bundles):
     graph, xs = image
     port = f"qemu:{TARGET}"
@@ -153,6 +171,8 @@ def test_killed_board_makes_the_model_unavailable_and_a_fresh_open_works(image, 
         assert isinstance(err.value, EngineUnavailableError) and port in str(err.value)
         assert time.monotonic() - t0 < 10
         assert not m.healthy()
+        with pytest.raises(BoardUnavailableError, match=f"{port} stopped answering.*open the model again"):
+            m.run({m.inputs[0].name: np.ascontiguousarray(xs[1:2])})
     finally:
         m.close()
     assert set(_qemu_children()) == before

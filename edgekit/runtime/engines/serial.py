@@ -100,7 +100,7 @@ class SerialEngine(Engine):
         self._out_specs = [(np.dtype(s["dtype"]), tuple(s["shape"])) for s in bundle.manifest["outputs"]]
         self._out_bytes = sum(d.itemsize * int(np.prod(shape)) for d, shape in self._out_specs)
         self._lock = threading.Lock()
-        self._lost = False
+        self._lost = ""  # why the engine gave up the board ("" while it has it)
         self.board = None  # the QemuBoard this engine started, for qemu:TARGET
         self.client = None
         self.upload = None  # the UploadResult of the open: ``already_active`` when nothing was sent
@@ -149,13 +149,13 @@ class SerialEngine(Engine):
         data = b"".join(x.tobytes() for x in inputs)
         with self._lock:
             if self.client is None:
-                raise BoardUnavailableError(f"engine serial: the connection to {self.port} is closed")
+                why = self._lost or f"the connection to {self.port} is closed"
+                raise BoardUnavailableError(f"engine serial: {why} (open the model again to reconnect)")
             try:
                 out, _ticks = self.client.infer(data, output_bytes=self._out_bytes)
             except (LinkLostError, DeviceTimeoutError) as exc:
-                self._lost = True
-                raise BoardUnavailableError(f"engine serial: the board on {self.port} stopped answering: "
-                                            f"{exc}") from None
+                self._drop(f"the board on {self.port} stopped answering: {exc}")
+                raise BoardUnavailableError(f"engine serial: {self._lost}") from None
         if len(out) != self._out_bytes:
             raise DeviceError(f"INFER on {self.port}: the board answered {len(out)} bytes; the outputs of "
                               f"bundle {self.bundle.path} take {self._out_bytes}")
@@ -167,26 +167,49 @@ class SerialEngine(Engine):
         return outs
 
     def healthy(self) -> bool:
-        """A cheap ping (INFO, one retransmission, ``timeout_s`` each) that the board answers
-        and still runs this bundle's package. While an inference holds the line, the
-        answer is whether the last exchange worked."""
+        """A cheap ping (INFO, one retransmission, ``timeout_s`` each): the board answers and
+        still runs this bundle's package. When not, the engine lets the line go (``run``
+        then raises BoardUnavailableError) and the model must be opened again, which
+        reconnects and flashes as needed. While an inference holds the line, the answer is
+        whether the last exchange worked."""
         if not self._lock.acquire(timeout=self.timeout_s):
             return not self._lost
         try:
-            if self.client is None or self._lost:
+            if self.client is None:
                 return False
             retries = self.client.retries
             self.client.retries = 1
             try:
                 active = self.client.info().active
-            except (LinkLostError, DeviceTimeoutError, DeviceError):
-                self._lost = True
+            except (LinkLostError, DeviceTimeoutError, DeviceError) as exc:
+                self._drop(f"the board on {self.port} stopped answering: {exc}")
                 return False
             finally:
-                self.client.retries = retries
-            return active is not None and active.model_hash == self.header.model_id
+                if self.client is not None:
+                    self.client.retries = retries
+            if active is None or active.model_hash != self.header.model_id:
+                self._drop(f"the board on {self.port} no longer runs the package of bundle {self.bundle.path} "
+                           f"(it runs {active.name!r} {active.model_hash})" if active else
+                           f"the board on {self.port} runs no model (it restarted without it)")
+                return False
+            return True
         finally:
             self._lock.release()
+
+    def _drop(self, reason: str) -> None:
+        """Give up the line after a failure (the lock held): a lost board is reopened, not
+        retried here, and the port is free for that new open."""
+        self._lost = reason
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
+        self._release_port()
+
+    def _release_port(self) -> None:
+        if self._holds_port:
+            self._holds_port = False
+            with _PORTS_LOCK:
+                _PORTS_IN_USE.pop(self.port, None)
 
     def close(self) -> None:
         client, board = self.client, self.board
@@ -195,10 +218,7 @@ class SerialEngine(Engine):
             client.close()
         if board is not None:
             board.stop(grace=0.5)
-        if self._holds_port:
-            self._holds_port = False
-            with _PORTS_LOCK:
-                _PORTS_IN_USE.pop(self.port, None)
+        self._release_port()
 
     def describe(self) -> str:
         client = self.client
