@@ -44,6 +44,7 @@ COMMANDS = {
     "targets": CommandSpec("targets_cmd", "targets", "python311"),
     "demo": CommandSpec("demo_cmd", "demo", "compiler"),
     "bench": CommandSpec("bundle_cmds", "bench", "device"),
+    "serve": CommandSpec("serve_cmd", "serve", "device"),     # checks Python 3.10+ and [serve] itself
 }
 
 
