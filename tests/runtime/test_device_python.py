@@ -88,3 +88,154 @@ def test_runtime_runs_a_bundle_under_an_old_python(tmp_path):
         res = subprocess.run([exe, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
         assert res.returncode == 0, res.stdout + res.stderr
+
+
+OLD_PYTHON_REASON = ("needs an old device-image Python with numpy and an engine, named by $EDGEKIT_DEVICE_PYTHON "
+                     "(scripts/device_python.sh builds one); not part of the standard install")
+# What the old interpreter runs: bundles the host compiled, through edgekit.runtime, outputs
+# and the runtime's own figures written to an .npz the host compares.
+_RUN_BUNDLE = """
+import json, sys
+import numpy as np
+import edgekit.runtime as rt
+bundle, options, feeds_file, out_file = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+with np.load(feeds_file) as z:
+    xs = z["x"]
+with rt.open(bundle, engine_options=options) as m:
+    name, out = m.inputs[0].name, m.outputs[0].name
+    ys = np.concatenate([m.run({name: np.ascontiguousarray(xs[i:i + 1])})[out] for i in range(len(xs))])
+    check = m.self_test()
+    np.savez(out_file, y=ys)
+    print(json.dumps({"python": list(sys.version_info[:3]), "numpy": np.__version__, "engine": m.describe(),
+                      "self_test": bool(check.passed), "failures": [str(f) for f in check.failures]}))
+"""
+# Options that make each engine follow fixed semantics, the same on every CPU and version:
+# LiteRT's reference kernels (TFLM's int8 arithmetic), onnxruntime with each QDQ op as written.
+_EXACT_OPTIONS = {"litert": {"op_resolver": "reference", "num_threads": 1},
+                  "onnxruntime": {"graph_optimization": "disable", "num_threads": 1}}
+
+
+def _old_engines(exe: str) -> dict[str, str]:
+    """engine -> the library that provides it in the old interpreter."""
+    code = ("import importlib.util as u\n"
+            "for e, m in (('litert', 'ai_edge_litert'), ('litert', 'tflite_runtime'),\n"
+            "             ('onnxruntime', 'onnxruntime')):\n"
+            "    if u.find_spec(m): print(e, m)\n")
+    res = subprocess.run([exe, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return dict(line.split() for line in reversed(res.stdout.splitlines()))
+
+
+def _run_old(exe: str, args, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([exe, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", COLUMNS="200"))
+
+
+@pytest.mark.allow_skip(OLD_PYTHON_REASON)
+def test_engines_under_an_old_python_match_the_host(tmp_path):
+    """Bundles compiled here (Python 3.11) run under the old interpreter with each engine it
+    has: LiteRT's reference kernels give edgekit's reference interpreter's int8 results bit for
+    bit; onnxruntime (an older release there) gives the host's onnxruntime's; each bundle's
+    self-test passes."""
+    exe = _old_python()
+    if exe is None:
+        pytest.skip("set EDGEKIT_DEVICE_PYTHON to a Python 3.8/3.9 with numpy and an engine installed "
+                    "(scripts/device_python.sh)")
+    import json
+
+    import numpy as np
+
+    import edgekit
+    import edgekit.runtime as rt
+    from edgekit.bundle import compile_bundle
+    from tests.backends.c.graphs import cases
+
+    engines = _old_engines(exe)
+    assert engines, f"{exe} has no engine installed"
+    graphs = {k: v for k, v in cases().items() if k in ("handmade", "convs")}
+    rng = np.random.default_rng(3)
+    seen = []
+    for gname, graph in graphs.items():
+        spec = graph.tensor(graph.inputs[0])
+        xs = rng.integers(-128, 128, size=(12, *spec.shape[1:]), dtype=np.int8)
+        np.savez(tmp_path / f"{gname}_x.npz", x=xs)
+        expected = np.concatenate([edgekit.run(graph, {graph.inputs[0]: xs[i:i + 1]})[graph.outputs[0]]
+                                   for i in range(len(xs))])
+        for engine in sorted(engines):
+            path = compile_bundle(graph, "x86_64", tmp_path / f"{gname}_{engine}.ekb", backend=engine).bundle.path
+            out = tmp_path / f"{gname}_{engine}_y.npz"
+            res = _run_old(exe, ["-c", _RUN_BUNDLE, path, json.dumps(_EXACT_OPTIONS[engine]),
+                                 tmp_path / f"{gname}_x.npz", out])
+            assert res.returncode == 0, res.stdout + res.stderr
+            report = json.loads(res.stdout.splitlines()[-1])
+            assert report["self_test"], report
+            assert tuple(report["python"][:2]) < tuple(sys.version_info[:2])
+            with np.load(out) as z:
+                got = z["y"]
+            if engine == "litert":
+                assert np.array_equal(got, expected), f"{gname}: {report['engine']} differs from the reference"
+            else:
+                with rt.open(path, engine_options=_EXACT_OPTIONS[engine]) as m:
+                    name, oname = m.inputs[0].name, m.outputs[0].name
+                    here = np.concatenate([m.run({name: xs[i:i + 1]})[oname] for i in range(len(xs))])
+                assert np.array_equal(got, here), f"{gname}: {report['engine']} differs from the host's onnxruntime"
+            seen.append((gname, report["engine"], report["numpy"]))
+    assert len(seen) == len(graphs) * len(engines), seen
+
+
+@pytest.mark.allow_skip(OLD_PYTHON_REASON)
+def test_cli_device_commands_under_an_old_python(tmp_path):
+    """The edgekit command under the old interpreter, with the base install and an engine: help,
+    run and bench on a bundle work; compile, and run on a model file, exit 2 naming what to
+    install and the Python the compiler needs."""
+    exe = _old_python()
+    if exe is None:
+        pytest.skip("set EDGEKIT_DEVICE_PYTHON to a Python 3.8/3.9 with numpy and an engine installed "
+                    "(scripts/device_python.sh)")
+    import json
+
+    import numpy as np
+
+    import edgekit.runtime as rt
+    from edgekit.backends.tflite import write_tflite
+    from edgekit.bundle import compile_bundle
+    from tests.backends.c.graphs import cases
+
+    engine = sorted(_old_engines(exe))[0]
+    graph = cases()["handmade"]
+    bundle = compile_bundle(graph, "x86_64", tmp_path / "m.ekb", backend=engine).bundle.path
+    model_file = tmp_path / "m.tflite"
+    write_tflite(graph, model_file)
+    spec = graph.tensor(graph.inputs[0])
+    xs = np.random.default_rng(5).integers(-128, 128, size=(3, *spec.shape[1:]), dtype=np.int8)
+    np.save(tmp_path / "x.npy", xs)
+    edgekit_cmd = ["-m", "edgekit.cli.main"]
+
+    res = _run_old(exe, [*edgekit_cmd, "--help"])
+    assert res.returncode == 0, res.stderr
+    lines = {line.split()[0]: line for line in res.stdout.splitlines() if line.startswith("  ") and line.split()}
+    assert "needs Python 3.11+" in lines["compile"] and "edgekit[compiler]" in lines["compile"]
+    assert "needs" not in lines["run"] and "needs" not in lines["bench"]
+
+    res = _run_old(exe, [*edgekit_cmd, "run", bundle, "--input", tmp_path / "x.npy", "--out", tmp_path / "y.npy"])
+    assert res.returncode == 0, res.stdout + res.stderr
+    with rt.open(bundle) as m:   # the same engine's default path here
+        name, oname = m.inputs[0].name, m.outputs[0].name
+        here = np.concatenate([m.run({name: xs[i:i + 1]})[oname] for i in range(len(xs))])
+    got = np.load(tmp_path / "y.npy")
+    assert got.shape == here.shape and got.dtype == here.dtype
+    assert np.abs(got.astype(int) - here.astype(int)).max() <= 1   # default (fast) kernels of two releases
+
+    res = _run_old(exe, [*edgekit_cmd, "bench", bundle, "--runs", "20", "--warmup", "2", "--json"])
+    assert res.returncode == 0, res.stdout + res.stderr
+    figures = json.loads(res.stdout)
+    assert figures["runs"] == 20 and 0 < figures["min_us"] <= figures["p50_us"] <= figures["p99_us"]
+
+    for args in (["compile", model_file, "--target", "x86_64", "--out", tmp_path / "out"],
+                 ["run", model_file, "--input", tmp_path / "x.npy"],
+                 ["compile", "--help"]):
+        res = _run_old(exe, [*edgekit_cmd, *args])
+        assert res.returncode == 2, res.stdout + res.stderr
+        message = " ".join(res.stderr.split())
+        assert "pip install 'edgekit[compiler]'" in message and "Python 3.11 or newer" in message, message
+    assert not (tmp_path / "out").exists()
