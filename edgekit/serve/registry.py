@@ -511,12 +511,12 @@ class Registry:
                     ok = True if healthy is None else bool(healthy())
             except Exception:
                 ok = False
-            if not ok:
-                if not slot.unavailable:
-                    slot.unavailable = f"board {v.board} ({v.port}) stopped answering"
-                    log.warning("model %s: %s", slot.name, slot.unavailable)
-                continue
+            if not ok and not slot.unavailable:
+                slot.unavailable = f"board {v.board} ({v.port}) stopped answering"
+                log.warning("model %s: %s", slot.name, slot.unavailable)
             if slot.unavailable:
+                # Retried at each poll: a serial engine that lost its board stays lost, and
+                # opening again reconnects (flashing when the board came back without the model).
                 self._reopen_on_board(slot, v)
 
     def _reopen_on_board(self, slot: ModelSlot, v: LoadedVersion) -> None:
@@ -524,7 +524,7 @@ class Registry:
         try:
             model = self.opener(v.entry.path, v.port)
         except Exception as exc:
-            slot.unavailable = f"board {v.board} ({v.port}) answers but the model did not reopen: {exc}"
+            slot.unavailable = f"board {v.board} ({v.port}): the model did not reopen: {exc}"
             return
         with v.locks[0]:
             old, v.models[0] = v.models[0], model
