@@ -325,22 +325,28 @@ class _UnimplementedMethods(grpc.GenericRpcHandler):
 
 
 class _BearerTokenCheck(grpc.aio.ServerInterceptor):
-    """Refuses every call without ``authorization: Bearer <token>`` metadata, before its
-    request is decoded."""
+    """Refuses every call but the two health checks (as on REST: supervisors probe them)
+    without ``authorization: Bearer <token>`` metadata, before its request is decoded."""
+
+    OPEN = frozenset(f"/{SERVICE_NAME}/{m}" for m in ("ServerLive", "ServerReady"))
 
     def __init__(self, token: str):
-        self._expected = f"Bearer {token}".encode()
+        self._token = token.encode()
 
-    async def intercept_service(self, continuation, handler_call_details):
+    def _allowed(self, handler_call_details) -> bool:
+        if handler_call_details.method in self.OPEN:
+            return True
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                if hmac.compare_digest(given, self._expected):
-                    return await continuation(handler_call_details)
-                break
+                value = value.decode("latin-1") if isinstance(value, bytes) else value
+                scheme, _, given = value.partition(" ")
+                return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
+        return False
+
+    async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
+        if handler is None or self._allowed(handler_call_details):
+            return handler
 
         async def refuse(request, context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,

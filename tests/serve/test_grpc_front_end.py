@@ -332,12 +332,14 @@ def test_bearer_token(loop):
                 c.infer("echo", [inp], headers=headers)
             assert _code(e.value) == "UNAUTHENTICATED" and "bearer token" in e.value.message()
             with pytest.raises(InferenceServerException) as e:
-                c.is_server_live(headers=headers)
+                c.get_model_metadata("echo", headers=headers)
             assert _code(e.value) == "UNAUTHENTICATED"
+            # the health checks stay open, as on REST: supervisors probe them
+            assert c.is_server_live(headers=headers) and c.is_server_ready(headers=headers)
         assert not service.requests
-        good = {"authorization": "Bearer s3cret"}
-        assert c.is_server_live(headers=good)
-        assert c.infer("echo", [inp], headers=good).as_numpy("x_out").tolist() == [1]
+        for good in ({"authorization": "Bearer s3cret"}, {"authorization": "bearer  s3cret"}):
+            assert c.get_model_metadata("echo", headers=good).name == "echo"
+            assert c.infer("echo", [inp], headers=good).as_numpy("x_out").tolist() == [1]
 
 
 def test_a_taken_port_is_an_error(loop, echo):
