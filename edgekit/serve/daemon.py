@@ -177,7 +177,8 @@ async def serve(config: DaemonConfig, service, sockets: list) -> None:
             bound = await grpc.start()
             log.info("gRPC on %s:%d", config.host, bound)
         where = config.uds or f"http://{config.host}:{sockets[0].getsockname()[1]}"
-        log.info("serving %d model version(s) on %s", len(service.repository_index()), where)
+        ready = sum(1 for m in service.repository_index() if m["state"] == "READY")
+        log.info("serving %d ready model version(s) on %s", ready, where)
         sd_notify("READY=1")
         interval = watchdog_interval_s()
         watchdog = loop.create_task(_watchdog(service, interval)) if interval else None

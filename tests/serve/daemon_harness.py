@@ -21,7 +21,7 @@ from tests.support.shared import REPO, shared_file
 
 KWS_NAME = "kws_ref_model_int8"
 SLOW_NAME = "slow_cnn"
-_SERVING = re.compile(r"serving \d+ model version\(s\) on (\S+)")
+_SERVING = re.compile(r"serving \d+ ready model version\(s\) on (\S+)")
 
 
 def compile_kws(folder: Path) -> Path:

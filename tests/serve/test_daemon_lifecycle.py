@@ -1,0 +1,160 @@
+"""The ``edgekit serve`` process: option checks before anything listens, a taken port,
+systemd's notification protocol (a real unix datagram socket as NOTIFY_SOCKET), SIGTERM
+draining in-flight requests, backpressure (429s counted, nothing lost) and request
+timeouts, on a deliberately slow model compiled by edgekit."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import edgekit.runtime as rt
+from tests.serve.daemon_harness import SLOW_NAME, Daemon, compile_kws, compile_slow, run_cli, running
+
+
+@pytest.fixture(scope="module")
+def slow_bundle(tmp_path_factory):
+    return compile_slow(tmp_path_factory.mktemp("slow") / "models")
+
+
+@pytest.fixture(scope="module")
+def slow_input():
+    return np.random.default_rng(3).standard_normal((1, 64, 64, 8)).astype(np.float32)
+
+
+def _body(x: np.ndarray) -> dict:
+    return {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}],
+            "outputs": [{"name": "y", "parameters": {"binary_data": False}}]}
+
+
+def _metric(url: str, name: str, **labels) -> float:
+    total = 0.0
+    for fam in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for s in fam.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+@pytest.mark.parametrize("args,message", [
+    (["/no/such/folder"], "/no/such/folder does not exist"),
+    (["{models}", "--host", "0.0.0.0"], "--host 0.0.0.0 is reachable from other machines: give --token-file"),
+    (["{models}", "--token-file", "{empty}"], "must hold one token without spaces"),
+    (["{models}", "--uds", "{models}"], "exists and is not a socket"),
+    (["{models}", "--uds", "{sock}", "--grpc-port", "9999"], "--grpc-port listens on TCP"),
+    (["{models}", "--board", "cortex-m4"], "expected NAME=PORT"),
+    (["{models}", "--queue-size", "0"], "--queue-size"),
+])
+def test_bad_options_exit_2_before_listening(slow_bundle, tmp_path, args, message):
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    fill = {"models": str(slow_bundle.parent), "empty": str(empty), "sock": str(tmp_path / "s.sock")}
+    r = run_cli(["serve", *[a.format(**fill) for a in args]])
+    assert r.returncode == 2, r.stderr
+    assert message in " ".join(r.stderr.split())
+
+
+def test_a_taken_port_is_reported(slow_bundle):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run_cli(["serve", slow_bundle, "--port", port])
+    assert r.returncode == 1
+    assert f"127.0.0.1:{port} is already in use" in r.stderr
+
+
+def test_sd_notify_ready_watchdog_stopping(slow_bundle, tmp_path):
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(path)
+        notify.settimeout(30)
+        d = Daemon([slow_bundle, "--poll-interval", 0], env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+        messages = [notify.recv(4096).decode()]
+        assert messages == ["READY=1"]  # not before the model is loaded and the port answers
+        assert httpx.get(f"{d.url}/v2/health/ready").status_code == 200
+        t0 = time.monotonic()
+        while messages.count("WATCHDOG=1") < 3:
+            messages.append(notify.recv(4096).decode())
+        assert time.monotonic() - t0 < 2.0  # every 0.1 s: half of WATCHDOG_USEC
+        assert d.terminate() == 0
+        notify.settimeout(5)
+        while messages[-1] != "STOPPING=1":
+            messages.append(notify.recv(4096).decode())
+    assert set(messages) == {"READY=1", "WATCHDOG=1", "STOPPING=1"}
+
+
+def test_sigterm_drains_in_flight_requests(slow_bundle, slow_input):
+    with rt.open(slow_bundle) as m:
+        want = m.run({"x": slow_input})["y"]
+    d = Daemon([slow_bundle, "--poll-interval", 0])
+    try:
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            def call():
+                r = httpx.post(f"{d.url}/v2/models/{SLOW_NAME}/infer", json=_body(slow_input), timeout=60)
+                return r, time.monotonic()
+
+            futures = [pool.submit(call) for _ in range(6)]
+            time.sleep(0.3)  # all six sent; one worker runs them one after the other
+            sigterm_at = time.monotonic()
+            rc = d.terminate()
+            answers = [f.result() for f in futures]
+        assert rc == 0, d.log()
+        assert [r.status_code for r, _ in answers] == [200] * 6, [r.text for r, _ in answers]
+        for r, _ in answers:
+            assert np.allclose(np.asarray(r.json()["outputs"][0]["data"], np.float32).reshape(want.shape), want,
+                               rtol=1e-5, atol=1e-6)
+        assert any(at > sigterm_at for _, at in answers), "no request was still in flight at SIGTERM"
+        assert "stopping: draining in-flight requests" in d.log()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{d.url}/v2/health/live")
+    finally:
+        d.kill()
+
+
+def test_backpressure_429_and_counters(slow_bundle, slow_input):
+    n = 16
+    with running([slow_bundle, "--queue-size", 1, "--poll-interval", 0]) as d:
+        url = f"{d.url}/v2/models/{SLOW_NAME}/infer"
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            codes = list(pool.map(lambda _: httpx.post(url, json=_body(slow_input), timeout=60).status_code,
+                                  range(n)))
+        ok, busy = codes.count(200), codes.count(429)
+        assert ok + busy == n, codes  # every request answered, with one of the two
+        assert ok >= 1 and busy >= 1, codes
+        assert _metric(d.url, "edgekit_rejected_requests_total", model=SLOW_NAME, reason="overloaded") == busy
+        assert _metric(d.url, "edgekit_requests_total", model=SLOW_NAME, protocol="rest", status="429") == busy
+        assert _metric(d.url, "edgekit_requests_total", model=SLOW_NAME, protocol="rest", status="200") == ok
+        r = httpx.post(url, json=_body(slow_input), timeout=60)
+        assert r.status_code == 200  # the queue drained: served again
+
+
+def test_request_timeout_gives_504(slow_bundle, slow_input):
+    with running([slow_bundle, "--timeout", 0.001, "--poll-interval", 0]) as d:
+        r = httpx.post(f"{d.url}/v2/models/{SLOW_NAME}/infer", json=_body(slow_input), timeout=60)
+        assert r.status_code == 504, r.text
+        assert SLOW_NAME in r.json()["error"]
+        assert httpx.get(f"{d.url}/v2/health/live").status_code == 200
+
+
+def test_a_corrupt_bundle_is_reported_never_served(tmp_path):
+    kws = compile_kws(tmp_path / "good")
+    broken = tmp_path / "models"
+    broken.mkdir()
+    data = bytearray(kws.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # fails verification: reported with the reason, the daemon lives on
+    (broken / "kws.ekb").write_bytes(bytes(data))
+    with running([broken, "--poll-interval", 0]) as d:
+        assert "serving 0 ready model version(s)" in d.log()
+        assert httpx.get(f"{d.url}/v2/health/live").status_code == 200
+        (entry,) = httpx.post(f"{d.url}/v2/repository/index").json()
+        assert entry["state"] == "UNAVAILABLE" and "kws.ekb" in entry["reason"]
+        r = httpx.post(f"{d.url}/v2/models/kws_ref_model_int8/infer", json={"inputs": [
+            {"name": "input_1", "datatype": "INT8", "shape": [1, 49, 10, 1], "data": [0] * 490}]})
+        assert r.status_code == 404 and "kws_ref_model_int8" in r.json()["error"]
