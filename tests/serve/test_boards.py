@@ -3,11 +3,14 @@
 the serial engine) serves an MCU bundle from its repository. Answers are checked against
 edgekit's reference interpreter; then the emulator is killed (SIGKILL, like pulling the
 cable): the model turns unready and answers 503 (ModelUnavailable) while the service
-stays live, and it comes back on its own once the registry's retry reopens it."""
+stays live, and it comes back on its own once the registry's retry reopens it. A new
+version swaps in on the board after its self-test; one whose golden vectors the board
+does not reproduce is rolled back and the old version flashed back."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import time
@@ -16,7 +19,7 @@ import numpy as np
 import pytest
 
 import edgekit
-from edgekit.bundle import compile_bundle
+from edgekit.bundle import compile_bundle, read_bundle, write_bundle
 from edgekit.serve.protocol import InferRequest, InferTensor, ModelUnavailable
 from edgekit.serve.service import InferenceService
 from tests.backends.c.graphs import cases, random_inputs
@@ -108,5 +111,63 @@ def test_board_backed_model_serves_turns_unready_when_the_board_dies_and_recover
         finally:
             await service.stop(drain_timeout_s=5)
         assert _qemu_children() == before  # stopping the service stopped the emulator
+
+    asyncio.run(scenario())
+
+
+def _mcu_bundle(graph, dest, version: str, wrong_golden: bool = False):
+    path = compile_bundle(graph, TARGET, dest, model_version=version).bundle.path
+    if not wrong_golden:
+        return path
+    # the same bundle with golden outputs the model does not give (written by the public writer)
+    b = read_bundle(path)
+    files = {n: b.read(n) for n in b.files}
+    ins, outs = b.golden()
+    buf = io.BytesIO()
+    np.savez(buf, **{"in.0": ins[0], "out.0": (outs[0].astype(np.int16) + 50).clip(-128, 127).astype(np.int8)})
+    files[b.manifest["golden"]["file"]] = buf.getvalue()
+    manifest = {k: v for k, v in b.manifest.items() if k != "files"}
+    path.unlink()
+    return write_bundle(path, manifest, files).path
+
+
+def test_new_version_swaps_in_on_the_board_and_a_failing_one_is_rolled_back(mcu_model, tmp_path):
+    graph3, _, xs = mcu_model
+    graph4 = cases(seed=11)["handmade"]  # other weights: the answers tell the versions apart
+    graph4.name = "tiny_m4"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _mcu_bundle(graph3, repo / "v3.ekb", "3")
+
+    def reference(graph, x):
+        return edgekit.run(graph, {graph.inputs[0]: x})[graph.outputs[0]]
+
+    async def scenario():
+        before = _qemu_children()
+        service = InferenceService([repo], boards={"m4": f"qemu:{TARGET}"}, state_dir=tmp_path / "state",
+                                   poll_interval_s=None, request_timeout_s=20)
+        await service.start()
+        try:
+            x = xs[:1]
+            assert (await service.infer("tiny_m4", None, _request(graph3, x))).model_version == "3"
+            _mcu_bundle(graph4, repo / "v4.ekb", "4")
+            summary = await service.reload()
+            assert "tiny_m4" in str(summary["loaded"]), summary
+            res = await service.infer("tiny_m4", None, _request(graph4, x))
+            assert res.model_version == "4" and np.array_equal(res.outputs[0].data, reference(graph4, x))
+            assert not np.array_equal(reference(graph3, x), reference(graph4, x))
+
+            _mcu_bundle(graph3, repo / "v5.ekb", "5", wrong_golden=True)
+            summary = await service.reload()
+            assert "5" in str(summary["rolled_back"]), summary
+            assert service.model_ready("tiny_m4")
+            res = await service.infer("tiny_m4", None, _request(graph4, x))
+            assert res.model_version == "4" and np.array_equal(res.outputs[0].data, reference(graph4, x))
+            index = {e["version"]: e for e in service.repository_index()}
+            assert "failed its self-test" in index["5"]["reason"] and "differs by" in index["5"]["reason"]
+            assert len(_qemu_children() - before) == 1  # one board, one emulator
+        finally:
+            await service.stop(drain_timeout_s=5)
+        assert _qemu_children() == before
 
     asyncio.run(scenario())
