@@ -1,6 +1,7 @@
 """`pip install edgekit` outside the checkout: build the sdist, the wheel from it, install the
-wheel (with its core dependencies only) into a fresh venv in a temp folder, and run the
-commands that read edgekit's non-Python files from a temp working folder.
+wheel (with its core dependencies only: the device side) into a fresh venv in a temp folder,
+check that the compiler's commands ask for the `compiler` extra there, add that extra, and run
+the commands that read edgekit's non-Python files from a temp working folder.
 
 The dependency versions are pinned to those of the running venv, so pip takes them from its
 cache or the machine's wheel index when it can. Everything runs in one test: under xdist,
@@ -103,13 +104,23 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     python = venv / "bin" / "python"
     # The running venv's pip installs into the new one (no second pip to bootstrap); no
     # extras: the core dependencies of the wheel's metadata, at this venv's versions.
-    run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet",
-         "--constraint", pinned_versions(tmp_path / "constraints.txt"), wheel], cwd=tmp_path, timeout=600)
+    constraints = pinned_versions(tmp_path / "constraints.txt")
+    run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--constraint", constraints, wheel],
+        cwd=tmp_path, timeout=600)
 
     work = tmp_path / "work"
     work.mkdir()
     env = outside_env()
     edgekit = [venv / "bin" / "edgekit"]
+    # The core install is the device side: no onnx, and the compiler's commands say what to add.
+    absent = run([python, "-c", "import importlib.util as u; print([m for m in ('numpy', 'click', 'rich', 'serial', "
+                  "'onnx', 'flatbuffers') if u.find_spec(m) is None])"], cwd=work, env=env).stdout.strip()
+    assert absent == "['onnx', 'flatbuffers']"
+    refused = subprocess.run([*map(str, edgekit), "compile", "m.tflite", "--target", "x86_64"], cwd=work, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "pip install 'edgekit[compiler]'" in " ".join(refused.stderr.split())
+    run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--constraint", constraints,
+         f"{wheel}[compiler]"], cwd=tmp_path, timeout=600)
     site = Path(run([python, "-c", "import edgekit, os; print(os.path.dirname(edgekit.__file__))"],
                     cwd=work, env=env).stdout.strip())
     assert site.is_relative_to(venv) and not site.is_relative_to(REPO)

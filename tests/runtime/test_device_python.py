@@ -60,7 +60,9 @@ def _old_python() -> str | None:
     """An interpreter older than this one with numpy and an engine installed, named by
     $EDGEKIT_DEVICE_PYTHON (e.g. a Python 3.8 venv with numpy<2 and tflite-runtime)."""
     exe = os.environ.get("EDGEKIT_DEVICE_PYTHON")
-    return exe if exe and shutil.which(exe) else None
+    if exe and not shutil.which(exe):   # named but not there: a broken set-up, not an absent one
+        pytest.fail(f"EDGEKIT_DEVICE_PYTHON={exe} is not an executable")
+    return exe or None
 
 
 @pytest.mark.allow_skip("needs an old device-image Python with numpy and an engine, named by "
