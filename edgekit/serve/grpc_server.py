@@ -86,7 +86,7 @@ class GrpcFrontEnd:
         await server.start()
         self._server = server
         self.port = bound
-        log.info("gRPC (Open Inference Protocol) on %s:%d", self.host, bound)
+        log.debug("gRPC (Open Inference Protocol) on %s:%d", self.host, bound)
         return bound
 
     async def stop(self, grace_s: float) -> None:
