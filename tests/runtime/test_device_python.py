@@ -18,15 +18,22 @@ MIN_PYTHON = "3.8"
 
 
 def device_files() -> list[str]:
+    # The runtime with every engine, and the CLI with its device commands (run and bench on a
+    # bundle, flash of a package file, device): what `pip install 'edgekit[runtime-...]'` runs.
     code = ("import importlib, sys\n"
             "import edgekit.runtime\n"
             "for name in edgekit.runtime.engine_names():\n"
             "    importlib.import_module('edgekit.runtime.engines.' + name)\n"
+            "from edgekit.cli.main import COMMANDS\n"
+            "for spec in COMMANDS.values():\n"
+            "    if spec.needs == 'device': importlib.import_module('edgekit.cli.' + spec.module)\n"
+            "import edgekit.device.client, edgekit.device.qemu, edgekit.reference.inputs\n"
             "print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'edgekit')))")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     files = res.stdout.split()
     assert any(f.endswith("runtime/model.py") for f in files) and any(f.endswith("bundle_reader.py") for f in files)
+    assert any(f.endswith("cli/bundle_cmds.py") for f in files) and any(f.endswith("device/client.py") for f in files)
     return files
 
 
