@@ -29,8 +29,8 @@ own opened instance of the version (engines are not shared between threads).
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 
@@ -44,6 +44,8 @@ from edgekit.serve.repository import version_key
 log = logging.getLogger("edgekit.serve")
 
 _STOP = object()
+# States of a queued request (the last element of its item).
+_QUEUED, _TAKEN, _DROPPED = 0, 1, 2
 # How long a swap on a board waits for the requests queued for the old version.
 BOARD_DRAIN_S = 10.0
 
@@ -149,6 +151,59 @@ def _tensor_meta(spec: dict) -> dict:
             "shape": [int(d) for d in spec["shape"]]}
 
 
+class RequestQueue:
+    """A bounded FIFO of requests for one model's workers. Unlike ``queue.Queue`` a request
+    can leave it before a worker takes it (timed out, client gone): ``discard`` frees its
+    place at once, and the workers skip it."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._items = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self.live = 0                     # requests waiting that still count against maxsize
+
+    def put_nowait(self, item: list) -> bool:
+        """Queue ``item`` (a list whose last element is its state); False when full."""
+        with self._cond:
+            if self.live >= self.maxsize:
+                return False
+            self._items.append(item)
+            self.live += 1
+            self._cond.notify()
+        return True
+
+    def discard(self, item: list) -> bool:
+        """Take ``item`` out if no worker has taken it yet; True when it was."""
+        with self._cond:
+            if item[-1] != _QUEUED:
+                return False
+            item[-1] = _DROPPED
+            self.live -= 1
+            return True
+
+    def get(self):
+        """The next request still waiting (or ``_STOP``), marked as taken."""
+        with self._cond:
+            while True:
+                while not self._items:
+                    self._cond.wait()
+                item = self._items.popleft()
+                if item is _STOP:
+                    return item
+                if item[-1] == _QUEUED:
+                    item[-1] = _TAKEN
+                    self.live -= 1
+                    return item
+
+    def put_stop(self) -> None:
+        with self._cond:
+            self._items.append(_STOP)
+            self._cond.notify()
+
+    def qsize(self) -> int:
+        return self.live
+
+
 class ModelSlot:
     """One model: the versions on disk, the one serving, its queue and workers."""
 
@@ -161,7 +216,7 @@ class ModelSlot:
         self.failures = {}           # version -> reason it is not served (load / self-test / rollback)
         self.unavailable = ""        # why the model takes no requests now (board down, swapping on a board)
         self.board = None
-        self.queue = queue.Queue(queue_size)
+        self.queue = RequestQueue(queue_size)
         self._registry = registry
         self.threads = [threading.Thread(target=registry.work, args=(self, i), daemon=True,
                                          name=f"edgekit-serve-{name}-{i}") for i in range(workers)]
@@ -173,7 +228,7 @@ class ModelSlot:
 
     def stop_workers(self) -> None:
         for _ in self.threads:
-            self.queue.put(_STOP)
+            self.queue.put_stop()
 
 
 class Registry:
@@ -207,7 +262,7 @@ class Registry:
             item = get()
             if item is _STOP:
                 return
-            version, feeds, fut, deadline, loop, outputs, request_id = item
+            version, feeds, fut, deadline, loop, outputs, request_id, _state = item
             try:
                 if fut.done() or monotonic() > deadline:
                     continue        # timed out or abandoned while queued: not run

@@ -247,21 +247,29 @@ class InferenceService:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         timeout = request.timeout_s or self.request_timeout_s
-        try:
-            slot.queue.put_nowait((v, feeds, fut, time.monotonic() + timeout, loop, outputs, request.id))
-        except Exception:               # queue.Full
+        item = [v, feeds, fut, time.monotonic() + timeout, loop, outputs, request.id, 0]
+        if not slot.queue.put_nowait(item):
             v.release()
             self._reject(name, "overloaded")
-            raise Overloaded(f"model {name!r}: its queue of {slot.queue.maxsize} requests is full; "
-                             "retry later") from None
+            raise Overloaded(f"model {name!r}: its queue of {slot.queue.maxsize} requests is full; retry later")
         timer = loop.call_later(timeout, _expire, fut, name, timeout)
         try:
             return await fut
         except RequestTimeout:
             self._reject(name, "timeout")
+            self._drop(slot, item)
+            raise
+        except asyncio.CancelledError:   # the client went away
+            self._drop(slot, item)
             raise
         finally:
             timer.cancel()
+
+    @staticmethod
+    def _drop(slot, item: list) -> None:
+        # Not started yet: leave the queue now (its place is free at once) and never run.
+        if slot.queue.discard(item):
+            item[0].release()           # no worker will
 
 
 def _feeds(v, tensors) -> dict:

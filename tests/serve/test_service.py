@@ -176,6 +176,8 @@ def test_full_queue_is_overloaded_at_once_and_a_timed_out_request_is_never_run(b
             for f in queued:
                 with pytest.raises(RequestTimeout, match="no answer within 0.2 s"):
                     await f
+            # their places are free at once, while the worker is still busy
+            assert sample(service, "edgekit_queue_depth", model="tiny") == 0
             gate.set()
             r = await running
             np.testing.assert_allclose(r.outputs[0].data, tiny_expected("tiny", "1", _x(1)), rtol=1e-5, atol=1e-5)
