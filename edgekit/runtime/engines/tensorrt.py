@@ -34,6 +34,7 @@ import os
 import re
 import struct
 import tempfile
+import threading
 
 import numpy as np
 
@@ -217,24 +218,34 @@ class _TensorRTLibrary:
             config.set_flag(trt.BuilderFlag.INT8)    # Q/DQ layers give the scales (explicit quantization)
         if fp16:
             config.set_flag(trt.BuilderFlag.FP16)
-        plan = builder.build_serialized_network(network, config)
+        try:
+            plan = builder.build_serialized_network(network, config)
+        except Exception as exc:  # TensorRT raises its own types for a network it cannot build
+            raise TensorRTBuildError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from None
         if plan is None:
             raise TensorRTBuildError("the builder returned no engine")
         return bytes(plan)
 
     def load(self, plan: bytes):
-        engine = self.trt.Runtime(self.logger).deserialize_cuda_engine(plan)
+        runtime = self.trt.Runtime(self.logger)
+        try:
+            engine = runtime.deserialize_cuda_engine(plan)
+        except Exception as exc:  # TensorRT raises its own types for a plan it cannot read
+            raise TensorRTLoadError(f"TensorRT cannot deserialize the engine ({exc})") from None
         if engine is None:
             raise TensorRTLoadError("TensorRT cannot deserialize the engine")
-        return _CudaRunner(self.trt, self.cudart, engine)
+        # The runtime must outlive the engines it deserialized: the runner keeps it.
+        return _CudaRunner(self.trt, self.cudart, runtime, engine)
 
 
 class _CudaRunner:
     """One execution context with a device buffer per I/O tensor and a stream."""
 
-    def __init__(self, trt, cudart, engine):
+    def __init__(self, trt, cudart, runtime, engine):
         self.cudart = cudart
-        self._engine = engine
+        self._runtime, self._engine = runtime, engine
+        # One set of device buffers: calls from several threads take turns.
+        self._lock = threading.Lock()
         self._context = engine.create_execution_context()
         self._stream = _check(cudart, cudart.cudaStreamCreate())
         self._buffers = []
@@ -261,6 +272,10 @@ class _CudaRunner:
             raise
 
     def run(self, arrays: list) -> list:
+        with self._lock:
+            return self._run(arrays)
+
+    def _run(self, arrays: list) -> list:
         cudart, stream = self.cudart, self._stream
         to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
@@ -285,7 +300,7 @@ class _CudaRunner:
         if self._stream is not None:
             cudart.cudaStreamDestroy(self._stream)
             self._stream = None
-        self._context = self._engine = None
+        self._context = self._engine = self._runtime = None
 
 
 def load_tensorrt():
