@@ -264,22 +264,24 @@ class ServerProcess:
 
 # --- peer venvs ------------------------------------------------------------------------------
 
-def peer_python(name: str, install: bool) -> tuple:
-    """(the peer venv's python, None) or (None, why it is unusable). Builds the venv from
-    bench/peers/<name>.txt when it is missing or older than that file (unless not ``install``)."""
-    requirements = BENCH / "peers" / f"{name}.txt"
-    venv = BENCH / f".peers-venv-{name}"
+def peer_python(name: str, install: bool, peers: Path = BENCH / "peers", venvs: Path = BENCH) -> tuple:
+    """(the peer venv's python, None) or (None, why it is unusable). Builds the venv
+    ``venvs/.peers-venv-<name>`` from ``peers/<name>.txt`` when it is missing or was built from
+    another version of that file (unless not ``install``)."""
+    requirements = peers / f"{name}.txt"
+    venv = venvs / f".peers-venv-{name}"
     python = venv / "bin" / "python"
     stamp = venv / ".edgekit-requirements-sha256"
     want = hashlib.sha256(requirements.read_bytes()).hexdigest()
     if python.exists() and stamp.exists() and stamp.read_text().strip() == want:
         return python, None
     if not install:
-        return None, f"its venv {venv.relative_to(REPO)} is not built (run without --no-peer-install to build it)"
-    print(f"building {venv.relative_to(REPO)} from {requirements.relative_to(REPO)} (pip; needs the network)",
-          flush=True)
-    steps = [[sys.executable, "-m", "venv", "--clear", str(venv)],
-             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(requirements)]]
+        return None, f"its venv {venv} is not built (run without --no-peer-install to build it)"
+    print(f"building {venv} from {requirements} (pip; needs the network)", flush=True)
+    # The venv gets no pip of its own: this interpreter's pip installs into it (pip --python).
+    steps = [[sys.executable, "-m", "venv", "--clear", "--without-pip", str(venv)],
+             [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
+              "--disable-pip-version-check", "-r", str(requirements)]]
     for step in steps:
         try:
             r = subprocess.run(step, capture_output=True, text=True, timeout=1800)
@@ -287,7 +289,7 @@ def peer_python(name: str, install: bool) -> tuple:
             return None, f"building its venv timed out: {shlex.join(step)}"
         if r.returncode != 0:
             last = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()[-1]
-            return None, f"could not build its venv ({shlex.join(step[:3])} ... failed: {last})"
+            return None, f"could not build its venv ({shlex.join(step[:4])} ... failed: {last})"
     stamp.write_text(want + "\n")
     return python, None
 

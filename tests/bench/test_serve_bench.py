@@ -186,6 +186,20 @@ def test_harness_runs_end_to_end_on_the_bare_endpoint(tmp_path):
     assert "Starlette + Uvicorn, bare endpoint" in out.read_text()
 
 
+def test_a_peer_whose_venv_cannot_be_built_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    serve = _module("serve")
+    (tmp_path / "peers").mkdir()
+    (tmp_path / "peers" / "ghost.txt").write_text("edgekit-no-such-package==1.0\n")
+    python, why = serve.peer_python("ghost", install=False, peers=tmp_path / "peers", venvs=tmp_path)
+    assert python is None and "not built" in why and "--no-peer-install" in why
+    monkeypatch.setenv("PIP_NO_INDEX", "1")      # as on a machine with no network
+    python, why = serve.peer_python("ghost", install=True, peers=tmp_path / "peers", venvs=tmp_path)
+    assert python is None
+    assert "could not build its venv" in why and "edgekit-no-such-package" in why
+    # nothing marks the half-built venv as usable: the next run tries again
+    assert not (tmp_path / ".peers-venv-ghost" / ".edgekit-requirements-sha256").exists()
+
+
 @pytest.mark.parametrize("bad", [["--servers", "nginx"], ["--clients", "0"], ["--clients", "a,b"]])
 def test_bad_options_exit_2(bad):
     r = subprocess.run([sys.executable, str(BENCH / "serve.py"), *bad], capture_output=True, text=True,
