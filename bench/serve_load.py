@@ -7,7 +7,7 @@ one prebuilt request and waiting for its answer before sending the next (closed 
 HTTP mode: the request file holds the whole HTTP/1.1 request (head and body), sent as is
 on every connection; responses are parsed by httptools (the C parser Uvicorn uses), so the
 client spends a few microseconds per request instead of the ~1 ms of a Python HTTP client
-(toolchain notes). gRPC mode (--grpc-method): the file holds a serialized request message,
+(toolchain notes), on uvloop when installed. gRPC mode (--grpc-method): the file holds a serialized request message,
 sent through grpc.aio with no (de)serializer, so the client encodes nothing per request.
 
 Prints one JSON object: requests completed inside the measured window, their latency
@@ -156,10 +156,12 @@ def main() -> None:
     request = Path(args.request).read_bytes()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    try:
-        from uvloop import run as run_loop
-    except ImportError:  # plain asyncio: slower, still correct
-        run_loop = asyncio.run
+    run_loop = asyncio.run   # grpc.aio supports asyncio's own loop
+    if not args.grpc_method:
+        try:
+            from uvloop import run as run_loop
+        except ImportError:  # plain asyncio: slower, still correct
+            pass
     cpu0 = time.process_time()
     window = Window(args.warmup, args.seconds)
     if args.grpc_method:
