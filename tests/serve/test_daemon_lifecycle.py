@@ -158,3 +158,22 @@ def test_a_corrupt_bundle_is_reported_never_served(tmp_path):
         r = httpx.post(f"{d.url}/v2/models/kws_ref_model_int8/infer", json={"inputs": [
             {"name": "input_1", "datatype": "INT8", "shape": [1, 49, 10, 1], "data": [0] * 490}]})
         assert r.status_code == 404 and "kws_ref_model_int8" in r.json()["error"]
+
+
+def test_grpc_and_rest_from_one_daemon(slow_bundle, slow_input):
+    import tritonclient.grpc as triton_grpc
+
+    with socket.socket() as s:  # a port free right now for gRPC
+        s.bind(("127.0.0.1", 0))
+        grpc_port = s.getsockname()[1]
+    with running([slow_bundle, "--grpc-port", grpc_port, "--poll-interval", 0]) as d:
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        assert client.is_server_ready() and client.is_model_ready(SLOW_NAME)
+        inp = triton_grpc.InferInput("x", list(slow_input.shape), "FP32")
+        inp.set_data_from_numpy(slow_input)
+        by_grpc = client.infer(SLOW_NAME, [inp]).as_numpy("y")
+        client.close()
+        r = httpx.post(f"{d.url}/v2/models/{SLOW_NAME}/infer", json=_body(slow_input), timeout=60)
+        by_rest = np.asarray(r.json()["outputs"][0]["data"], np.float32).reshape(by_grpc.shape)
+        assert np.array_equal(by_grpc, by_rest)
+        assert _metric(d.url, "edgekit_requests_total", model=SLOW_NAME, protocol="grpc") == 1
