@@ -61,8 +61,8 @@ def parse_boards(values) -> dict:
     for v in values:
         name, sep, port = v.partition("=")
         if not sep or not name or not port:
-            raise BadInputError(f"--board {v!r}: expected NAME=PORT, e.g. cortex-m4=/dev/ttyACM0 "
-                                "or qemu:cortex-m4=qemu:cortex-m4")
+            raise BadInputError(f"--board {v!r}: expected NAME=PORT, e.g. m4=/dev/ttyACM0 or "
+                                "m4=qemu:cortex-m4 (an emulated board)")
         if name in boards:
             raise BadInputError(f"--board {name} given twice")
         boards[name] = port
@@ -94,8 +94,14 @@ def serve() -> None:
               help="Where the active version of each model is kept across restarts.")
 @click.option("--queue-size", type=click.IntRange(1), default=64, show_default=True,
               help="Requests waiting per model before new ones get 429.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Threads per model, each with its own open copy of the model.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
               help="Seconds a request may take (queue and inference) before it gets 504.")
+@click.option("--rollback-window", type=click.IntRange(0), default=100, show_default=True,
+              help="A new version's first N requests decide whether it is rolled back (0: never on errors).")
+@click.option("--rollback-error-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of engine errors within the window that rolls a new version back.")
 @click.option("--max-request-bytes", type=click.IntRange(1024), default=64 * 1024 * 1024, show_default=True,
               help="Largest request body; larger ones get 413.")
 @click.option("--token-file", metavar="FILE", help="Require 'Authorization: Bearer <token>' (all but health checks).")
@@ -108,9 +114,10 @@ def serve() -> None:
               help="Also serve the OIP gRPC API on this port (same host).")
 @click.option("--board", "boards", multiple=True, metavar="NAME=PORT",
               help="A board attached over serial that runs MCU bundles (repeatable, tried in order), "
-                   "e.g. cortex-m4=/dev/ttyACM0.")
-def run_cmd(paths, host, port, uds, state_dir, queue_size, timeout_s, max_request_bytes, token_file,
-            allow_insecure_remote, drain_timeout_s, poll_interval_s, grpc_port, boards) -> None:
+                   "e.g. m4=/dev/ttyACM0; PORT as the serial engine takes it (socket://, rfc2217://, qemu:TARGET).")
+def run_cmd(paths, host, port, uds, state_dir, queue_size, workers, timeout_s, rollback_window, rollback_error_rate,
+            max_request_bytes, token_file, allow_insecure_remote, drain_timeout_s, poll_interval_s, grpc_port,
+            boards) -> None:
     """Serve BUNDLE_OR_DIR... (bundles, or folders of bundles) over the Open Inference
     Protocol (KServe v2) until SIGTERM: REST on --port or --uds, gRPC on --grpc-port, with
     hot swap, rollback and Prometheus metrics (docs/serve.md).
@@ -134,6 +141,8 @@ def run_cmd(paths, host, port, uds, state_dir, queue_size, timeout_s, max_reques
                             "--allow-insecure-remote to serve without a token")
     config = DaemonConfig(repository=list(paths), host=host, port=port, uds=uds, grpc_port=grpc_port,
                           state_dir=state_dir, boards=parse_boards(boards), queue_size=queue_size,
+                          workers_per_model=workers, rollback_window=rollback_window,
+                          rollback_error_rate=rollback_error_rate,
                           request_timeout_s=timeout_s, max_request_bytes=max_request_bytes, token=token,
                           drain_timeout_s=drain_timeout_s, poll_interval_s=poll_interval_s or None)
     raise SystemExit(run(config))

@@ -39,6 +39,9 @@ class DaemonConfig:
     state_dir: str | None = None
     boards: dict = dataclasses.field(default_factory=dict)
     queue_size: int = 64
+    workers_per_model: int = 1
+    rollback_window: int = 100
+    rollback_error_rate: float = 0.5
     request_timeout_s: float = 30.0
     max_request_bytes: int = 64 * 1024 * 1024
     token: str | None = None
@@ -151,6 +154,8 @@ def make_service(config: DaemonConfig):
 
     return InferenceService(list(config.repository), boards=dict(config.boards) or None,
                             state_dir=config.state_dir, queue_size=config.queue_size,
+                            workers_per_model=config.workers_per_model, rollback_window=config.rollback_window,
+                            rollback_error_rate=config.rollback_error_rate,
                             request_timeout_s=config.request_timeout_s, poll_interval_s=config.poll_interval_s)
 
 
