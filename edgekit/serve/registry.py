@@ -350,6 +350,7 @@ class Registry:
 
     def _reconcile_model(self, slot: ModelSlot) -> list:
         rolled = []
+        tried = set()
         for v in list(slot.failures):
             if v not in slot.available:
                 del slot.failures[v]
@@ -367,12 +368,15 @@ class Registry:
             pinned = self.state.active(slot.name)
             order = ([pinned] if pinned in usable else []) + [v for v in usable if v != pinned]
             for v in order:
+                tried.add(v)
                 if self._bring_up(slot, slot.available[v], rolled):
                     break
             if slot.active is None:
                 return rolled
         current = slot.active
         for v in usable:
+            if v in tried:               # failed in this pass already (no board took it, say)
+                continue
             e = slot.available[v]
             newer = version_key(v) > version_key(current.version)
             changed = v == current.version and e.digest != current.entry.digest

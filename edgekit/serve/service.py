@@ -219,7 +219,8 @@ class InferenceService:
         v = slot.active
         if v is None or slot.unavailable:
             self._reject(name, "unavailable")
-            reason = slot.unavailable or slot.failures.get(slot.loading or "", "") or "no version of it is ready"
+            reason = slot.unavailable or ("; ".join(f"version {k}: {r}" for k, r in sorted(slot.failures.items()))
+                                          or "no version of it is ready")
             raise ModelUnavailable(f"model {name!r} is not ready: {reason}")
         if version is not None and version != v.version:
             if version not in slot.available:
