@@ -9,7 +9,8 @@ QEMU runs with ``-icount shift=0`` (timer ticks count guest instructions, repeat
 the tick), semihosting on, no display and no monitor, and its serial port as a TCP
 server with ``wait=on``: the guest starts only once the board connects, so the boot
 banner is never lost. ``QemuBoard`` reads the banner and hands that connection to the
-first ``connect()``.
+first ``connect()``. ``nodelay=on``: the UART sends its bytes one by one, and with Nagle's
+algorithm each response then waited for the host's delayed ACK (about 40 ms a request).
 
 QEMU is always stopped: on ``__exit__`` (exceptions and Ctrl-C included), at interpreter
 exit (atexit), on SIGTERM (a handler installed while boards run, when the default
@@ -164,7 +165,7 @@ class QemuBoard:
                                f"mem-path={ram},share=on",
                     "-machine", "memory-backend=ekram"]
         cmd += ["-kernel", str(self.elf),
-                "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", *self.extra_args]
+                "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on", *self.extra_args]
         return cmd
 
     def _ram_size(self) -> str:

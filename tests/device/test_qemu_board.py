@@ -52,7 +52,7 @@ def test_start_banner_echo_kill_restart_stop(echo_elf):
         assert board.running and board.banner.startswith("edgekit-fw 0.0.1 proto 1")
         cmd = board.command(board.port)
         assert cmd[cmd.index("-M") + 1] == "mps2-an386" and "shift=0" in cmd
-        assert f"tcp:127.0.0.1:{board.port},server=on,wait=on" in cmd
+        assert f"tcp:127.0.0.1:{board.port},server=on,wait=on,nodelay=on" in cmd
         link = board.connect()
         assert link.banner.startswith(b"edgekit-fw")
         link.write(b"ping\x00")
