@@ -177,3 +177,23 @@ def test_grpc_and_rest_from_one_daemon(slow_bundle, slow_input):
         by_rest = np.asarray(r.json()["outputs"][0]["data"], np.float32).reshape(by_grpc.shape)
         assert np.array_equal(by_grpc, by_rest)
         assert _metric(d.url, "edgekit_requests_total", model=SLOW_NAME, protocol="grpc") == 1
+
+
+def test_systemd_unit_matches_what_the_daemon_does():
+    import configparser
+
+    from tests.support.shared import REPO
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(REPO / "docs" / "edgekit-serve.service")
+    service = unit["Service"]
+    assert service["Type"] == "notify"  # the daemon sends READY=1 (test_sd_notify_ready_watchdog_stopping)
+    assert int(service["WatchdogSec"]) > 0 and service["Restart"] == "on-failure"
+    argv = service["ExecStart"].split()
+    assert argv[0].endswith("/edgekit") and argv[1] == "serve"
+    # the unit's own options are ones the command takes
+    r = run_cli(["serve", "--help"])
+    options = [a for a in argv[2:] if a.startswith("--")]
+    assert options and all(o in r.stdout for o in options), options
+    assert service["ExecReload"].split()[1:3] == ["serve", "reload"]
