@@ -583,7 +583,16 @@ class Registry:
         try:
             model = self.opener(v.entry.path, v.port)
         except Exception as exc:
-            slot.unavailable = f"board {v.board} ({v.port}): the model did not reopen: {exc}"
+            slot.unavailable = f"board {v.board} ({v.port}) stopped answering; reopening the model failed: {exc}"
+            return
+        try:
+            result = model.self_test()
+            problem = "" if result.passed else "; ".join(result.failures[:3])
+        except Exception as exc:
+            problem = f"self-test raised {exc}"
+        if problem:
+            model.close()
+            slot.unavailable = f"board {v.board} ({v.port}) answers again but fails the self-test: {problem}"
             return
         with v.locks[0]:
             old, v.models[0] = v.models[0], model

@@ -97,3 +97,15 @@ def bundle_factory(tmp_path_factory):
         return target
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mcu_bundle(tmp_path_factory):
+    """(path, graph) of a small int8 model compiled for cortex-m4 (an MCU bundle: its
+    model package runs on a board's firmware)."""
+    from tests.backends.c.graphs import handmade_int8_graph
+
+    graph = handmade_int8_graph(np.random.default_rng(0))
+    path = tmp_path_factory.mktemp("serve-mcu") / "handmade_m4.ekb"
+    compile_bundle(graph, "cortex-m4", path, model_version="1")
+    return path, graph
