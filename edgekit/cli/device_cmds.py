@@ -55,7 +55,9 @@ def _check_package_file(path: str) -> None:
     if not p.is_file():
         raise BadInputError(f"file not found: {path}")
     with open(p, "rb") as f:
-        if f.read(4) != MAGIC:
+        if f.read(4) != MAGIC:   # a model file: packed after HELLO, by the compiler
+            require_compiler("edgekit flash MODEL (a model file; a package file from `edgekit package` needs no "
+                             "compiler)")
             return
     data = p.read_bytes()
     header = verify_package(data)
@@ -97,7 +99,6 @@ def _load_package_or_model(path: str, target: str | None, device_target: str, na
             raise BadInputError(f"{path} is a package for {header.target}; the device is a "
                                 f"{device_target}")
         return data, name or header.name, f"package {p.name}"
-    require_compiler("edgekit flash MODEL (a model file; a package file from `edgekit package` needs no compiler)")
     from edgekit.bundle.micro_package_writer import pack_model
     from edgekit.cli.common import load_model_cli
 
@@ -243,8 +244,6 @@ def device_info(port: str, as_json: bool, timeout: float, retries: int, baudrate
 def device_infer(port: str, input_path: str, out_path: str | None, model_path: str | None,
                  output_dtype: str, quantize_inputs: bool, timeout: float, retries: int, baudrate: int) -> None:
     """Run the device's active model on the input(s); print outputs and timer ticks."""
-    from edgekit.reference.inputs import check_finite
-
     out_file = output_file(out_path, "--out", (".npy",)) if out_path else None
     data = load_arrays(input_path)
     graph = None
@@ -262,6 +261,8 @@ def device_infer(port: str, input_path: str, out_path: str | None, model_path: s
         # path, with no INFER round trip that the device answers "too large".
         output_bytes = sum(graph.tensor(o).nbytes for o in graph.outputs)
     else:
+        from edgekit.reference.inputs import check_finite
+
         if isinstance(data, dict):
             if len(data) != 1:
                 raise BadInputError(f"{input_path} holds {sorted(data)}: give one array (or --model)")

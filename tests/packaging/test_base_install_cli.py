@@ -95,6 +95,8 @@ def test_run_and_bench_a_bundle_without_the_compiler(onnxruntime_bundle):
     ["compile", "--help"],
     ["inspect", "m.tflite"],
     ["run", "m.tflite", "--input", "x.npy"],     # run on a model file: the reference interpreter
+    ["flash", "m.tflite", "--port", "loop://"],   # a model file is packed by the compiler: refused before connecting
+    ["device", "infer", "--port", "loop://", "--input", "x.npy", "--model", "m.tflite"],
 ])
 def test_compiler_commands_exit_2_naming_the_extra(onnxruntime_bundle, args):
     d, _ = onnxruntime_bundle
