@@ -176,7 +176,9 @@ def test_killed_board_makes_the_model_unavailable_and_a_fresh_open_works(image, 
     finally:
         m.close()
     assert set(_qemu_children()) == before
-    with rt.open(bundles["m4"], engine="serial", engine_options={"port": port}) as m:
+    # (this time with the firmware ELF given, as from edgekit build-firmware)
+    with rt.open(bundles["m4"], engine="serial", engine_options={"port": port,
+                                                                "firmware": str(models.slot_elf(TARGET))}) as m:
         assert m.healthy()
         assert np.array_equal(_run_all(m, xs[2:4]), _reference(graph, xs[2:4]))
     assert set(_qemu_children()) == before  # close stopped the board it started
