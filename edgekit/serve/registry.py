@@ -406,7 +406,7 @@ class Registry:
             return False
         finally:
             slot.loading = None
-        self._switch(slot, new)
+        self._switch(slot, new, old)
         return True
 
     def _load(self, slot: ModelSlot, entry, prefer_board: str | None) -> LoadedVersion:
@@ -495,8 +495,7 @@ class Registry:
             if slot.active is not None or slot.unavailable.startswith("swapping"):
                 slot.unavailable = ""
 
-    def _switch(self, slot: ModelSlot, new: LoadedVersion) -> None:
-        old = slot.active
+    def _switch(self, slot: ModelSlot, new: LoadedVersion, old: LoadedVersion | None) -> None:
         if slot.previous is not None and slot.previous is not old:
             slot.previous.retire()
         slot.active = new                         # the atomic switch
@@ -512,8 +511,6 @@ class Registry:
             log.info("model %s: serving version %s (was %s)", slot.name, new.version, old.version)
         else:
             log.info("model %s: serving version %s", slot.name, new.version)
-        if self.rollback_window <= 0:
-            new.counted = 0
         self.state.set_active(slot.name, new.version)
 
     def _record_rollback(self, slot: ModelSlot, entry, kind: str, reason: str) -> None:

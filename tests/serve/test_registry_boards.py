@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import edgekit
-from edgekit.bundle import read_bundle
+from edgekit.bundle import read_bundle, write_bundle
 from edgekit.errors import BadInputError
 from edgekit.runtime import SelfTestResult, TensorSpec
 from edgekit.runtime.engines import EngineUnavailableError
@@ -32,16 +32,20 @@ class FakeBoard:
         self.target = target
         self.alive = True
         self.opens = 0
+        self.flashed = []                 # model versions opened on it, in order
+        self.failing_self_test = set()
 
 
 class FakeBoardModel:
     """What the serial engine's Model offers the registry, over a FakeBoard: outputs are
-    the input's first element repeated, so a test can tell the call went through."""
+    the input's first element plus the model version, so a test can tell the call went
+    through and which version answered."""
 
     engine = "serial"
 
     def __init__(self, path, board: FakeBoard):
         manifest = read_bundle(path).manifest
+        self.version = int(manifest["model"]["version"])
         self.inputs = [TensorSpec.from_manifest(s) for s in manifest["inputs"]]
         self.outputs = [TensorSpec.from_manifest(s) for s in manifest["outputs"]]
         self.board = board
@@ -50,10 +54,12 @@ class FakeBoardModel:
     def run(self, feeds):
         if not self.board.alive:
             raise EngineUnavailableError("board at fake port stopped answering")
-        first = next(iter(feeds.values())).flat[0]
+        first = int(next(iter(feeds.values())).flat[0]) + self.version
         return {o.name: np.full(o.shape, first, o.dtype) for o in self.outputs}
 
     def self_test(self):
+        if self.version in self.board.failing_self_test:
+            return SelfTestResult(False, 4, ["vector 0, output 'y': differs by 9 steps (at most 0 allowed)"])
         return SelfTestResult(True, 4, [])
 
     def healthy(self) -> bool:
@@ -75,7 +81,9 @@ def fake_opener(boards: dict):
             raise BadInputError(f"the board on {port} runs firmware for {board.target!r}, the bundle is for "
                                 f"{target!r}")
         board.opens += 1
-        return FakeBoardModel(path, board)
+        model = FakeBoardModel(path, board)
+        board.flashed.append(model.version)
+        return model
     return opener
 
 
@@ -104,7 +112,7 @@ def test_an_mcu_bundle_serves_on_the_first_board_that_accepts_it_and_a_silent_bo
             meta = service.model_metadata("handmade")
             assert meta["platform"] == "edgekit-serial"
             r = await service.infer("handmade", None, _int8_request(graph, 5))
-            assert int(r.outputs[0].data.flat[0]) == 5
+            assert int(r.outputs[0].data.flat[0]) == 5 + 1
             # the board stops answering: a request gets 503, the model and the service turn unready
             boards["fake:m4"].alive = False
             with pytest.raises(ModelUnavailable, match="stopped answering"):
@@ -123,7 +131,7 @@ def test_an_mcu_bundle_serves_on_the_first_board_that_accepts_it_and_a_silent_bo
             await service.reload()
             assert service.ready() and boards["fake:m4"].opens == 2
             r = await service.infer("handmade", None, _int8_request(graph, -3))
-            assert int(r.outputs[0].data.flat[0]) == -3
+            assert int(r.outputs[0].data.flat[0]) == -3 + 1
             assert sample(service, "edgekit_rejected_requests_total", model="handmade", reason="unavailable") == 1
         finally:
             await service.stop()
@@ -193,6 +201,50 @@ def test_an_mcu_bundle_on_an_emulated_cortex_m4_board(mcu_bundle, tmp_path):
                 assert np.array_equal(r.outputs[0].data, want)
             await service.reload()              # the health ping answers
             assert service.ready()
+        finally:
+            await service.stop()
+
+    asyncio.run(main())
+
+
+def _mcu_version(src, dest, version: str):
+    """A copy of MCU bundle ``src`` as another model version, through the bundle writer."""
+    b = read_bundle(src)
+    manifest = {k: v for k, v in b.manifest.items() if k != "files"}
+    manifest["model"] = dict(manifest["model"], version=version)
+    return write_bundle(dest, manifest, {n: b.read(n) for n in b.files}).path
+
+
+def test_a_swap_on_a_board_flashes_the_new_version_and_a_failed_one_flashes_the_old_back(mcu_bundle, tmp_path):
+    path, graph = mcu_bundle
+    repo, state_dir = tmp_path / "repo", tmp_path / "state"
+    repo.mkdir()
+    shutil.copyfile(path, repo / "handmade_v1.ekb")
+    boards = {"fake:m4": FakeBoard("cortex-m4")}
+    board = boards["fake:m4"]
+    board.failing_self_test.add(3)
+
+    async def main():
+        service = InferenceService([repo], state_dir=state_dir, boards={"m4": "fake:m4"}, poll_interval_s=None)
+        service.registry.opener = fake_opener(boards)
+        await service.start()
+        try:
+            assert int((await service.infer("handmade", None, _int8_request(graph, 0))).outputs[0].data.flat[0]) == 1
+            _mcu_version(path, repo / "handmade_v2.ekb", "2")
+            assert (await service.reload())["loaded"] == ["handmade/2"]
+            r = await service.infer("handmade", None, _int8_request(graph, 0))
+            assert (r.model_version, int(r.outputs[0].data.flat[0])) == ("2", 2)
+            assert sample(service, "edgekit_model_swaps_total", model="handmade") == 1
+            # version 3 fails its self-test on the board: version 2 is flashed back and serves
+            _mcu_version(path, repo / "handmade_v3.ekb", "3")
+            assert (await service.reload())["rolled_back"] == ["handmade/3"]
+            assert board.flashed == [1, 2, 3, 2]
+            r = await service.infer("handmade", None, _int8_request(graph, 0))
+            assert (r.model_version, int(r.outputs[0].data.flat[0])) == ("2", 2)
+            assert service.ready()
+            assert sample(service, "edgekit_model_rollbacks_total", model="handmade", reason="self_test_failed") == 1
+            state = json.loads((state_dir / "state.json").read_text())["models"]["handmade"]
+            assert state["active"] == "2" and "differs by 9 steps" in state["rolled_back"]["3"]["reason"]
         finally:
             await service.stop()
 
