@@ -248,3 +248,47 @@ def test_cli_device_commands_under_an_old_python(tmp_path):
         message = " ".join(res.stderr.split())
         assert "pip install 'edgekit[compiler]'" in message and "Python 3.11 or newer" in message, message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.allow_skip(OLD_PYTHON_REASON)
+def test_flash_and_device_commands_under_an_old_python(tmp_path):
+    """A board with edgekit's firmware (QEMU mps2-an386) driven by the old interpreter's
+    edgekit: flash a package file the host packed, read it back as the active model, and run
+    inferences whose outputs are the reference interpreter's, bit for bit."""
+    exe = _old_python()
+    if exe is None:
+        pytest.skip("set EDGEKIT_DEVICE_PYTHON to a Python 3.8/3.9 with numpy and an engine installed "
+                    "(scripts/device_python.sh)")
+    import json
+
+    import numpy as np
+
+    from edgekit.bundle import pack_model, read_package_header
+    from edgekit.device.qemu import QemuBoard
+    from edgekit.hil import prepare_inputs, reference_outputs
+    from tests.device import models
+
+    graph, x = models.digits()
+    package = tmp_path / "digits.ekpkg"
+    package.write_bytes(pack_model(graph, "cortex-m4", name="digits-old"))
+    feeds = prepare_inputs(graph, x[:4])
+    xq = feeds[graph.inputs[0]]
+    np.save(tmp_path / "x.npy", xq)
+    edgekit_cmd = ["-m", "edgekit.cli.main"]
+    with QemuBoard("cortex-m4", models.slot_elf("cortex-m4")) as board:
+        board.connect().close()   # QEMU serves one connection at a time: free it for the CLI
+        res = _run_old(exe, [*edgekit_cmd, "flash", package, "--port", board.url])
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "flashed 'digits-old' to slot" in res.stdout
+        res = _run_old(exe, [*edgekit_cmd, "device", "info", "--port", board.url, "--json"])
+        assert res.returncode == 0, res.stdout + res.stderr
+        info = json.loads(res.stdout)
+        active = [s for s in info["info"]["slots"] if s["state"] == "active"]
+        assert [s["name"] for s in active] == ["digits-old"]
+        assert active[0]["model_hash"] == read_package_header(package.read_bytes()).model_id
+        res = _run_old(exe, [*edgekit_cmd, "device", "infer", "--port", board.url, "--input", tmp_path / "x.npy",
+                             "--out", tmp_path / "y.npy"])
+        assert res.returncode == 0, res.stdout + res.stderr
+    want = reference_outputs(graph, feeds)[graph.outputs[0]]
+    assert np.array_equal(np.load(tmp_path / "y.npy").reshape(want.shape), want)
