@@ -538,11 +538,12 @@ class Registry:
             except LoadFailed as exc:
                 log.warning("model %s: %s, and the earlier version did not come back: %s", slot.name, reason, exc)
                 return
+        # Persisted first: a kill from here on restarts on the version rolled back to.
+        self._record_rollback(slot, bad.entry, "error_rate", reason)
+        self.state.set_active(slot.name, back.version)
         slot.previous = None
         slot.active = back
         bad.retire()
-        self._record_rollback(slot, bad.entry, "error_rate", reason)
-        self.state.set_active(slot.name, back.version)
 
     def state_previous(self, slot: ModelSlot, bad: LoadedVersion) -> str | None:
         """The newest version below ``bad`` that is on disk and not rolled back."""
