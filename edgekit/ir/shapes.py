@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 
 from edgekit.ir.ops import OpType
 
-Shape = tuple[int, ...]
+# typing.Tuple: `edgekit device infer` loads this module (through edgekit.reference.inputs) on
+# the device images' Python 3.8, where tuple[...] outside an annotation is a TypeError.
+Shape = Tuple[int, ...]
 
 
 def conv_output_hw(in_hw, kernel_hw, strides, dilations, pads) -> tuple[int, int]:
