@@ -33,6 +33,7 @@ from edgekit.serve.protocol import InferRequest, InferTensor, InvalidRequest, Mo
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "inference.GRPCInferenceService"
+UNKNOWN_MODEL = "_unknown"  # the metrics' model label for a model or version that does not exist (as REST's)
 
 # The typed field of InferTensorContents that carries each datatype (FP16: raw only).
 CONTENTS_FIELD = {
@@ -169,10 +170,11 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         return reply
 
     def _observe(self, model: str, started: float, status: str) -> None:
-        # A failed request may name no model the service has: count it under "" so that
-        # clients cannot grow the metrics' label set (failures only: the check costs a lookup).
-        if status != "OK" and not self._known(model):
-            model = ""
+        # A request for a model or version that does not exist counts under UNKNOWN_MODEL, as
+        # on REST: a label per made-up name would grow without bound (failures only: the
+        # check costs a lookup).
+        if status == "NOT_FOUND" or (status != "OK" and not self._known(model)):
+            model = UNKNOWN_MODEL
         self.metrics.observe_request(model, "grpc", time.perf_counter() - started, status)
 
     def _known(self, model: str) -> bool:

@@ -191,8 +191,8 @@ def test_fp16_has_no_typed_field(echo):
     assert "'x'" in e.value.details() and "raw_input_contents" in e.value.details()
 
 
-def _infer_raw(stub, pb, inputs, raw, **fields):
-    req = pb.ModelInferRequest(model_name="echo", **fields)
+def _infer_raw(stub, pb, inputs, raw, model_name="echo"):
+    req = pb.ModelInferRequest(model_name=model_name)
     for name, datatype, shape in inputs:
         req.inputs.add(name=name, datatype=datatype, shape=shape)
     req.raw_input_contents.extend(raw)
@@ -255,7 +255,7 @@ def test_service_errors_map_to_their_grpc_code_with_the_message(echo, error, cod
     with pytest.raises(InferenceServerException) as e:
         client(url).infer("echo", [inp])
     assert _code(e.value) == code and e.value.message() == str(error)
-    assert service.metrics.observed == [("echo", "grpc", code)]
+    assert service.metrics.observed == [("_unknown" if code == "NOT_FOUND" else "echo", "grpc", code)]
 
 
 def test_unknown_model_is_counted_without_its_name(echo):
@@ -265,7 +265,12 @@ def test_unknown_model_is_counted_without_its_name(echo):
     with pytest.raises(InferenceServerException) as e:
         client(url).infer("no-such-model", [inp])
     assert _code(e.value) == "NOT_FOUND"
-    assert service.metrics.observed == [("", "grpc", "NOT_FOUND")]
+    assert service.metrics.observed == [("_unknown", "grpc", "NOT_FOUND")]
+    # garbage for a made-up name: not counted under that name either
+    service.metrics.observed.clear()
+    with raw_stub(url) as (stub, pb), pytest.raises(grpc.RpcError):
+        _infer_raw(stub, pb, [("x", "INT8", [4])], [b"\0"], model_name="made-up")
+    assert service.metrics.observed == [("_unknown", "grpc", "INVALID_ARGUMENT")]
 
 
 def test_unexpected_service_failure_is_internal_and_the_server_lives_on(echo, caplog):
