@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import socket
+import threading
 import time
 
 import httpx
@@ -93,20 +94,31 @@ def test_sd_notify_ready_watchdog_stopping(slow_bundle, tmp_path):
 def test_sigterm_drains_in_flight_requests(slow_bundle, slow_input):
     with rt.open(slow_bundle) as m:
         want = m.run({"x": slow_input})["y"]
+    n = 6
     d = Daemon([slow_bundle, "--poll-interval", 0])
     try:
-        with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            def call():
-                r = httpx.post(f"{d.url}/v2/models/{SLOW_NAME}/infer", json=_body(slow_input), timeout=60)
+        clients = [httpx.Client(base_url=d.url, timeout=60) for _ in range(n)]
+        for c in clients:  # each on its own keep-alive connection, accepted before the burst
+            assert c.get("/v2/health/live").status_code == 200
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            def call(c):
+                r = c.post(f"/v2/models/{SLOW_NAME}/infer", json=_body(slow_input))
                 return r, time.monotonic()
 
-            futures = [pool.submit(call) for _ in range(6)]
-            time.sleep(0.3)  # all six sent; one worker runs them one after the other
+            futures = [pool.submit(call, c) for c in clients]
+            # SIGTERM once the daemon holds them all: one worker runs them one after the other
+            deadline = time.monotonic() + 30
+            while (_metric(d.url, "edgekit_queue_depth", model=SLOW_NAME)
+                   + _metric(d.url, "edgekit_requests_total", model=SLOW_NAME)) < n - 1:
+                assert time.monotonic() < deadline, d.log()
+                time.sleep(0.005)
             sigterm_at = time.monotonic()
             rc = d.terminate()
             answers = [f.result() for f in futures]
+        for c in clients:
+            c.close()
         assert rc == 0, d.log()
-        assert [r.status_code for r, _ in answers] == [200] * 6, [r.text for r, _ in answers]
+        assert [r.status_code for r, _ in answers] == [200] * n, [r.text for r, _ in answers]
         for r, _ in answers:
             assert np.allclose(np.asarray(r.json()["outputs"][0]["data"], np.float32).reshape(want.shape), want,
                                rtol=1e-5, atol=1e-6)
@@ -122,9 +134,19 @@ def test_backpressure_429_and_counters(slow_bundle, slow_input):
     n = 16
     with running([slow_bundle, "--queue-size", 1, "--poll-interval", 0]) as d:
         url = f"{d.url}/v2/models/{SLOW_NAME}/infer"
+        clients = [httpx.Client(timeout=60) for _ in range(n)]
+        for c in clients:  # connections made before the burst, so the requests arrive together
+            assert c.get(f"{d.url}/v2/health/live").status_code == 200
+        start = threading.Barrier(n)
+
+        def call(c):
+            start.wait()
+            return c.post(url, json=_body(slow_input)).status_code
+
         with concurrent.futures.ThreadPoolExecutor(n) as pool:
-            codes = list(pool.map(lambda _: httpx.post(url, json=_body(slow_input), timeout=60).status_code,
-                                  range(n)))
+            codes = list(pool.map(call, clients))
+        for c in clients:
+            c.close()
         ok, busy = codes.count(200), codes.count(429)
         assert ok + busy == n, codes  # every request answered, with one of the two
         assert ok >= 1 and busy >= 1, codes
