@@ -102,8 +102,9 @@ class InferenceService:
         return True
 
     def ready(self) -> bool:
-        models = self.registry.models
-        return self._started and not self._draining and all(s.ready() for s in models.values())
+        # list(): the loader thread may add or drop a model meanwhile
+        models = list(self.registry.models.values())
+        return self._started and not self._draining and all(s.ready() for s in models)
 
     async def reload(self) -> dict:
         """Scan the repository now; {"loaded": [...], "rolled_back": [...], "unchanged": [...]}."""
@@ -179,7 +180,7 @@ class InferenceService:
 
     def repository_index(self) -> list:
         rows = []
-        for name, slot in sorted(self.registry.models.items()):
+        for name, slot in sorted(self.registry.models.copy().items()):
             active = slot.active
             for v in sorted(slot.available, key=version_key):
                 if slot.loading == v:
@@ -195,7 +196,7 @@ class InferenceService:
         return rows
 
     def _gauges(self):
-        for name, slot in list(self.registry.models.items()):
+        for name, slot in list(self.registry.models.copy().items()):
             active = slot.active
             yield name, None if active is None else active.version, slot.queue.qsize()
 
@@ -219,7 +220,8 @@ class InferenceService:
         v = slot.active
         if v is None or slot.unavailable:
             self._reject(name, "unavailable")
-            reason = slot.unavailable or ("; ".join(f"version {k}: {r}" for k, r in sorted(slot.failures.items()))
+            failures = sorted(slot.failures.copy().items())
+            reason = slot.unavailable or ("; ".join(f"version {k}: {r}" for k, r in failures)
                                           or "no version of it is ready")
             raise ModelUnavailable(f"model {name!r} is not ready: {reason}")
         if version is not None and version != v.version:
