@@ -34,7 +34,7 @@ def daemon(tmp_path_factory):
 
 
 def _fuzz(op, base_url: str, excluded: list) -> None:
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
     @given(case=op.as_strategy())
     def check(case):
         case.call_and_validate(base_url=base_url, headers=AUTH, excluded_checks=excluded)

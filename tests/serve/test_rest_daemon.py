@@ -142,9 +142,11 @@ def _binary(header: dict, blob: bytes, header_length: int | None = None) -> tupl
     (_kws_input(data=["a"] * 490), 400, "input 'input_1': data of datatype INT8 must hold numbers"),
     (_kws_input(datatype="INT9"), 400, "unknown datatype 'INT9'"),
     (_kws_input(shape=[1, -49]), 400, "input 'input_1': shape must be a list of non-negative integers"),
-    (_kws_input(datatype="FP32"), 400, "FP32"),
-    (_kws_input(shape=[1, 490], data=[0] * 490), 400, "[1, 490]"),
-    (_kws_input(name="input_2"), 400, "input_2"),
+    (_kws_input(datatype="FP32"), 400, f"input 'input_1' has datatype FP32; model '{KWS_NAME}' takes INT8"),
+    (_kws_input(shape=[1, 490], data=[0] * 490), 400,
+     f"input 'input_1' has shape [1, 490]; model '{KWS_NAME}' takes exactly [1, 49, 10, 1]"),
+    (_kws_input(name="input_2"), 400, f"unknown input 'input_2'; model '{KWS_NAME}' takes ['input_1']"),
+    ({**_kws_input(), "outputs": [{"name": "nope"}]}, 400, "'nope'"),
 ])
 def test_client_errors_name_the_problem(daemon, body, status, message):
     r = _infer(daemon.url, body)
@@ -178,9 +180,9 @@ def test_binary_extension_errors(daemon, kws_x):
 
 def test_unknown_model_version_and_endpoint(daemon):
     r = _infer(daemon.url, _kws_input(), model="nope")
-    assert r.status_code == 404 and "nope" in r.json()["error"]
+    assert r.status_code == 404 and r.json() == {"error": "unknown model 'nope'"}
     r = httpx.post(f"{daemon.url}/v2/models/{KWS_NAME}/versions/9/infer", json=_kws_input())
-    assert r.status_code == 404 and "9" in r.json()["error"]
+    assert r.status_code == 404 and r.json() == {"error": f"model '{KWS_NAME}' has no version '9'"}
     r = httpx.get(f"{daemon.url}/v2/nothing")
     assert r.status_code == 404 and r.json() == {"error": "no such endpoint: /v2/nothing"}
     r = httpx.get(f"{daemon.url}/v2/models/{KWS_NAME}/infer")
