@@ -472,14 +472,7 @@ class Registry:
         # finish on the old version, flash the new one; on failure flash the old one back.
         slot.unavailable = f"swapping to version {entry.version} on board {old.board}"
         try:
-            old.retire()
-            deadline = time.monotonic() + BOARD_DRAIN_S
-            while not old.closed and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if not old.closed:
-                with old._lock:
-                    old.closed = True
-                old._close_models()
+            _drain_and_close(old)
             slot.active = None
             try:
                 return self._load(slot, entry, prefer_board=old.board)
@@ -531,13 +524,20 @@ class Registry:
             if entry is None:
                 log.warning("model %s: %s, but there is no earlier version to go back to", slot.name, reason)
                 return
+            if bad.board is not None:       # one model per board: flash the earlier one in its place
+                slot.unavailable = f"rolling back to version {entry.version} on board {bad.board}"
+                _drain_and_close(bad)
             try:
-                if bad.board is not None:
-                    bad.retire()
                 back = self._load(slot, entry, prefer_board=bad.board)
             except LoadFailed as exc:
                 log.warning("model %s: %s, and the earlier version did not come back: %s", slot.name, reason, exc)
+                if bad.board is not None:
+                    slot.active = None
+                    slot.unavailable = f"{reason}; the earlier version did not come back on the board: {exc}"
                 return
+            finally:
+                if bad.board is not None and slot.unavailable.startswith("rolling back"):
+                    slot.unavailable = ""
         # Persisted first: a kill from here on restarts on the version rolled back to.
         self._record_rollback(slot, bad.entry, "error_rate", reason)
         self.state.set_active(slot.name, back.version)
@@ -614,6 +614,19 @@ class Registry:
         for slot in self.models.values():
             self._unload(slot)
         self.models = {}
+
+
+def _drain_and_close(old: LoadedVersion) -> None:
+    """Take no new requests on ``old``, wait (up to BOARD_DRAIN_S) for its queued ones, close it."""
+    old.retire()
+    deadline = time.monotonic() + BOARD_DRAIN_S
+    while not old.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with old._lock:
+        close = not old.closed
+        old.closed = True
+    if close:
+        old._close_models()
 
 
 def _unavailable(name: str, reason: str):

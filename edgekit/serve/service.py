@@ -231,22 +231,19 @@ class InferenceService:
             self._reject(name, "unavailable")
             raise ModelUnavailable(f"model {name!r} version {version!r} is not the version served "
                                    f"({v.version})")
-        try:
-            feeds = _feeds(v, request.inputs)
-            outputs = request.outputs
-            if outputs is not None:
-                unknown = [o for o in outputs if o not in v.output_names]
-                if unknown:
-                    raise InvalidRequest(f"unknown output(s) {unknown}; model {name!r} has outputs "
-                                         f"{sorted(v.output_names)}")
-        except InvalidRequest:
-            self._reject(name, "invalid")
-            raise
-        while not v.acquire():          # switched away between the read and now: take the new one
+        feeds = self._checked_feeds(v, request)
+        outputs = request.outputs
+        if not v.acquire():
+            # switched away between the read and now: once more against the version now served
             v = slot.active
-            if v is None:
+            if v is None or slot.unavailable or version is not None or not v.acquire():
                 self._reject(name, "unavailable")
-                raise ModelUnavailable(f"model {name!r} is not ready")
+                raise ModelUnavailable(f"model {name!r} is not ready: its version is being replaced")
+            try:
+                feeds = self._checked_feeds(v, request)
+            except InvalidRequest:
+                v.release()
+                raise
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         timeout = request.timeout_s or self.request_timeout_s
@@ -267,6 +264,19 @@ class InferenceService:
             raise
         finally:
             timer.cancel()
+
+    def _checked_feeds(self, v, request: InferRequest) -> dict:
+        try:
+            feeds = _feeds(v, request.inputs)
+            if request.outputs is not None:
+                unknown = [o for o in request.outputs if o not in v.output_names]
+                if unknown:
+                    raise InvalidRequest(f"unknown output(s) {unknown}; model {v.name!r} has outputs "
+                                         f"{sorted(v.output_names)}")
+        except InvalidRequest:
+            self._reject(v.name, "invalid")
+            raise
+        return feeds
 
     @staticmethod
     def _drop(slot, item: list) -> None:

@@ -21,7 +21,7 @@ from edgekit.bundle import read_bundle, write_bundle
 from edgekit.errors import BadInputError
 from edgekit.runtime import SelfTestResult, TensorSpec
 from edgekit.runtime.engines import EngineUnavailableError
-from edgekit.serve.protocol import InferRequest, InferTensor, ModelUnavailable
+from edgekit.serve.protocol import InferRequest, InferTensor, ModelUnavailable, ServeError
 from edgekit.serve.registry import open_model
 from edgekit.serve.service import InferenceService
 from tests.serve.test_service import sample
@@ -34,6 +34,7 @@ class FakeBoard:
         self.opens = 0
         self.flashed = []                 # model versions opened on it, in order
         self.failing_self_test = set()
+        self.failing_run = set()
 
 
 class FakeBoardModel:
@@ -54,6 +55,8 @@ class FakeBoardModel:
     def run(self, feeds):
         if not self.board.alive:
             raise EngineUnavailableError("board at fake port stopped answering")
+        if self.version in self.board.failing_run:
+            raise RuntimeError("the board answered with an error status")
         first = int(next(iter(feeds.values())).flat[0]) + self.version
         return {o.name: np.full(o.shape, first, o.dtype) for o in self.outputs}
 
@@ -245,6 +248,41 @@ def test_a_swap_on_a_board_flashes_the_new_version_and_a_failed_one_flashes_the_
             assert sample(service, "edgekit_model_rollbacks_total", model="handmade", reason="self_test_failed") == 1
             state = json.loads((state_dir / "state.json").read_text())["models"]["handmade"]
             assert state["active"] == "2" and "differs by 9 steps" in state["rolled_back"]["3"]["reason"]
+        finally:
+            await service.stop()
+
+    asyncio.run(main())
+
+
+def test_a_board_version_over_the_error_rate_is_rolled_back_by_flashing_the_earlier_one(mcu_bundle, tmp_path):
+    path, graph = mcu_bundle
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copyfile(path, repo / "handmade_v1.ekb")
+    boards = {"fake:m4": FakeBoard("cortex-m4")}
+    board = boards["fake:m4"]
+    board.failing_run.add(2)
+
+    async def main():
+        service = InferenceService([repo], boards={"m4": "fake:m4"}, poll_interval_s=None, rollback_window=4,
+                                   rollback_error_rate=0.25)
+        service.registry.opener = fake_opener(boards)
+        await service.start()
+        try:
+            _mcu_version(path, repo / "handmade_v2.ekb", "2")
+            await service.reload()
+            for _ in range(2):          # one failure is within 0.25 of 4; the second crosses it
+                with pytest.raises(ServeError, match="inference failed"):
+                    await service.infer("handmade", None, _int8_request(graph, 0))
+            for _ in range(200):
+                active = service.registry.models["handmade"].active
+                if active is not None and active.version == "1":
+                    break
+                await asyncio.sleep(0.01)
+            r = await service.infer("handmade", None, _int8_request(graph, 0))
+            assert (r.model_version, int(r.outputs[0].data.flat[0])) == ("1", 1)
+            assert board.flashed == [1, 2, 1]
+            assert sample(service, "edgekit_model_rollbacks_total", model="handmade", reason="error_rate") == 1
         finally:
             await service.stop()
 
