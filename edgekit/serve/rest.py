@@ -76,7 +76,7 @@ def _tensor_from_json(name: str, datatype: str, dtype: np.dtype, shape: tuple, d
     if values.size and (kind not in "biuf" or (kind == "b") != (dtype.kind == "b")):
         want = "true/false values" if dtype.kind == "b" else "numbers"
         raise InvalidRequest(f"input {name!r}: data of datatype {datatype} must hold {want}")
-    if dtype.kind in "iu" and kind == "f":
+    if values.size and dtype.kind in "iu" and kind == "f":  # (an empty list reads as float64)
         raise InvalidRequest(f"input {name!r}: data of datatype {datatype} must hold integers, got fractions")
     if values.size != _count(shape):
         raise InvalidRequest(f"input {name!r}: shape {list(shape)} holds {_count(shape)} values, data has "
