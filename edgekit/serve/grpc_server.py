@@ -3,9 +3,9 @@ with grpc.aio in the daemon's asyncio loop (docs/serve.md, "gRPC").
 
 Service ``inference.GRPCInferenceService`` as the protocol defines it
 (``oip_proto/grpc_predict_v2.proto``): ServerLive, ServerReady, ModelReady, ServerMetadata,
-ModelMetadata, ModelInfer, and Triton's RepositoryIndex. Any other method of that service
-(Triton's ModelConfig, ModelStatistics, ModelStreamInfer, shared memory, ...) answers
-UNIMPLEMENTED naming the method.
+ModelMetadata, ModelInfer, and Triton's RepositoryIndex and RepositoryModelLoad. Any other
+method of that service (Triton's ModelConfig, ModelStatistics, ModelStreamInfer,
+RepositoryModelUnload, shared memory, ...) answers UNIMPLEMENTED naming the method.
 
 Tensor data arrives either as ``raw_input_contents`` (what tritonclient sends) or in the typed
 ``contents`` fields; the reply uses the same form as the request (raw when any input was raw
@@ -28,7 +28,8 @@ import numpy as np
 from edgekit.errors import EdgekitError
 from edgekit.serve.oip_proto import grpc_predict_v2_pb2 as pb
 from edgekit.serve.oip_proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from edgekit.serve.protocol import InferRequest, InferTensor, InvalidRequest, ModelNotFound, ServeError, dtype_of
+from edgekit.serve.protocol import (InferRequest, InferTensor, InvalidRequest, ModelNotFound, ModelUnavailable,
+                                    ServeError, dtype_of)
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,30 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryIndexResponse(models=[
             entry(name=m["name"], version=m["version"], state=m["state"], reason=m.get("reason", ""))
             for m in self.service.repository_index() if not request.ready or m["state"] == "READY"])
+
+    async def RepositoryModelLoad(self, request, context):
+        """Triton's load, as REST's: rescan the model directories now, then NOT_FOUND when the
+        model is not there, UNAVAILABLE (with each version's reason) when no version of it is
+        ready. A config or files in the parameters are refused: bundles come from the
+        directories."""
+        try:
+            if request.repository_name:
+                raise ModelNotFound(f"no repository named {request.repository_name!r}: edgekit's repositories "
+                                    "have no names; leave repository_name empty")
+            if request.parameters:
+                raise InvalidRequest("load takes no config or files: put the bundle in a model directory the "
+                                     "daemon serves, then load")
+            name = request.model_name
+            await self.service.reload()
+            entries = [m for m in self.service.repository_index() if m["name"] == name]
+            if not entries:
+                raise ModelNotFound(f"model {name!r} is not in the repository after a rescan")
+            if not any(m["state"] == "READY" for m in entries):
+                reasons = "; ".join(f"version {m['version']}: {m['reason'] or m['state']}" for m in entries)
+                raise ModelUnavailable(f"model {name!r} has no ready version: {reasons}")
+        except ServeError as e:
+            await _abort(context, e)
+        return pb.RepositoryModelLoadResponse()
 
     async def ModelInfer(self, request, context):
         started = time.perf_counter()
@@ -318,7 +343,8 @@ class _UnimplementedMethods(grpc.GenericRpcHandler):
         if not method.startswith(f"/{SERVICE_NAME}/"):
             return None
         message = (f"{method.rsplit('/', 1)[1]} is not implemented by edgekit serve; it serves ServerLive, "
-                   "ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer and RepositoryIndex")
+                   "ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer, RepositoryIndex and "
+                   "RepositoryModelLoad")
 
         async def refuse(request_iterator, context):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)

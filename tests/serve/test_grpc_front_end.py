@@ -308,6 +308,9 @@ def test_triton_only_rpcs_are_unimplemented_by_name(echo):
     with pytest.raises(InferenceServerException) as e:
         c.get_inference_statistics("echo")
     assert _code(e.value) == "UNIMPLEMENTED" and "ModelStatistics" in e.value.message()
+    with pytest.raises(InferenceServerException) as e:
+        c.unload_model("echo")
+    assert _code(e.value) == "UNIMPLEMENTED" and "RepositoryModelUnload" in e.value.message()
 
 
 def test_messages_over_the_limit_are_resource_exhausted(loop):

@@ -56,7 +56,8 @@ def test_service_and_messages_match_tritons_on_the_wire():
     theirs = triton_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     assert ours.full_name == theirs.full_name == "inference.GRPCInferenceService"
     assert {m.name for m in ours.methods} == {"ServerLive", "ServerReady", "ModelReady", "ServerMetadata",
-                                              "ModelMetadata", "ModelInfer", "RepositoryIndex"}
+                                              "ModelMetadata", "ModelInfer", "RepositoryIndex",
+                                              "RepositoryModelLoad"}
     for method in ours.methods:
         twin = theirs.methods_by_name[method.name]
         assert (method.input_type.full_name, method.output_type.full_name) == (

@@ -201,3 +201,37 @@ def test_a_full_queue_is_resource_exhausted(loop, tmp_path):
             assert client(url).infer(SLOW_NAME, [inp]).as_numpy("y").shape == expected.shape
     finally:
         loop.run(service.stop(5.0))
+
+
+def test_repository_load_rescans_and_reports(loop, bundle_factory, tmp_path):
+    """tritonclient's load_model: a bundle dropped into the directory is served after it; an
+    absent model is NOT_FOUND; one whose only version fails its self-test is UNAVAILABLE
+    with the reason; a config or files are refused."""
+    root = tmp_path / "repo"
+    bundle_factory(root, name="tiny", version="1")
+    service = InferenceService([root], state_dir=tmp_path / "state", poll_interval_s=None)
+    loop.run(service.start())
+    try:
+        with serving(loop, service) as (_, url):
+            c = client(url)
+            with pytest.raises(InferenceServerException) as e:
+                c.is_model_ready("fresh")
+            assert _code(e.value) == "NOT_FOUND"
+            fresh = bundle_factory(root, name="fresh", version="2")
+            c.load_model("fresh")
+            assert c.is_model_ready("fresh", "2")
+            x = _x(6)
+            with edgekit.runtime.open(fresh) as model:
+                assert np.array_equal(c.infer("fresh", [_input(x)]).as_numpy("y"), model.run({"x": x})["y"])
+            with pytest.raises(InferenceServerException) as e:
+                c.load_model("absent")
+            assert _code(e.value) == "NOT_FOUND" and "'absent' is not in the repository" in e.value.message()
+            bundle_factory(root, name="broken", version="1", broken_golden=True)
+            with pytest.raises(InferenceServerException) as e:
+                c.load_model("broken")
+            assert _code(e.value) == "UNAVAILABLE" and "version 1:" in e.value.message()
+            with pytest.raises(InferenceServerException) as e:
+                c.load_model("tiny", config='{"backend": "onnxruntime"}')
+            assert _code(e.value) == "INVALID_ARGUMENT" and "takes no config or files" in e.value.message()
+    finally:
+        loop.run(service.stop(5.0))
