@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
 
+from edgekit.errors import BadInputError
 from edgekit.files import write_atomic
 
 STATE_FILE = "state.json"
@@ -32,6 +34,7 @@ class ServeState:
         self._lock = threading.Lock()
         self._models = {}
         if self.path is not None:
+            _check_writable(Path(state_dir))
             self._models = _read(self.path)
 
     def active(self, model: str) -> str | None:
@@ -61,7 +64,20 @@ class ServeState:
             return
         body = json.dumps({"format": STATE_FORMAT, "version": STATE_VERSION, "models": self._models},
                           indent=1, sort_keys=True).encode("utf-8") + b"\n"
-        write_atomic(self.path, lambda f: f.write(body))
+        try:
+            write_atomic(self.path, lambda f: f.write(body))
+        except OSError as exc:
+            # Serving goes on; only the memory of this change across a restart is lost.
+            log.error("cannot write the state file %s: %s", self.path, exc)
+
+
+def _check_writable(state_dir: Path) -> None:
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"state directory {state_dir}: cannot create it ({exc.strerror})") from None
+    if not state_dir.is_dir() or not os.access(state_dir, os.W_OK | os.X_OK):
+        raise BadInputError(f"state directory {state_dir} is not a writable folder")
 
 
 def _read(path: Path) -> dict:

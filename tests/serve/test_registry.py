@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from edgekit.bundle import read_bundle, write_bundle
+from edgekit.errors import BadInputError
 from edgekit.serve.protocol import InferRequest, InferTensor, ModelUnavailable, ServeError
 from edgekit.serve.registry import open_model
 from edgekit.serve.repository import Repository, version_key
@@ -375,3 +376,29 @@ def test_a_model_with_no_loadable_version_is_unready_with_the_reason(bundle_fact
             await service.stop()
 
     asyncio.run(main())
+
+
+def test_a_damaged_state_file_is_ignored_and_a_state_dir_that_is_a_file_is_a_user_error(bundle_factory, tmp_path,
+                                                                                          caplog):
+    repo, state_dir = tmp_path / "repo", tmp_path / "state"
+    bundle_factory(repo, version="1")
+    state_dir.mkdir()
+    (state_dir / "state.json").write_bytes(b'{"format": "edgekit-serve-state", "models": {"tiny": {"act')
+
+    async def main():
+        with caplog.at_level(logging.WARNING, logger="edgekit.serve"):
+            service = _service(repo, state_dir)
+        await service.start()
+        try:
+            assert service.ready()
+            assert any("state file" in m and "unreadable" in m for m in caplog.messages)
+            assert _state(state_dir) == {"tiny": {"active": "1"}}     # rewritten whole
+        finally:
+            await service.stop()
+
+    asyncio.run(main())
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(BadInputError, match="plain/state: cannot create it"):
+        InferenceService([repo], state_dir=tmp_path / "plain" / "state")
+    with pytest.raises(BadInputError, match="not a writable folder"):
+        InferenceService([repo], state_dir=tmp_path / "plain")
