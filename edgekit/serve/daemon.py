@@ -2,7 +2,8 @@
 with a gRPC port, the gRPC front end, all in one asyncio loop (docs/serve.md).
 
 Order of events: bind the listening sockets (a port in use fails here, before any model
-loads), start the service (load every model), accept connections, tell systemd READY=1.
+loads), accept connections (the health checks answer, ready says 400), load every model,
+tell systemd READY=1.
 On SIGTERM or SIGINT: STOPPING=1, stop accepting, let in-flight requests finish
 (``drain_timeout_s`` at most), stop the service, exit 0. Under systemd with
 ``WatchdogSec=`` the loop itself sends WATCHDOG=1, so a wedged loop gets restarted.
@@ -167,7 +168,6 @@ async def serve(config: DaemonConfig, service, sockets: list) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await service.start()
     server = _uvicorn_server(RestFrontEnd(service, token=config.token,
                                           max_request_bytes=config.max_request_bytes).app(), config)
     grpc = None
@@ -176,19 +176,28 @@ async def serve(config: DaemonConfig, service, sockets: list) -> None:
 
         grpc = GrpcFrontEnd(service, config.host, config.grpc_port, max_message_bytes=config.max_request_bytes,
                             token=config.token)
+    watchdog = None
     try:
+        # Listen first: the health checks answer while the models load (ready: 400 until then).
         await server.startup(sockets=sockets)
         if grpc is not None:
             bound = await grpc.start()
             log.info("gRPC on %s:%d", config.host, bound)
-        where = config.uds or f"http://{config.host}:{sockets[0].getsockname()[1]}"
-        ready = sum(1 for m in service.repository_index() if m["state"] == "READY")
-        log.info("serving %d ready model version(s) on %s", ready, where)
-        sd_notify("READY=1")
-        interval = watchdog_interval_s()
-        watchdog = loop.create_task(_watchdog(service, interval)) if interval else None
         main_loop = loop.create_task(server.main_loop())
-        await asyncio.wait([main_loop, loop.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        stopped = loop.create_task(stop.wait())
+        starting = loop.create_task(service.start())
+        await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not stopped.done():
+            starting.result()
+            where = config.uds or f"http://{config.host}:{sockets[0].getsockname()[1]}"
+            ready = sum(1 for m in service.repository_index() if m["state"] == "READY")
+            log.info("serving %d ready model version(s) on %s", ready, where)
+            sd_notify("READY=1")
+            interval = watchdog_interval_s()  # systemd arms the watchdog once start-up completes
+            watchdog = loop.create_task(_watchdog(service, interval)) if interval else None
+            await asyncio.wait([main_loop, stopped], return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await starting  # a load in progress runs to its end on the loader thread anyway
         sd_notify("STOPPING=1")
         log.info("stopping: draining in-flight requests")
         server.should_exit = True
@@ -198,9 +207,10 @@ async def serve(config: DaemonConfig, service, sockets: list) -> None:
         if grpc is not None:
             stopping.append(grpc.stop(config.drain_timeout_s))
         await asyncio.gather(*stopping)
+        stopped.cancel()
+    finally:
         if watchdog is not None:
             watchdog.cancel()
-    finally:
         await service.stop(drain_timeout_s=config.drain_timeout_s)
         if config.uds and os.path.exists(config.uds):
             os.unlink(config.uds)
