@@ -72,12 +72,14 @@ class ServeState:
 
 
 def _check_writable(state_dir: Path) -> None:
+    if state_dir.exists() and not state_dir.is_dir():
+        raise BadInputError(f"state directory {state_dir} is a file, not a folder")
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInputError(f"state directory {state_dir}: cannot create it ({exc.strerror})") from None
-    if not state_dir.is_dir() or not os.access(state_dir, os.W_OK | os.X_OK):
-        raise BadInputError(f"state directory {state_dir} is not a writable folder")
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        raise BadInputError(f"state directory {state_dir} is not writable")
 
 
 def _read(path: Path) -> dict:

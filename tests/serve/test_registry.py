@@ -400,5 +400,5 @@ def test_a_damaged_state_file_is_ignored_and_a_state_dir_that_is_a_file_is_a_use
     (tmp_path / "plain").write_text("x")
     with pytest.raises(BadInputError, match="plain/state: cannot create it"):
         InferenceService([repo], state_dir=tmp_path / "plain" / "state")
-    with pytest.raises(BadInputError, match="not a writable folder"):
+    with pytest.raises(BadInputError, match="plain is a file, not a folder"):
         InferenceService([repo], state_dir=tmp_path / "plain")
