@@ -4,14 +4,16 @@ endpoint that does nothing but infer, KServe's Python ModelServer 0.21 and Seldo
 loopback, with a lean load client (bench/serve_load.py).
 
     .venv/bin/python bench/serve.py [--servers bare,kserve,mlserver,edgekit-json,edgekit-binary,edgekit-grpc]
-                                    [--seconds 5] [--warmup 1] [--clients 1,8,64] [--no-peer-install]
+                                    [--seconds 3] [--warmup 1] [--clients 1,8,64] [--rounds 3] [--no-peer-install]
 
-Per server, each started as a fresh subprocess: ready after (spawn to the first 200 on
+Per server and round, each started as a fresh subprocess: ready after (spawn to the first 200 on
 /v2/health/ready), one checked inference (its outputs must equal the in-process call's),
 p50/p99 latency with one client, throughput at each client count, the server's CPU time
 per request at the largest count, and its RSS after the load (VmRSS of the process and its
 children). The in-process call (edgekit.runtime Model.run, same bundle, same options) is
 timed in the same run; p50 overhead = p50 latency with one client - p50 of that call.
+Rounds interleave (every server once, then again), so that the drift of a shared machine
+spreads over all of them; each figure is the median over rounds.
 
 The load client runs pinned to one CPU and the server (with its children) to another when
 the machine has two; the peers run in their own venvs, bench/.peers-venv-<name>, built
@@ -396,8 +398,9 @@ def load(port: int, request_file: Path, clients: int, seconds: float, warmup: fl
     return out
 
 
-def measure(server: Server, bundle: Path, model: str, requests: dict, expected: dict, args, cpus: tuple,
-            work: Path) -> dict:
+def measure_once(server: Server, bundle: Path, model: str, requests: dict, expected: dict, args, cpus: tuple,
+                 work: Path) -> dict:
+    """One round: start the server, check one answer, load it at each client count, stop it."""
     client_cpu, server_cpu = cpus
     http_port, grpc_port = free_port(), free_port()
     argv, env, cwd = server_command(server, bundle, model, http_port, grpc_port, work, not args.no_peer_install)
@@ -425,11 +428,31 @@ def measure(server: Server, bundle: Path, model: str, requests: dict, expected: 
     finally:
         proc.stop()
     top = phases[max(args.clients)]
-    return {"server": server.name, "label": server.label, "protocol": server.protocol, "ready_after_s": ready,
-            "rss_bytes": rss, "phases": {str(n): p for n, p in phases.items()},
+    return {"ready_after_s": ready, "rss_bytes": rss, "phases": {str(n): p for n, p in phases.items()},
             "server_cpu_per_request_s": top["server_cpu_s"] / max(1, top["requests_total"]),
-            "non_2xx": sum(c for p in phases.values() for s, c in p["statuses"].items() if s not in ("200", "OK")),
             "command": shlex.join(argv)}
+
+
+def combine(server: Server, rounds: list) -> dict:
+    """A server's figures over its rounds: the median of each, statuses summed."""
+    def med(get):
+        return statistics.median(get(r) for r in rounds)
+
+    phases = {}
+    for n in rounds[0]["phases"]:
+        each = [r["phases"][n] for r in rounds]
+        statuses: dict = {}
+        for p in each:
+            for k, c in p["statuses"].items():
+                statuses[k] = statuses.get(k, 0) + c
+        phases[n] = {"ok_per_s": statistics.median(ok_per_s(p) for p in each),
+                     "p50_s": statistics.median(p["p50_s"] for p in each),
+                     "p99_s": statistics.median(p["p99_s"] for p in each), "statuses": statuses}
+    return {"server": server.name, "label": server.label, "protocol": server.protocol,
+            "ready_after_s": med(lambda r: r["ready_after_s"]), "rss_bytes": med(lambda r: r["rss_bytes"]),
+            "server_cpu_per_request_s": med(lambda r: r["server_cpu_per_request_s"]), "phases": phases,
+            "non_2xx": sum(c for p in phases.values() for k, c in p["statuses"].items() if k not in ("200", "OK")),
+            "command": rounds[0]["command"], "rounds": rounds}
 
 
 # --- in-process call and report --------------------------------------------------------------
@@ -481,8 +504,8 @@ def goals(rows: list, in_process_s: float, top: int) -> list:
         if ov is not None:
             out.append(("p50 overhead (JSON) at most 0.4 ms", fmt_ms(ov), ov <= 0.4e-3))
     if edgekit and peers:
-        best_peer = max(ok_per_s(p["phases"][str(top)]) for p in peers)
-        best = max(ok_per_s(r["phases"][str(top)]) for r in edgekit)
+        best_peer = max(p["phases"][str(top)]["ok_per_s"] for p in peers)
+        best = max(r["phases"][str(top)]["ok_per_s"] for r in edgekit)
         out.append((f"req/s @{top} at least 3x the best of KServe and MLServer", f"{best / best_peer:.1f}x",
                     best >= 3 * best_peer))
         rss = max(r["rss_bytes"] for r in edgekit)
@@ -493,10 +516,10 @@ def goals(rows: list, in_process_s: float, top: int) -> list:
         ready = max(r["ready_after_s"] for r in edgekit)
         out.append(("ready in under 1 s", f"{ready:.2f} s", ready < 1.0))
     if "bare" in by:
-        bare_rps = ok_per_s(by["bare"]["phases"][str(top)])
+        bare_rps = by["bare"]["phases"][str(top)]["ok_per_s"]
         for k in ("edgekit-binary", "edgekit-grpc"):
             if k in by:
-                rps = ok_per_s(by[k]["phases"][str(top)])
+                rps = by[k]["phases"][str(top)]["ok_per_s"]
                 out.append((f"{k} req/s @{top} above the bare JSON endpoint", f"{rps:,.0f} vs {bare_rps:,.0f}",
                             rps > bare_rps))
     return out
@@ -505,7 +528,9 @@ def goals(rows: list, in_process_s: float, top: int) -> list:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", default=",".join(SERVERS), help="comma-separated: " + ", ".join(SERVERS))
-    ap.add_argument("--seconds", type=float, default=5.0, help="measured window per client count")
+    ap.add_argument("--seconds", type=float, default=3.0, help="measured window per client count")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="times each server is started and measured, interleaved; figures are medians")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each window")
     ap.add_argument("--clients", default="1,8,64", help="comma-separated concurrent client counts")
     ap.add_argument("--runs", type=int, default=5000, help="timed in-process calls")
@@ -521,8 +546,9 @@ def main() -> None:
         args.clients = sorted({int(c) for c in args.clients.split(",") if c.strip()})
     except ValueError:
         ap.error(f"--clients takes comma-separated integers, not {args.clients!r}")
-    if not args.clients or args.clients[0] < 1 or args.seconds <= 0 or args.warmup < 0 or args.runs < 1:
-        ap.error("--clients must be positive integers, --seconds and --runs positive, --warmup not negative")
+    if (not args.clients or args.clients[0] < 1 or args.seconds <= 0 or args.warmup < 0 or args.runs < 1
+            or args.rounds < 1):
+        ap.error("--clients must be positive integers, --seconds, --runs and --rounds positive, --warmup not negative")
     if not MODEL.is_file():
         print(f"error: the benchmark model {MODEL} is absent (../shared/models)", file=sys.stderr)
         sys.exit(2)
@@ -540,7 +566,6 @@ def main() -> None:
     console = Console()
     if not console.is_terminal:   # a log file (bench/run_all.py): room for the whole table
         console = Console(width=170)
-    rows = []
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-serve-") as tmp:
         work = Path(tmp)
         (work / "models").mkdir()
@@ -548,24 +573,37 @@ def main() -> None:
         bundle, model = built.bundle.path, built.bundle.manifest["model"]["name"]
         golden, _ = built.bundle.golden()
         feeds = {s["name"]: np.ascontiguousarray(a[0]) for s, a in zip(built.bundle.manifest["inputs"], golden)}
-        in_process_s, expected = in_process_p50(bundle, feeds, args.runs, server_cpu)
-        requests = {"json": json_request(model, feeds), "binary": binary_request(model, feeds, list(expected))}
-        if any(SERVER_INFO[s].protocol == "grpc" for s in servers):
-            requests["grpc"] = grpc_request(model, feeds)
-        for name in servers:
-            server = SERVER_INFO[name]
-            console.print(f"[bold]{server.label}[/bold] ...", highlight=False)
-            try:
-                rows.append(measure(server, bundle, model, requests, expected, args, (client_cpu, server_cpu),
-                                    work))
-            except Skip as e:
-                console.print(f"  skipped {name}: {e}", style="yellow", highlight=False)
-                rows.append({"server": name, "label": server.label, "skipped": str(e)})
-            except (RuntimeError, OSError, ValueError) as e:
-                console.print(f"  {name} FAILED: {e}", style="red", highlight=False)
-                rows.append({"server": name, "label": server.label, "failed": str(e)})
-        # Timed again after the servers, on the same CPU: drift of a shared machine shows here.
-        in_process_after, _ = in_process_p50(bundle, feeds, args.runs, server_cpu)
+        in_process, expected = [], None
+        requests = {}
+        rounds: dict = {name: [] for name in servers}
+        given_up: dict = {}   # server -> its row when skipped or failed: not tried again
+        for round_no in range(1, args.rounds + 1):
+            # The in-process call and every server once per round, so that the drift of a
+            # shared machine spreads over all of them.
+            t, expected = in_process_p50(bundle, feeds, args.runs, server_cpu)
+            in_process.append(t)
+            if not requests:
+                requests = {"json": json_request(model, feeds), "binary": binary_request(model, feeds, list(expected))}
+                if any(SERVER_INFO[s].protocol == "grpc" for s in servers):
+                    requests["grpc"] = grpc_request(model, feeds)
+            for name in servers:
+                if name in given_up:
+                    continue
+                server = SERVER_INFO[name]
+                console.print(f"round {round_no}/{args.rounds}: [bold]{server.label}[/bold]", highlight=False)
+                try:
+                    rounds[name].append(measure_once(server, bundle, model, requests, expected, args,
+                                                     (client_cpu, server_cpu), work))
+                except Skip as e:
+                    console.print(f"  skipped {name}: {e}", style="yellow", highlight=False)
+                    given_up[name] = {"server": name, "label": server.label, "skipped": str(e)}
+                except (RuntimeError, OSError, ValueError) as e:
+                    console.print(f"  {name} FAILED: {e}", style="red", highlight=False)
+                    given_up[name] = {"server": name, "label": server.label, "failed": str(e)}
+        t, _ = in_process_p50(bundle, feeds, args.runs, server_cpu)
+        in_process.append(t)
+        in_process_s = statistics.median(in_process)
+        rows = [given_up.get(name) or combine(SERVER_INFO[name], rounds[name]) for name in servers]
 
     lo, hi = min(args.clients), max(args.clients)
     cols = ["server", f"p50 overhead ({lo} client{'s' if lo > 1 else ''})", f"p50 / p99 ({lo})",
@@ -580,7 +618,7 @@ def main() -> None:
             first = r["phases"][str(lo)]
             cells = [r["label"], fmt_ms(first["p50_s"] - in_process_s),
                      f"{fmt_ms(first['p50_s'])} / {fmt_ms(first['p99_s'])}",
-                     *[f"{ok_per_s(r['phases'][str(n)]):,.0f}" for n in args.clients],
+                     *[f"{r['phases'][str(n)]['ok_per_s']:,.0f}" for n in args.clients],
                      fmt_ms(r["server_cpu_per_request_s"]), f"{r['rss_bytes'] / 2**20:.0f} MB",
                      f"{r['ready_after_s']:.2f} s", str(r["non_2xx"])]
         else:
@@ -592,12 +630,14 @@ def main() -> None:
 
     rep.line(f"Command: `{command}` ({platform.machine()}, Python {platform.python_version()}, "
              f"{os.cpu_count()} CPUs; load client on CPU {client_cpu}, server on CPU {server_cpu}; "
-             f"{args.seconds:g} s per client count after {args.warmup:g} s of warmup)")
+             f"{args.seconds:g} s per client count after {args.warmup:g} s of warmup; medians over "
+             f"{args.rounds} interleaved round{'s' if args.rounds > 1 else ''})")
     rep.line()
     rep.line(f"Model: {MODEL.name} compiled for x86_64 (onnxruntime engine, engine options "
              f"{ENGINE_OPTIONS or 'default'}); every server runs it through edgekit.runtime. "
              f"In-process call (Model.run): p50 "
-             f"{in_process_s * 1e6:.0f} us before the servers, {in_process_after * 1e6:.0f} us after.")
+             f"{in_process_s * 1e6:.0f} us (median of {len(in_process)} timings, one per round and one at the end: "
+             f"{', '.join(f'{t * 1e6:.0f}' for t in in_process)} us).")
     rep.line()
     rep.line("| " + " | ".join(cols) + " |")
     rep.line("| --- |" + " ---: |" * (len(cols) - 1))
@@ -621,8 +661,9 @@ def main() -> None:
                                     "python": platform.python_version(), "cpus": os.cpu_count(),
                                     "client_cpu": client_cpu, "server_cpu": server_cpu, "model": MODEL.name,
                                     "engine": "onnxruntime", "engine_options": ENGINE_OPTIONS,
-                                    "in_process_p50_s": in_process_s, "in_process_p50_after_s": in_process_after,
-                                    "seconds": args.seconds, "warmup_s": args.warmup, "clients": args.clients,
+                                    "in_process_p50_s": in_process_s, "in_process_p50_each_s": in_process,
+                                    "seconds": args.seconds, "warmup_s": args.warmup, "rounds": args.rounds,
+                                    "clients": args.clients,
                                     "servers": rows,
                                     "goals": [{"goal": g, "figure": f, "met": ok} for g, f, ok in met]},
                                    indent=1) + "\n")

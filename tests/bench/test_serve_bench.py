@@ -169,7 +169,7 @@ def test_binary_request_is_the_one_tritonclient_builds():
 def test_harness_runs_end_to_end_on_the_bare_endpoint(tmp_path):
     out = tmp_path / "serve.md"
     r = subprocess.run([sys.executable, str(BENCH / "serve.py"), "--servers", "bare", "--clients", "1,2",
-                        "--seconds", "0.3", "--warmup", "0.1", "--runs", "200", "--out", str(out)],
+                        "--seconds", "0.3", "--warmup", "0.1", "--rounds", "2", "--runs", "200", "--out", str(out)],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     result = json.loads(out.with_suffix(".json").read_text())
@@ -178,10 +178,15 @@ def test_harness_runs_end_to_end_on_the_bare_endpoint(tmp_path):
     assert row["server"] == "bare" and "failed" not in row and "skipped" not in row
     assert 0 < row["ready_after_s"] < 60
     assert row["rss_bytes"] > 20 * 2**20        # a Python process with numpy and onnxruntime
+    assert len(row["rounds"]) == 2 and len(result["in_process_p50_each_s"]) == 3
     for n in ("1", "2"):
         phase = row["phases"][n]
-        assert phase["requests"] > 0 and phase["statuses"] == {"200": phase["requests"]}
+        each = [r["phases"][n] for r in row["rounds"]]
+        assert phase["statuses"] == {"200": sum(p["requests"] for p in each)} and phase["statuses"]["200"] > 0
         assert phase["p50_s"] > result["in_process_p50_s"]   # a request costs at least the call it makes
+        # the figure of two rounds is their median: their mean
+        assert phase["p50_s"] == pytest.approx((each[0]["p50_s"] + each[1]["p50_s"]) / 2)
+        assert phase["ok_per_s"] == pytest.approx(sum(p["requests"] / p["seconds"] for p in each) / 2)
     assert row["non_2xx"] == 0
     assert "Starlette + Uvicorn, bare endpoint" in out.read_text()
 
