@@ -104,6 +104,9 @@ def serve() -> None:
               help="Share of engine errors within the window that rolls a new version back.")
 @click.option("--max-request-bytes", type=click.IntRange(1024), default=64 * 1024 * 1024, show_default=True,
               help="Largest request body; larger ones get 413.")
+@click.option("--max-in-flight", type=click.IntRange(1), default=512, show_default=True,
+              help="REST inference requests at once (reading, queued, running); more get 429 before their body "
+                   "is read. Bounds request memory to this times --max-request-bytes.")
 @click.option("--token-file", metavar="FILE", help="Require 'Authorization: Bearer <token>' (all but health checks).")
 @click.option("--allow-insecure-remote", is_flag=True, help="Listen on a non-loopback host without a token.")
 @click.option("--drain-timeout", "drain_timeout_s", type=click.FloatRange(0), default=10.0, show_default=True,
@@ -116,8 +119,8 @@ def serve() -> None:
               help="A board attached over serial that runs MCU bundles (repeatable, tried in order), "
                    "e.g. m4=/dev/ttyACM0; PORT as the serial engine takes it (socket://, rfc2217://, qemu:TARGET).")
 def run_cmd(paths, host, port, uds, state_dir, queue_size, workers, timeout_s, rollback_window, rollback_error_rate,
-            max_request_bytes, token_file, allow_insecure_remote, drain_timeout_s, poll_interval_s, grpc_port,
-            boards) -> None:
+            max_request_bytes, max_in_flight, token_file, allow_insecure_remote, drain_timeout_s, poll_interval_s,
+            grpc_port, boards) -> None:
     """Serve BUNDLE_OR_DIR... (bundles, or folders of bundles) over the Open Inference
     Protocol (KServe v2) until SIGTERM: REST on --port or --uds, gRPC on --grpc-port, with
     hot swap, rollback and Prometheus metrics (docs/serve.md).
@@ -143,7 +146,8 @@ def run_cmd(paths, host, port, uds, state_dir, queue_size, workers, timeout_s, r
                           state_dir=state_dir, boards=parse_boards(boards), queue_size=queue_size,
                           workers_per_model=workers, rollback_window=rollback_window,
                           rollback_error_rate=rollback_error_rate,
-                          request_timeout_s=timeout_s, max_request_bytes=max_request_bytes, token=token,
+                          request_timeout_s=timeout_s, max_request_bytes=max_request_bytes, max_in_flight=max_in_flight,
+                          token=token,
                           drain_timeout_s=drain_timeout_s, poll_interval_s=poll_interval_s or None)
     raise SystemExit(run(config))
 

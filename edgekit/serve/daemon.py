@@ -45,6 +45,7 @@ class DaemonConfig:
     rollback_error_rate: float = 0.5
     request_timeout_s: float = 30.0
     max_request_bytes: int = 64 * 1024 * 1024
+    max_in_flight: int = 512
     token: str | None = None
     drain_timeout_s: float = 10.0
     poll_interval_s: float | None = 2.0
@@ -168,8 +169,8 @@ async def serve(config: DaemonConfig, service, sockets: list) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = _uvicorn_server(RestFrontEnd(service, token=config.token,
-                                          max_request_bytes=config.max_request_bytes).app(), config)
+    server = _uvicorn_server(RestFrontEnd(service, token=config.token, max_request_bytes=config.max_request_bytes,
+                                          max_in_flight=config.max_in_flight).app(), config)
     grpc = None
     if config.grpc_port is not None:
         from edgekit.serve.grpc_server import GrpcFrontEnd

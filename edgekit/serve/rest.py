@@ -23,12 +23,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from edgekit.serve.protocol import (InferRequest, InferResponse, InferTensor, InvalidRequest, ModelNotFound,
-                                    ModelUnavailable, PayloadTooLarge, ServeError, Unauthorized, dtype_of)
+                                    ModelUnavailable, Overloaded, PayloadTooLarge, ServeError, Unauthorized,
+                                    dtype_of)
 
 log = logging.getLogger(__name__)
 
 HEADER_LENGTH = "inference-header-content-length"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+# Inference requests being read, queued or run at once over REST: with the size limit, this
+# bounds the memory request bodies can take before the per-model queues see them.
+DEFAULT_MAX_IN_FLIGHT = 512
 PROTOCOL = "rest"
 UNKNOWN_MODEL = "_unknown"  # the model label of requests for a model or version that does not exist
 _JSON = "application/json"
@@ -270,12 +274,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 class RestFrontEnd:
     """The routes of the OIP REST API over one ``service``. ``token``: when set, every
-    endpoint but the two health checks needs ``Authorization: Bearer <token>``."""
+    endpoint but the two health checks needs ``Authorization: Bearer <token>``.
+    ``max_in_flight``: more inference requests at once get 429 before their body is read."""
 
     def __init__(self, service, *, token: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 openapi_document: dict | None = None):
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, openapi_document: dict | None = None):
         self.service = service
         self.max_request_bytes = max_request_bytes
+        self.max_in_flight = max_in_flight
+        self._in_flight = 0
         self._token = token.encode() if token else None
         if openapi_document is None:
             from edgekit.serve.openapi import openapi_document as build
@@ -337,6 +344,14 @@ class RestFrontEnd:
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
             raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
 
+    def _label(self, name: str, version: str | None) -> str:
+        """``name`` as a metrics label, or UNKNOWN_MODEL when no such model exists."""
+        try:
+            self.service.model_ready(name, version)
+        except ServeError:
+            return UNKNOWN_MODEL
+        return name
+
     @staticmethod
     def _model(request: Request) -> tuple:
         p = request.path_params
@@ -373,6 +388,11 @@ class RestFrontEnd:
         t0 = time.perf_counter()
         name, version = self._model(request)
         status = 500
+        if self._in_flight >= self.max_in_flight:
+            self._metrics.observe_request(self._label(name, version), PROTOCOL, time.perf_counter() - t0, 429)
+            raise Overloaded(f"{self._in_flight} inference requests in flight, the daemon's limit "
+                             "(edgekit serve --max-in-flight): retry later")
+        self._in_flight += 1  # one event loop: no lock needed
         try:
             body = await _read_body(request, self.max_request_bytes)
             req, all_binary = decode_infer_request(body, request.headers.get(HEADER_LENGTH))
@@ -386,6 +406,7 @@ class RestFrontEnd:
                 name = UNKNOWN_MODEL  # a label per made-up name would grow the registry without bound
             raise
         finally:
+            self._in_flight -= 1
             self._metrics.observe_request(name, PROTOCOL, time.perf_counter() - t0, status)
 
     async def repository_index(self, request: Request) -> Response:
@@ -445,6 +466,7 @@ async def _http_exception(request: Request, exc: HTTPException) -> Response:
     return error_response(exc.status_code, what, dict(exc.headers) if exc.headers else None)
 
 
-def build_app(service, *, token: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> Starlette:
+def build_app(service, *, token: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+              max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> Starlette:
     """The ASGI app serving ``service`` over the OIP REST API."""
-    return RestFrontEnd(service, token=token, max_request_bytes=max_request_bytes).app()
+    return RestFrontEnd(service, token=token, max_request_bytes=max_request_bytes, max_in_flight=max_in_flight).app()

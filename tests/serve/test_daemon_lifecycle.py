@@ -157,6 +157,31 @@ def test_backpressure_429_and_counters(slow_bundle, slow_input):
         assert r.status_code == 200  # the queue drained: served again
 
 
+def test_in_flight_limit_refuses_before_reading(slow_bundle, slow_input):
+    n = 8
+    with running([slow_bundle, "--max-in-flight", 2, "--poll-interval", 0]) as d:
+        url = f"{d.url}/v2/models/{SLOW_NAME}/infer"
+        clients = [httpx.Client(timeout=60) for _ in range(n)]
+        for c in clients:
+            assert c.get(f"{d.url}/v2/health/live").status_code == 200
+        start = threading.Barrier(n)
+
+        def call(c):
+            start.wait()
+            return c.post(url, json=_body(slow_input))
+
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            answers = list(pool.map(call, clients))
+        for c in clients:
+            c.close()
+        codes = [r.status_code for r in answers]
+        assert codes.count(200) + codes.count(429) == n and 1 <= codes.count(429) <= n - 2, codes
+        for r in answers:
+            if r.status_code == 429:
+                assert "inference requests in flight" in r.json()["error"] and "--max-in-flight" in r.json()["error"]
+        assert _metric(d.url, "edgekit_requests_total", model=SLOW_NAME, status="429") == codes.count(429)
+
+
 def test_request_timeout_gives_504(slow_bundle, slow_input):
     with running([slow_bundle, "--timeout", 0.001, "--poll-interval", 0]) as d:
         r = httpx.post(f"{d.url}/v2/models/{SLOW_NAME}/infer", json=_body(slow_input), timeout=60)
