@@ -262,7 +262,7 @@ class Registry:
             item = get()
             if item is _STOP:
                 return
-            version, feeds, fut, deadline, loop, outputs, request_id, _state = item
+            version, feeds, fut, deadline, post, outputs, request_id, _state = item
             try:
                 if fut.done() or monotonic() > deadline:
                     continue        # timed out or abandoned while queued: not run
@@ -274,20 +274,20 @@ class Registry:
                 tensors = [InferTensor(n, dt, result[n].shape, result[n])
                            for n, dt in version.output_specs if outputs is None or n in outputs]
                 response = InferResponse(version.name, version.version, tensors, request_id)
-                loop.call_soon_threadsafe(_settle, fut, response, None)
+                post(fut, response, None)
                 if version.counted < self.rollback_window:
                     self._count(slot, version, False)
             except EngineUnavailableError as exc:
                 reason = f"board {version.board} stopped answering ({exc})" if version.board else str(exc)
                 slot.unavailable = reason
-                loop.call_soon_threadsafe(_settle, fut, None, _unavailable(slot.name, reason))
+                post(fut, None, _unavailable(slot.name, reason))
             except BadInputError as exc:
                 from edgekit.serve.protocol import InvalidRequest
-                loop.call_soon_threadsafe(_settle, fut, None, InvalidRequest(str(exc)))
+                post(fut, None, InvalidRequest(str(exc)))
             except Exception as exc:
                 version.error_child.inc()
                 log.warning("model %s version %s: inference failed: %s", version.name, version.version, exc)
-                loop.call_soon_threadsafe(_settle, fut, None, InferenceFailed(
+                post(fut, None, InferenceFailed(
                     f"model {version.name} version {version.version}: inference failed ({exc})"))
                 if version.counted < self.rollback_window:
                     self._count(slot, version, True)
@@ -633,6 +633,37 @@ def _unavailable(name: str, reason: str):
     from edgekit.serve.protocol import ModelUnavailable
 
     return ModelUnavailable(f"model {name} is not ready: {reason}")
+
+
+class Completions:
+    """Answers from the worker threads to one event loop. Under load many answers share one
+    wake-up of the loop (one ``call_soon_threadsafe``, one write to its self-pipe) instead
+    of one each."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self._items = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def post(self, fut, value, exc) -> None:
+        self._items.append((fut, value, exc))
+        with self._lock:
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:       # the loop is closed: nobody waits for the answer any more
+            pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            self._scheduled = False     # before popping: a later post schedules another drain
+        items = self._items
+        while items:
+            fut, value, exc = items.popleft()
+            _settle(fut, value, exc)
 
 
 def _settle(fut, value, exc) -> None:

@@ -30,7 +30,7 @@ from edgekit.serve.protocol import (
     Overloaded,
     RequestTimeout,
 )
-from edgekit.serve.registry import Registry, version_metadata
+from edgekit.serve.registry import Completions, Registry, version_metadata
 from edgekit.serve.repository import Repository, version_key
 from edgekit.serve.state import ServeState
 
@@ -71,6 +71,7 @@ class InferenceService:
         self.registry.schedule = self._schedule
         self.metrics.add_state_source(self._gauges)
         self._rejected = {}
+        self._completions = None
         self._started = False
         self._draining = False
         self._poller = None
@@ -245,9 +246,12 @@ class InferenceService:
                 v.release()
                 raise
         loop = asyncio.get_running_loop()
+        completions = self._completions
+        if completions is None or completions.loop is not loop:
+            completions = self._completions = Completions(loop)
         fut = loop.create_future()
         timeout = request.timeout_s or self.request_timeout_s
-        item = [v, feeds, fut, time.monotonic() + timeout, loop, outputs, request.id, 0]
+        item = [v, feeds, fut, time.monotonic() + timeout, completions.post, outputs, request.id, 0]
         if not slot.queue.put_nowait(item):
             v.release()
             self._reject(name, "overloaded")
