@@ -178,8 +178,8 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             infer_request, raw = decode_infer_request(request)
             remaining = context.time_remaining()
-            if remaining is not None:
-                infer_request.timeout_s = remaining
+            if remaining is not None:  # the client's deadline bounds the wait (0 would mean "no timeout")
+                infer_request.timeout_s = max(remaining, 1e-3)
             response = await self.service.infer(request.model_name, request.model_version or None, infer_request)
             reply = encode_infer_response(response, raw)
         except ServeError as e:
