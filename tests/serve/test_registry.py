@@ -402,3 +402,27 @@ def test_a_damaged_state_file_is_ignored_and_a_state_dir_that_is_a_file_is_a_use
         InferenceService([repo], state_dir=tmp_path / "plain" / "state")
     with pytest.raises(BadInputError, match="plain is a file, not a folder"):
         InferenceService([repo], state_dir=tmp_path / "plain")
+
+
+def test_polling_picks_up_a_new_version_without_a_reload(bundle_factory, tmp_path):
+    repo, spare = tmp_path / "repo", tmp_path / "spare"
+    bundle_factory(repo, version="1")
+    v2 = bundle_factory(spare, version="2")
+
+    async def main():
+        service = _service(repo, poll_interval_s=0.05)
+        await service.start()
+        try:
+            assert (await service.infer("tiny", None, _request(_x()))).model_version == "1"
+            os.replace(v2, repo / v2.name)
+            for _ in range(200):
+                if (await service.infer("tiny", None, _request(_x()))).model_version == "2":
+                    break
+                await asyncio.sleep(0.02)
+            r = await service.infer("tiny", None, _request(_x(4)))
+            assert r.model_version == "2"
+            np.testing.assert_allclose(r.outputs[0].data, tiny_expected("tiny", "2", _x(4)), rtol=1e-5, atol=1e-5)
+        finally:
+            await service.stop()
+
+    asyncio.run(main())
