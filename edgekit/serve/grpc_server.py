@@ -53,25 +53,32 @@ class GrpcFrontEnd:
     """The gRPC listener of one ``InferenceService``.
 
     ``max_message_bytes`` bounds requests and replies alike (a larger one is refused with
-    RESOURCE_EXHAUSTED by gRPC itself, before it is decoded). With ``token``, every call
-    must carry the metadata ``authorization: Bearer <token>``; others get UNAUTHENTICATED.
+    RESOURCE_EXHAUSTED by gRPC itself, before it is decoded). ``max_in_flight`` bounds the
+    calls served at once (gRPC refuses more with RESOURCE_EXHAUSTED), so that request
+    messages take at most ``max_in_flight`` x ``max_message_bytes``; None: no bound. With
+    ``token``, every call but the two health checks must carry the metadata
+    ``authorization: Bearer <token>``; others get UNAUTHENTICATED.
     """
 
-    def __init__(self, service, host: str, port: int, *, max_message_bytes: int, token: str | None = None):
+    def __init__(self, service, host: str, port: int, *, max_message_bytes: int, token: str | None = None,
+                 max_in_flight: int | None = None):
         if max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self.service = service
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes
         self.token = token
+        self.max_in_flight = max_in_flight
         self._server = None
 
     async def start(self) -> int:
         """Listen and serve; return the bound port (the one asked for, or the one the system
         chose for port 0). A port that cannot be bound raises ``EdgekitError``."""
         interceptors = [_BearerTokenCheck(self.token)] if self.token else []
-        server = grpc.aio.server(interceptors=interceptors, options=[
+        server = grpc.aio.server(interceptors=interceptors, maximum_concurrent_rpcs=self.max_in_flight, options=[
             ("grpc.max_receive_message_length", self.max_message_bytes),
             ("grpc.max_send_message_length", self.max_message_bytes),
             ("grpc.so_reuseport", 0),  # a second daemon on the same port must fail, not share it

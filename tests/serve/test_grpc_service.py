@@ -164,38 +164,65 @@ def test_metrics_count_grpc_requests(served):
     assert samples("edgekit_request_seconds_count", {"model": "tiny", "protocol": "grpc"}) == before_n + 2
 
 
-def test_a_full_queue_is_resource_exhausted(loop, tmp_path):
-    """A model of tens of ms per inference, a queue of one, one worker, a burst of concurrent
-    requests: the ones that do not fit are refused at once with RESOURCE_EXHAUSTED (never
-    lost or wrong), every other one answers correctly, and the server serves on."""
-    bundle = compile_slow(tmp_path / "models")
-    service = InferenceService([bundle.parent], state_dir=tmp_path / "state", poll_interval_s=None, queue_size=1)
+@pytest.fixture(scope="module")
+def slow_bundle(tmp_path_factory):
+    return compile_slow(tmp_path_factory.mktemp("slow") / "models")
+
+
+def _burst(url: str, x: np.ndarray, expected: np.ndarray, n: int) -> dict:
+    """``n`` concurrent ModelInfer calls on the slow model: {status code: count}; every
+    answer that came back equals ``expected``."""
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(url) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        req = pb.ModelInferRequest(model_name=SLOW_NAME)
+        req.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+        req.raw_input_contents.append(x.tobytes())
+        futures = [stub.ModelInfer.future(req) for _ in range(n)]
+        codes = {}
+        for f in futures:
+            try:
+                reply = f.result(timeout=60)
+            except grpc.RpcError as e:
+                codes[e.code()] = codes.get(e.code(), 0) + 1
+            else:
+                codes[grpc.StatusCode.OK] = codes.get(grpc.StatusCode.OK, 0) + 1
+                got = np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(expected.shape)
+                np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    return codes
+
+
+def test_calls_beyond_max_in_flight_are_resource_exhausted(loop, slow_bundle, tmp_path):
+    service = InferenceService([slow_bundle.parent], state_dir=tmp_path / "state", poll_interval_s=None)
     loop.run(service.start())
     try:
-        with serving(loop, service) as (_, url), edgekit.runtime.open(bundle) as model:
+        with serving(loop, service, max_in_flight=2) as (_, url), edgekit.runtime.open(slow_bundle) as model:
+            x = np.random.default_rng(5).standard_normal((1, 64, 64, 8)).astype(np.float32)
+            codes = _burst(url, x, model.run({"x": x})["y"], 20)
+            assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+            assert client(url).is_server_live()
+    finally:
+        loop.run(service.stop(5.0))
+
+
+def test_a_full_queue_is_resource_exhausted(loop, slow_bundle, tmp_path):
+    """A model of tens of ms per inference, a queue of one, one worker, a burst of concurrent
+    requests: the ones that do not fit are refused at once with RESOURCE_EXHAUSTED naming the
+    queue (never lost or wrong), every other one answers correctly, and the server serves on."""
+    service = InferenceService([slow_bundle.parent], state_dir=tmp_path / "state", poll_interval_s=None,
+                               queue_size=1)
+    loop.run(service.start())
+    try:
+        with serving(loop, service) as (_, url), edgekit.runtime.open(slow_bundle) as model:
             x = np.random.default_rng(4).standard_normal((1, 64, 64, 8)).astype(np.float32)
             expected = model.run({"x": x})["y"]
-            from tritonclient.grpc import service_pb2 as pb
-            from tritonclient.grpc import service_pb2_grpc as pb_grpc
-
-            with grpc.insecure_channel(url) as channel:
-                stub = pb_grpc.GRPCInferenceServiceStub(channel)
-                req = pb.ModelInferRequest(model_name=SLOW_NAME)
-                req.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
-                req.raw_input_contents.append(x.tobytes())
-                futures = [stub.ModelInfer.future(req) for _ in range(40)]
-                codes = {}
-                for f in futures:
-                    try:
-                        reply = f.result(timeout=60)
-                    except grpc.RpcError as e:
-                        codes[e.code()] = codes.get(e.code(), 0) + 1
-                        assert e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or "queue" in e.details()
-                    else:
-                        codes[grpc.StatusCode.OK] = codes.get(grpc.StatusCode.OK, 0) + 1
-                        got = np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(expected.shape)
-                        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+            codes = _burst(url, x, expected, 40)
             assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+            rejected = service.metrics.registry.get_sample_value(
+                "edgekit_rejected_requests_total", {"model": SLOW_NAME, "reason": "overloaded"})
+            assert rejected == codes[grpc.StatusCode.RESOURCE_EXHAUSTED]  # the queue refused them, not gRPC
             inp = triton.InferInput("x", list(x.shape), "FP32")
             inp.set_data_from_numpy(x)
             assert client(url).infer(SLOW_NAME, [inp]).as_numpy("y").shape == expected.shape
