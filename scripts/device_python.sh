@@ -3,8 +3,8 @@
 # userland of Raspberry Pi OS Bullseye) in a folder, with a venv holding edgekit's base install
 # and the runtime-onnxruntime and runtime-tflite extras from PyPI (onnxruntime 1.19.2,
 # tflite-runtime 2.13.0, numpy 1.x). Prints the path of a launcher that runs that venv's Python
-# inside the root, with the caller's working folder, /tmp and $PYTHONPATH folders visible at the
-# same paths; tests/runtime/test_device_python.py runs it as $EDGEKIT_DEVICE_PYTHON:
+# inside the root, with the caller's working folder, /tmp, $TMPDIR and $PYTHONPATH folders
+# visible at the same paths; tests/runtime/test_device_python.py runs it as $EDGEKIT_DEVICE_PYTHON:
 #
 #   EDGEKIT_DEVICE_PYTHON=$(scripts/device_python.sh) pytest tests/runtime/test_device_python.py
 #
@@ -92,7 +92,7 @@ cat >"$launcher.new" <<EOF
 #!/bin/sh
 # Python 3.9 of Debian 11 (bullseye) with edgekit's runtime extras, run inside $root
 # (written by scripts/device_python.sh). In a private mount namespace, the working folder,
-# /tmp and the \$PYTHONPATH folders appear inside the root at the same paths.
+# /tmp, \$TMPDIR and the \$PYTHONPATH folders appear inside the root at the same paths.
 root='$root'
 if [ -z "\${EDGEKIT_DEVICE_ROOT_ENTERED:-}" ]; then
   EDGEKIT_DEVICE_ROOT_ENTERED=1 exec unshare --mount --propagation private "\$0" "\$@"
@@ -100,7 +100,7 @@ fi
 unset EDGEKIT_DEVICE_ROOT_ENTERED
 here=\$(pwd)
 old_ifs=\$IFS; IFS=:
-for dir in /proc /sys /dev /tmp "\$here" \${PYTHONPATH:-}; do
+for dir in /proc /sys /dev /tmp "\${TMPDIR:-}" "\$here" \${PYTHONPATH:-}; do
   [ -d "\$dir" ] && [ "\$dir" != / ] || continue
   mkdir -p "\$root\$dir"
   mount --rbind "\$dir" "\$root\$dir"
