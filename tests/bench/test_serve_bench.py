@@ -166,6 +166,26 @@ def test_binary_request_is_the_one_tritonclient_builds():
     assert np.array_equal(decoded["Identity"], x.reshape(1, 490))
 
 
+def test_a_window_in_which_nothing_finished_counts_as_zero_throughput():
+    serve = _module("serve")
+
+    def one_round(requests, p50):
+        phase = {"requests": requests, "requests_total": requests + 1, "seconds": 2.0,
+                 "statuses": {"200": requests} if requests else {}}
+        if requests:
+            phase.update(p50_s=p50, p99_s=2 * p50)
+        return {"ready_after_s": 0.5, "rss_bytes": 1, "server_cpu_per_request_s": 1e-3, "command": "x",
+                "phases": {"64": phase}}
+
+    row = serve.combine(serve.SERVER_INFO["kserve"], [one_round(0, 0), one_round(10, 0.1), one_round(30, 0.3)])
+    phase = row["phases"]["64"]
+    assert phase["ok_per_s"] == 5.0                    # median of 0, 5 and 15 req/s
+    assert phase["p50_s"] == pytest.approx(0.2)        # over the rounds that timed something
+    assert phase["statuses"] == {"200": 40}
+    empty = serve.combine(serve.SERVER_INFO["kserve"], [one_round(0, 0)])
+    assert empty["phases"]["64"]["p50_s"] is None and empty["phases"]["64"]["ok_per_s"] == 0
+
+
 def test_harness_runs_end_to_end_on_the_bare_endpoint(tmp_path):
     out = tmp_path / "serve.md"
     r = subprocess.run([sys.executable, str(BENCH / "serve.py"), "--servers", "bare", "--clients", "1,2",
