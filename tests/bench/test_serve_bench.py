@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.shared import shared_file
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
 
@@ -187,6 +189,7 @@ def test_a_window_in_which_nothing_finished_counts_as_zero_throughput():
 
 
 def test_harness_runs_end_to_end_on_the_bare_endpoint(tmp_path):
+    shared_file("models/mlperf-tiny/kws_ref_model_int8.tflite")   # the model the benchmark serves
     out = tmp_path / "serve.md"
     r = subprocess.run([sys.executable, str(BENCH / "serve.py"), "--servers", "bare", "--clients", "1,2",
                         "--seconds", "0.3", "--warmup", "0.1", "--rounds", "2", "--runs", "200", "--out", str(out)],
