@@ -176,7 +176,7 @@ async def serve(config: DaemonConfig, service, sockets: list) -> None:
         from edgekit.serve.grpc_server import GrpcFrontEnd
 
         grpc = GrpcFrontEnd(service, config.host, config.grpc_port, max_message_bytes=config.max_request_bytes,
-                            token=config.token)
+                            token=config.token, max_in_flight=config.max_in_flight)
     watchdog = None
     try:
         # Listen first: the health checks answer while the models load (ready: 400 until then).

@@ -26,6 +26,7 @@ import grpc
 import numpy as np
 
 from edgekit.errors import EdgekitError
+from edgekit.serve.metrics import UNKNOWN_MODEL
 from edgekit.serve.oip_proto import grpc_predict_v2_pb2 as pb
 from edgekit.serve.oip_proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from edgekit.serve.protocol import (InferRequest, InferTensor, InvalidRequest, ModelNotFound, ModelUnavailable,
@@ -34,7 +35,6 @@ from edgekit.serve.protocol import (InferRequest, InferTensor, InvalidRequest, M
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "inference.GRPCInferenceService"
-UNKNOWN_MODEL = "_unknown"  # the metrics' model label for a model or version that does not exist (as REST's)
 
 # The typed field of InferTensorContents that carries each datatype (FP16: raw only).
 CONTENTS_FIELD = {

@@ -17,6 +17,10 @@ from prometheus_client.core import GaugeMetricFamily
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)
 
+# The model label of requests for a model or version that does not exist: one label for all
+# of them, since a label per made-up name would grow the registry without bound.
+UNKNOWN_MODEL = "_unknown"
+
 
 class Metrics:
     """Counters, histograms and scrape-time gauges of one ``InferenceService``."""

@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from edgekit.serve.metrics import UNKNOWN_MODEL
 from edgekit.serve.protocol import (InferRequest, InferResponse, InferTensor, InvalidRequest, ModelNotFound,
                                     ModelUnavailable, Overloaded, PayloadTooLarge, ServeError, Unauthorized,
                                     dtype_of)
@@ -34,7 +35,6 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 # bounds the memory request bodies can take before the per-model queues see them.
 DEFAULT_MAX_IN_FLIGHT = 512
 PROTOCOL = "rest"
-UNKNOWN_MODEL = "_unknown"  # the model label of requests for a model or version that does not exist
 _JSON = "application/json"
 _BINARY = "application/octet-stream"
 

@@ -250,7 +250,8 @@ class InferenceService:
         if completions is None or completions.loop is not loop:
             completions = self._completions = Completions(loop)
         fut = loop.create_future()
-        timeout = request.timeout_s or self.request_timeout_s
+        # a client may ask for less time than the daemon's limit, never more
+        timeout = min(request.timeout_s, self.request_timeout_s) if request.timeout_s else self.request_timeout_s
         item = [v, feeds, fut, time.monotonic() + timeout, completions.post, outputs, request.id, 0]
         if not slot.queue.put_nowait(item):
             v.release()

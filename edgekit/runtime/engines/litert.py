@@ -25,8 +25,8 @@ def _interpreter_module():
         from tflite_runtime import interpreter
         return "tflite_runtime", interpreter
     except ImportError:
-        raise EngineUnavailableError("the litert engine needs ai-edge-litert (pip install ai-edge-litert) "
-                                     "or, on images with glibc < 2.34, tflite-runtime") from None
+        raise EngineUnavailableError("the litert engine needs ai-edge-litert: pip install 'edgekit[runtime-litert]' "
+                                     "(on images with glibc < 2.34: 'edgekit[runtime-tflite]')") from None
 
 
 class LiteRTEngine(Engine):

@@ -26,7 +26,8 @@ class OnnxRuntimeEngine(Engine):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise EngineUnavailableError("the onnxruntime engine needs onnxruntime (pip install onnxruntime)") \
+            raise EngineUnavailableError("the onnxruntime engine needs onnxruntime: "
+                                         "pip install 'edgekit[runtime-onnxruntime]'") \
                 from None
         level = self.engine_options.get("graph_optimization", "all")
         if level not in LEVELS:
