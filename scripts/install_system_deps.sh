@@ -20,6 +20,7 @@ packages=(
   gcc-aarch64-linux-gnu     # Cortex-A cross compiler
   libc6-dev-arm64-cross     # its C headers and libc: a Recommends, so named here
   mosquitto                 # MQTT broker for the sync tests
+  postgresql                # initdb/pg_ctl: the hub tests start a throwaway PostgreSQL cluster
 )
 
 work=$(mktemp -d)
@@ -42,6 +43,7 @@ failures() {
   check "qemu-aarch64 running an aarch64 binary against /usr/aarch64-linux-gnu" \
     sh -c "qemu-aarch64 -L /usr/aarch64-linux-gnu '$work/a64' | grep -q ok"
   check "mosquitto broker" sh -c 'command -v mosquitto || test -x /usr/sbin/mosquitto'
+  check "PostgreSQL server binaries (initdb, pg_ctl)" sh -c 'ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl'
 }
 
 missing=$(failures)
