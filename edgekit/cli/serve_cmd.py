@@ -118,9 +118,15 @@ def serve() -> None:
 @click.option("--board", "boards", multiple=True, metavar="NAME=PORT",
               help="A board attached over serial that runs MCU bundles (repeatable, tried in order), "
                    "e.g. m4=/dev/ttyACM0; PORT as the serial engine takes it (socket://, rfc2217://, qemu:TARGET).")
+@click.option("--capture-rules", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Data capture rules (TOML or JSON): per model, which inferences (all, sample:RATE, "
+                   "low-confidence:THRESHOLD) go into the sync queue, with or without inputs, within a daily byte "
+                   "budget (docs/serve.md, 'Data capture'). Needs --sync-queue.")
+@click.option("--sync-queue", metavar="PATH", type=click.Path(dir_okay=False),
+              help="The device's sync queue (an SQLite file, created if absent) the data capture writes to.")
 def run_cmd(paths, host, port, uds, state_dir, queue_size, workers, timeout_s, rollback_window, rollback_error_rate,
             max_request_bytes, max_in_flight, token_file, allow_insecure_remote, drain_timeout_s, poll_interval_s,
-            grpc_port, boards) -> None:
+            grpc_port, boards, capture_rules, sync_queue) -> None:
     """Serve BUNDLE_OR_DIR... (bundles, or folders of bundles) over the Open Inference
     Protocol (KServe v2) until SIGTERM: REST on --port or --uds, gRPC on --grpc-port, with
     hot swap, rollback and Prometheus metrics (docs/serve.md).
@@ -139,6 +145,13 @@ def run_cmd(paths, host, port, uds, state_dir, queue_size, workers, timeout_s, r
     token = read_token(token_file) if token_file else None
     if uds and grpc_port is not None:
         raise BadInputError("--grpc-port listens on TCP; it cannot go with --uds")
+    if (capture_rules is None) != (sync_queue is None):
+        raise BadInputError("--capture-rules and --sync-queue go together: the rules say what to capture, the "
+                            "queue is where it goes")
+    if capture_rules is not None:
+        from edgekit.serve.capture import load_rules
+
+        load_rules(capture_rules)       # a bad rules file is refused before anything listens
     if not uds and not is_loopback(host) and token is None and not allow_insecure_remote:
         raise BadInputError(f"--host {host} is reachable from other machines: give --token-file, or "
                             "--allow-insecure-remote to serve without a token")
@@ -148,7 +161,8 @@ def run_cmd(paths, host, port, uds, state_dir, queue_size, workers, timeout_s, r
                           rollback_error_rate=rollback_error_rate,
                           request_timeout_s=timeout_s, max_request_bytes=max_request_bytes, max_in_flight=max_in_flight,
                           token=token,
-                          drain_timeout_s=drain_timeout_s, poll_interval_s=poll_interval_s or None)
+                          drain_timeout_s=drain_timeout_s, poll_interval_s=poll_interval_s or None,
+                          capture_rules=capture_rules, sync_queue=sync_queue)
     raise SystemExit(run(config))
 
 

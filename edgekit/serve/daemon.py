@@ -49,6 +49,8 @@ class DaemonConfig:
     token: str | None = None
     drain_timeout_s: float = 10.0
     poll_interval_s: float | None = 2.0
+    capture_rules: str | None = None     # data capture rules file (edgekit.serve.capture)
+    sync_queue: str | None = None        # the SyncQueue database the capture writes to
 
 
 # --- systemd notification protocol (sd_notify(3)): one datagram per state change ---------
@@ -152,13 +154,26 @@ def _uvicorn_server(app, config: DaemonConfig):
 def make_service(config: DaemonConfig):
     """The inference service of ``config``; refuses bad repository paths (exit 2) before
     anything listens."""
+    from edgekit.serve.metrics import Metrics
     from edgekit.serve.service import InferenceService
 
-    return InferenceService(list(config.repository), boards=dict(config.boards) or None,
-                            state_dir=config.state_dir, queue_size=config.queue_size,
-                            workers_per_model=config.workers_per_model, rollback_window=config.rollback_window,
-                            rollback_error_rate=config.rollback_error_rate,
-                            request_timeout_s=config.request_timeout_s, poll_interval_s=config.poll_interval_s)
+    metrics = Metrics()
+    capture = None
+    if config.capture_rules is not None:
+        from edgekit.serve.capture import open_capture
+
+        capture = open_capture(config.capture_rules, config.sync_queue, metrics=metrics)
+    try:
+        return InferenceService(list(config.repository), boards=dict(config.boards) or None,
+                                state_dir=config.state_dir, queue_size=config.queue_size,
+                                workers_per_model=config.workers_per_model, rollback_window=config.rollback_window,
+                                rollback_error_rate=config.rollback_error_rate,
+                                request_timeout_s=config.request_timeout_s, poll_interval_s=config.poll_interval_s,
+                                metrics=metrics, capture=capture)
+    except BaseException:
+        if capture is not None:
+            capture.close()
+        raise
 
 
 async def serve(config: DaemonConfig, service, sockets: list) -> None:

@@ -45,6 +45,12 @@ class Metrics:
                                  "Versions refused or rolled back, by reason (load_failed, self_test_failed, "
                                  "error_rate)", ["model", "reason"], registry=r)
         self.bad_bundles = Counter("edgekit_bad_bundles", "Repository entries that failed to verify", registry=r)
+        self.captured = Counter("edgekit_captured_records", "Records the data capture wrote to the sync queue, "
+                                "by model and stream (results, captures)", ["model", "stream"], registry=r)
+        self.capture_skipped = Counter("edgekit_capture_skipped",
+                                       "Inferences the data capture selected but did not write, by reason (budget: "
+                                       "the model's daily bytes spent; backlog: the writer fell behind; queue_full: "
+                                       "the queue refused it)", ["model", "reason"], registry=r)
         self._request_children = {}
         self._status_children = {}
         self._inference_children = {}

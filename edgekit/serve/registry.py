@@ -251,6 +251,7 @@ class Registry:
         self._reported_bad = set()
         self._boards_in_use = {}     # board name -> model name
         self.schedule = None         # callable(fn): run fn on the loader thread (set by the service)
+        self.capture = None          # edgekit.serve.capture.Capture, or None: capture off
 
     # ---- the hot path (workers) -------------------------------------------------------
 
@@ -258,6 +259,7 @@ class Registry:
         get = slot.queue.get
         monotonic = time.monotonic
         perf = time.perf_counter
+        capture = self.capture
         while True:
             item = get()
             if item is _STOP:
@@ -270,11 +272,14 @@ class Registry:
                 t0 = perf()
                 with version.locks[k]:
                     result = version.models[k].run(feeds)
-                version.inference_child.observe(perf() - t0)
+                elapsed = perf() - t0
+                version.inference_child.observe(elapsed)
                 tensors = [InferTensor(n, dt, result[n].shape, result[n])
                            for n, dt in version.output_specs if outputs is None or n in outputs]
                 response = InferResponse(version.name, version.version, tensors, request_id)
                 post(fut, response, None)
+                if capture is not None:         # after the answer: the client never waits on it
+                    capture.observe(version, feeds, result, elapsed)
                 if version.counted < self.rollback_window:
                     self._count(slot, version, False)
             except EngineUnavailableError as exc:

@@ -50,7 +50,8 @@ class InferenceService:
 
     def __init__(self, repository_dirs: list, *, boards: dict | None = None, state_dir=None, queue_size: int = 64,
                  workers_per_model: int = 1, request_timeout_s: float = 30.0, rollback_window: int = 100,
-                 rollback_error_rate: float = 0.5, poll_interval_s: float | None = 2.0, metrics=None):
+                 rollback_error_rate: float = 0.5, poll_interval_s: float | None = 2.0, metrics=None,
+                 capture=None):
         if queue_size < 1 or workers_per_model < 1:
             raise BadInputError("queue_size and workers_per_model must be at least 1")
         if request_timeout_s <= 0:
@@ -69,6 +70,9 @@ class InferenceService:
         self.poll_interval_s = poll_interval_s
         self._loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="edgekit-serve-loader")
         self.registry.schedule = self._schedule
+        # data capture (edgekit.serve.capture.Capture): the workers hand it each answered inference
+        self.capture = capture
+        self.registry.capture = capture
         self.metrics.add_state_source(self._gauges)
         self._rejected = {}
         self._completions = None
@@ -97,6 +101,8 @@ class InferenceService:
         while time.monotonic() < deadline and any(_pending(s) for s in list(self.registry.models.values())):
             await asyncio.sleep(0.01)
         await asyncio.get_running_loop().run_in_executor(self._loader, self.registry.close)
+        if self.capture is not None:    # the workers are gone: write what they captured, then close the queue
+            await asyncio.get_running_loop().run_in_executor(self._loader, self.capture.close)
         self._loader.shutdown(wait=False)
 
     def live(self) -> bool:
