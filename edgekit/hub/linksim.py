@@ -11,8 +11,9 @@ Down has two modes, both of which reset the connections open at that moment:
 ``"blackhole"`` accepts new connections and never answers them (the client sees a
 timeout), and resets them when the link comes back.
 
-The proxy runs its own asyncio loop in a daemon thread; its methods may be called from
-any thread and take effect before they return.
+The proxy runs an asyncio loop in a daemon thread (its own, or a ``LinkLoop`` shared by
+many proxies, as the fleet simulator's one link per device); its methods may be called
+from any thread and take effect before they return.
 """
 
 from __future__ import annotations
@@ -93,6 +94,47 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+class LinkLoop:
+    """An asyncio loop in a daemon thread that any number of LinkProxy objects can share."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="linkloop", daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(ready.set)
+        self.loop.run_forever()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def call(self, coro, timeout: float = 10.0):
+        """Run ``coro`` on the loop and wait for its result."""
+        if self._thread is None:
+            coro.close()
+            raise EdgekitError("the link loop is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+        self._thread = None
+
+    def __enter__(self) -> LinkLoop:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class _Connection:
     def __init__(self, proxy: LinkProxy, client_writer: asyncio.StreamWriter):
         self.proxy = proxy
@@ -117,7 +159,7 @@ class LinkProxy:
 
     def __init__(self, target_host: str, target_port: int, *, listen_port: int = 0,
                  rate_bytes_s: float | None = None, latency_s: float = 0.0, down: bool = False,
-                 down_mode: str = "refuse", listen_host: str = "127.0.0.1"):
+                 down_mode: str = "refuse", listen_host: str = "127.0.0.1", link_loop: LinkLoop | None = None):
         if down_mode not in DOWN_MODES:
             raise BadInputError(f"link down mode must be one of {', '.join(DOWN_MODES)}, not {down_mode!r}")
         self.target_host = target_host
@@ -133,19 +175,15 @@ class LinkProxy:
         self._connections: set[_Connection] = set()
         self._blackholed: set[asyncio.StreamWriter] = set()
         self._server: asyncio.base_events.Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._shared_loop = link_loop
+        self._link_loop: LinkLoop | None = None
 
     # -- life cycle --------------------------------------------------------------------
 
     def start(self) -> LinkProxy:
-        if self._thread is not None:
+        if self._link_loop is not None:
             return self
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run_loop, args=(ready,), name="linkproxy", daemon=True)
-        self._thread.start()
-        ready.wait()
+        self._link_loop = self._shared_loop or LinkLoop()
         try:
             self._call(self._listen())
         except OSError as exc:
@@ -154,15 +192,15 @@ class LinkProxy:
         return self
 
     def stop(self) -> None:
-        if self._thread is None:
+        if self._link_loop is None:
             return
         try:
-            self._call(self._shutdown())
+            if self._link_loop.running:
+                self._call(self._shutdown())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-            self._loop.close()
-            self._thread = None
+            if self._link_loop is not self._shared_loop:
+                self._link_loop.close()
+            self._link_loop = None
 
     def __enter__(self) -> LinkProxy:
         return self.start()
@@ -207,16 +245,11 @@ class LinkProxy:
 
     # -- loop side ---------------------------------------------------------------------
 
-    def _run_loop(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.call_soon(ready.set)
-        self._loop.run_forever()
-
     def _call(self, coro):
-        if self._loop is None or self._thread is None:
+        if self._link_loop is None:
             coro.close()
             raise EdgekitError("the link proxy is not started")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+        return self._link_loop.call(coro)
 
     async def _apply(self, change) -> None:
         change()

@@ -207,11 +207,12 @@ def test_unreachable_target_resets_the_client():
         placeholder.bind(("127.0.0.1", 0))
         dead_port = placeholder.getsockname()[1]
     with LinkProxy("127.0.0.1", dead_port) as proxy:
-        with _connect(proxy.port) as sock:
-            with pytest.raises(ConnectionError):
+        # The reset may come at any step, depending on when the proxy's connect fails.
+        with pytest.raises(ConnectionResetError):
+            with _connect(proxy.port) as sock:
                 sock.sendall(b"q")
                 if not sock.recv(1):
-                    raise ConnectionResetError("closed")
+                    raise AssertionError("closed with FIN, not reset")
 
 
 @pytest.mark.parametrize("kwargs", [{"rate_bytes_s": 0}, {"rate_bytes_s": -5}, {"latency_s": -1},
@@ -228,3 +229,20 @@ def test_token_bucket_charges_debt_at_the_rate():
     now[0] = 0.5
     assert bucket.reserve(1000) == pytest.approx(1.0)
     assert TokenBucket(None).reserve(10**9) == 0.0
+
+
+def test_proxies_sharing_one_loop_have_their_own_links(sink_server, echo_server):
+    from edgekit.hub.linksim import LinkLoop
+
+    with LinkLoop() as loop:
+        slow = LinkProxy("127.0.0.1", sink_server.server_address[1], rate_bytes_s=10000, link_loop=loop).start()
+        fast = LinkProxy("127.0.0.1", echo_server, link_loop=loop).start()
+        slow.set_down(True)
+        with _connect(fast.port) as sock:
+            sock.sendall(b"still up")
+            assert _recv_exactly(sock, 8) == b"still up"
+        with pytest.raises(ConnectionRefusedError):
+            _connect(slow.port)
+        slow.stop()
+        fast.stop()
+        assert loop.running
