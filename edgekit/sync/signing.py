@@ -148,7 +148,7 @@ def list_keys(key_dir) -> list:
     if not key_dir.is_dir():
         return []
     out = []
-    for pub in sorted(key_dir.glob("*.pub")):
+    for pub in sorted(key_dir.glob("*.pub"), key=lambda p: p.name[:-4]):
         name = pub.name[:-4]
         cert_path = key_dir / f"{name}.rotation.json"
         rotated_from = None
