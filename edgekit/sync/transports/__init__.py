@@ -9,8 +9,21 @@ sneakernet and reads the hub's ack files back later (docs/sync.md, custody rules
 from __future__ import annotations
 
 import abc
+import re
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import BadInputError, EdgekitError
+
+# Device ids and group names appear in MQTT topics, URLs and file names: no '/', '+', '#',
+# spaces or dots first, so none can reach another device's topic or folder.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}\Z")
+
+
+def check_device_id(value: str, what: str = "device id") -> str:
+    """``value`` if it is a usable device id (or group name), else BadInputError."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise BadInputError(f"{what} {value!r}: use 1-128 letters, digits, '_', '.', ':' or '-', "
+                            "not starting with '.', ':' or '-'")
+    return value
 
 
 class LinkDownError(EdgekitError):
@@ -50,4 +63,4 @@ class Transport(abc.ABC):
         self.close()
 
 
-__all__ = ["Transport", "LinkDownError", "HubRefusedError"]
+__all__ = ["Transport", "LinkDownError", "HubRefusedError", "check_device_id"]
