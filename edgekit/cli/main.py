@@ -45,6 +45,7 @@ COMMANDS = {
     "demo": CommandSpec("demo_cmd", "demo", "compiler"),
     "bench": CommandSpec("bundle_cmds", "bench", "device"),
     "serve": CommandSpec("serve_cmd", "serve", "device"),     # checks Python 3.10+ and [serve] itself
+    "hub": CommandSpec("hub_cmd", "hub", "device"),            # checks Python 3.10+ and [hub] itself
     "keys": CommandSpec("keys_cmd", "keys", "device"),        # update signing keys; needs [sync] (cryptography)
 }
 

@@ -1,0 +1,108 @@
+"""``edgekit hub serve``: N MQTT ingest worker processes and the HTTP API, supervised.
+
+Workers are processes, not threads: decoding (zstd) and storing a batch is Python work that
+one interpreter's lock would serialize, and a worker that dies takes only itself down. A dead
+worker is started again under the same index, so it takes back its MQTT session (and the
+batches it had received but not acknowledged).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+
+from edgekit.hub.ingest import run_worker_process
+
+log = logging.getLogger("edgekit.hub")
+
+
+class WorkerPool:
+    """``count`` worker processes sharing the MQTT subscription, restarted when they die."""
+
+    def __init__(self, db_url: str, host: str, port: int, count: int, options: dict | None = None):
+        self.db_url, self.host, self.port, self.count = db_url, host, port, count
+        self.options = dict(options or {})
+        self._ctx = multiprocessing.get_context("spawn")  # no inherited locks or DB connections
+        self.processes: list = [None] * count
+        self.restarts = 0
+
+    def _start(self, index: int) -> None:
+        p = self._ctx.Process(target=run_worker_process, name=f"edgekit-hub-worker-{index}",
+                              args=(self.db_url, self.host, self.port, index, self.options), daemon=True)
+        p.start()
+        self.processes[index] = p
+
+    def start(self) -> None:
+        for i in range(self.count):
+            self._start(i)
+
+    def check(self) -> None:
+        """Start again every worker that exited."""
+        for i, p in enumerate(self.processes):
+            if p is not None and not p.is_alive():
+                log.warning("worker %d (pid %s) exited with %s; starting it again", i, p.pid, p.exitcode)
+                self.restarts += 1
+                self._start(i)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        for p in self.processes:
+            if p is not None and p.is_alive():
+                p.terminate()  # SIGTERM: the worker disconnects cleanly
+        deadline = time.monotonic() + timeout_s
+        for p in self.processes:
+            if p is not None:
+                p.join(max(0.0, deadline - time.monotonic()))
+                if p.is_alive():
+                    p.kill()
+                    p.join()
+
+
+def serve_hub(db_url: str, *, mqtt: tuple | None, workers: int, http: tuple | None, token: str | None,
+              mqtt_options: dict | None = None, stop: threading.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``): MQTT workers when ``mqtt`` is (host, port),
+    the HTTP API on ``http`` = (host, port) when given."""
+    from edgekit.hub.db import Database
+    from edgekit.hub.store import HubStore
+
+    stop = stop or threading.Event()
+    # Open once here: a bad URL or an unreachable database fails before anything starts, and
+    # the schemas are applied once rather than raced by every worker.
+    db = Database(db_url)
+    pool = None
+    server = None
+    try:
+        if mqtt is not None:
+            pool = WorkerPool(db_url, mqtt[0], mqtt[1], workers, mqtt_options)
+            pool.start()
+        if http is not None:
+            import uvicorn
+
+            from edgekit.hub.http_app import create_app
+
+            config = uvicorn.Config(create_app(HubStore(db), token=token), host=http[0], port=http[1],
+                                    log_level="warning", lifespan="off")
+            server = uvicorn.Server(config)
+            server.install_signal_handlers = lambda: None  # ours below stop everything together
+            threading.Thread(target=server.run, name="edgekit-hub-http", daemon=True).start()
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {s: signal.signal(s, lambda *a: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            log.info("hub serving: %s", ", ".join(
+                ([f"{workers} MQTT worker(s) on {mqtt[0]}:{mqtt[1]}"] if mqtt else [])
+                + ([f"HTTP on {http[0]}:{http[1]}"] if http else [])))
+            while not stop.wait(0.5):
+                if pool is not None:
+                    pool.check()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+    finally:
+        if server is not None:
+            server.should_exit = True
+        if pool is not None:
+            pool.stop()
+        db.close()
