@@ -30,6 +30,10 @@ class LinuxBackend:
     about: str
     # (graph, target) -> a caveat the compile report adds to the reason ("" for none)
     note: Callable[[Graph, object], str] | None = None
+    # options this backend's lower() takes as keywords (e.g. tvm's "tuning"), beyond (graph, target)
+    lower_options: tuple = ()
+    # (payload files) -> what the manifest records under compile.<backend name> (None: nothing)
+    summary: Callable[[dict], dict] | None = None
 
 
 def _tflite(graph: Graph, target) -> bytes:
@@ -57,24 +61,33 @@ def _c(graph: Graph, target) -> dict:
         return {name: (out / name).read_bytes() for name in (LIBRARY_NAME, DESCRIPTION_NAME, HARNESS_NAME)}
 
 
-def _tvm(graph: Graph, target) -> dict:
+def _tvm(graph: Graph, target, tuning=None) -> dict:
     import json
 
     from edgekit.backends.tvm import compile_tvm
 
-    result = compile_tvm(graph, target)
-    # What the tvm engine checks before loading the library: the machine and TVM version.
+    result = compile_tvm(graph, target, tuning=tuning)
+    # What the tvm engine checks before loading the library: the machine, TVM version and
+    # device (cpu, or cuda with the CUDA runtime it needs); and the tuning that made it.
     info = {"tvm_version": result.tvm_version, "tvm_target": result.tvm_target, "machine": result.machine,
-            "int8_as_float": result.int8_as_float}
+            "int8_as_float": result.int8_as_float, "device": result.device, "cuda": result.cuda,
+            "tuning": result.tuning}
     return {"model.so": result.library, "tvm_module.json": (json.dumps(info, indent=1) + "\n").encode()}
 
 
+def _tvm_summary(files: dict) -> dict:
+    import json
+
+    info = json.loads(files["tvm_module.json"])
+    return {k: info.get(k) for k in ("device", "cuda", "tuning")}
+
+
 def _tvm_note(graph: Graph, target) -> str:
-    from edgekit.backends.tvm import INT8_NOTE, JETSON_NOTE
+    from edgekit.backends.tvm import INT8_NOTE, device_note
 
     notes = [INT8_NOTE] if is_int8(graph) else []
-    if getattr(target, "family", None) == "jetson":
-        notes.append(JETSON_NOTE)
+    if target is not None and device_note(target):
+        notes.append(device_note(target))
     return "; ".join(notes)
 
 
@@ -108,8 +121,10 @@ LINUX_BACKENDS = {
                       "the generated C built for the target as a shared library (int8, bit-exact with the "
                       "reference), run through ctypes; edgekit_harness runs it without Python"),
     "tvm": LinuxBackend("tvm", "tvm", "model.so", _tvm,
-                        "Apache TVM (untuned) compiled for the target's CPU into a shared library, run by TVM's "
-                        "Relax VM; float models (int8 runs as float in TVM 0.27)", _tvm_note),
+                        "Apache TVM compiled for the target's CPU (or a Jetson's GPU through CUDA) into a shared "
+                        "library, run by TVM's Relax VM; float models (int8 runs as float in TVM 0.27); "
+                        "--tune-trials runs MetaSchedule", _tvm_note, lower_options=("tuning",),
+                        summary=_tvm_summary),
     "tensorrt": LinuxBackend("tensorrt", "tensorrt", "model.onnx", _onnx,
                              "the ONNX (float, or QDQ for int8) edgekit writes; on the device TensorRT builds and "
                              "caches a GPU engine from it on first open, onnxruntime runs it where TensorRT cannot "
@@ -121,17 +136,23 @@ def is_int8(graph: Graph) -> bool:
     return any(graph.tensor(o).dtype is DType.INT8 for op in graph.ops for o in op.outputs)
 
 
-def payload_files(backend: LinuxBackend, graph: Graph, target) -> dict:
-    """{file name: bytes} of ``backend``'s lowering of ``graph`` for ``target``."""
-    out = backend.lower(graph, target)
+def payload_files(backend: LinuxBackend, graph: Graph, target, options: dict | None = None) -> dict:
+    """{file name: bytes} of ``backend``'s lowering of ``graph`` for ``target``, with the
+    backend ``options`` it takes (``LinuxBackend.lower_options``)."""
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(options) - set(backend.lower_options))
+    if unknown:
+        raise BadInputError(f"backend {backend.name} takes no option {', '.join(unknown)}")
+    out = backend.lower(graph, target, **options)
     files = out if isinstance(out, dict) else {backend.model_file: out}
     if backend.model_file not in files:
         raise ValueError(f"backend {backend.name!r} wrote no {backend.model_file!r}")
     return files
 
 
-def choose_backend(graph: Graph, requested: str, target=None) -> tuple:
-    """(backend, its payload files, why) for ``requested`` ("auto" or a name).
+def choose_backend(graph: Graph, requested: str, target=None, options: dict | None = None) -> tuple:
+    """(backend, its payload files, why) for ``requested`` ("auto" or a name); ``options``:
+    the named backend's lowering options (``LinuxBackend.lower_options``).
 
     The auto rule, what ``--backend auto`` falls back to when no latency was measured for
     the target (``edgekit.bundle.backend_choice``; docs/bundle-format.md): on a target with
@@ -151,7 +172,8 @@ def choose_backend(graph: Graph, requested: str, target=None) -> tuple:
             raise BadInputError(f"--backend tensorrt needs a target with an NVIDIA GPU (feature \"cuda\", e.g. "
                                 f"jetson-orin-nano); target {target.name!r} has none")
         note = backend.note(graph, target) if backend.note else ""
-        return backend, payload_files(backend, graph, target), f"--backend {requested}" + (f"; {note}" if note else "")
+        files = payload_files(backend, graph, target, options)
+        return backend, files, f"--backend {requested}" + (f"; {note}" if note else "")
     kind = "int8" if is_int8(graph) else "float"
     asym = asymmetric_int8(graph) if kind == "int8" else ""
     if has_nvidia_gpu(target) and not asym:

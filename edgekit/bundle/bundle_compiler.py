@@ -123,21 +123,29 @@ def _base_manifest(graph: Graph, tgt: Target, backend: str, engine: str, payload
 
 def compile_bundle(graph: Graph, target, out, *, backend: str = "auto", model_version: str | None = None,
                    options: dict | None = None, flash=None, sram=None, variant: str = "auto",
-                   accuracy: float | None = None, targets_dir=None) -> BundleResult:
+                   accuracy: float | None = None, targets_dir=None,
+                   backend_options: dict | None = None) -> BundleResult:
     """Compile an IR ``graph`` (int8, or float for Linux targets) for ``target`` into a
     bundle at ``out`` (a folder, or an ``.ekb`` file). ``backend``: "auto", a Linux
     backend name, or "c" (MCU targets, where it is the only one). "auto" on a Linux
     target: the fastest backend measured on this machine when it is the target, else the
     target's latency table, else the rule (``edgekit.bundle.backend_choice``). ``options``: the
     compile options to record in the manifest. ``flash``/``sram``/``variant``: as the C
-    backend's (MCU targets only)."""
+    backend's (MCU targets only). ``backend_options``: options of the named Linux
+    backend (e.g. tvm's ``tuning``: ``edgekit.backends.tvm.TuningOptions``)."""
     tgt = target if isinstance(target, Target) else load_target(target, targets_dir)
     options = dict(options or {})
     figures = {} if accuracy is None else {"accuracy": float(accuracy)}
+    backend_options = {k: v for k, v in (backend_options or {}).items() if v is not None}
+    if backend_options and backend == "auto":
+        raise BadInputError(f"{', '.join(sorted(backend_options))}: options of one backend; name it with --backend")
     if tgt.is_mcu:
         if backend not in ("auto", "c"):
             raise BadInputError(f"--backend {backend}: target {tgt.name!r} is a microcontroller; its bundles "
                                 "are built with the C backend (--backend c or auto)")
+        if backend_options:
+            raise BadInputError(f"{', '.join(sorted(backend_options))}: not an option of the C backend that "
+                                f"builds bundles for microcontroller {tgt.name!r}")
         return _mcu_bundle(graph, tgt, out, model_version, options, flash, sram, variant, figures)
     if tgt.family not in LINUX_FAMILIES:
         raise BadInputError(f"target {tgt.name!r} has family {tgt.family!r}; bundles are for the families "
@@ -159,7 +167,7 @@ def compile_bundle(graph: Graph, target, out, *, backend: str = "auto", model_ve
         auto = choose_auto(graph, tgt, write_candidate, table_dirs=search_path(targets_dir))
         chosen, files, reason, choice_record = auto.backend, auto.files, auto.reason, auto.record
     else:
-        chosen, files, reason = choose_backend(graph, backend, tgt)
+        chosen, files, reason = choose_backend(graph, backend, tgt, backend_options)
     payload = {"model": chosen.model_file}
     figures["model_file_bytes"] = len(files[chosen.model_file])
     files = {**files, GOLDEN: golden}
@@ -167,6 +175,8 @@ def compile_bundle(graph: Graph, target, out, *, backend: str = "auto", model_ve
                               reason, figures)
     if choice_record is not None:
         manifest["compile"]["backend_choice"] = choice_record
+    if chosen.summary is not None:
+        manifest["compile"][chosen.name] = chosen.summary(files)
     bundle = write_bundle(out, manifest, files)
     return BundleResult(bundle, chosen.name, chosen.engine, reason)
 

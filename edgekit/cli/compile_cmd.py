@@ -59,10 +59,16 @@ def _source_shape(graph) -> tuple[int, ...]:
               show_default=True, help="Kernel variant: by target features, portable C, or Arm DSP.")
 @click.option("--targets-dir", "targets_dirs", multiple=True, metavar="DIR",
               type=click.Path(path_type=Path), help="Extra folder of target .toml files.")
+@click.option("--tune-trials", type=click.IntRange(min=1), metavar="N",
+              help="--backend tvm: MetaSchedule measures N candidate schedules in all, on this machine (the target "
+              "must run here); kernels already in the tuning database are not searched again.")
+@click.option("--tune-db", metavar="DIR", type=click.Path(path_type=Path, file_okay=False),
+              help="Tuning database folder for --tune-trials, one subfolder per TVM target "
+              "(default: $XDG_CACHE_HOME/edgekit/tvm-tuning).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 @input_shape_option
 def compile_cmd(model, target, calib, calib_limit, backend, out_dir, model_version, flash, sram, variant,
-                targets_dirs, as_json, input_shapes):
+                targets_dirs, tune_trials, tune_db, as_json, input_shapes):
     """Compile MODEL into a bundle for TARGET (a folder, or FILE.ekb): manifest.json with
     hashes, golden vectors and the payload. Microcontrollers: the model package and the
     generated C under c/ (exit code 2 when it does not fit the target). Linux targets: the
@@ -72,6 +78,10 @@ def compile_cmd(model, target, calib, calib_limit, backend, out_dir, model_versi
     from edgekit.targets import load_target
 
     flash_b, sram_b = _size("--flash", flash), _size("--sram", sram)
+    if tune_db is not None and tune_trials is None:
+        raise BadInputError("--tune-db is the database of --tune-trials: give --tune-trials N as well")
+    if tune_trials is not None and backend != "tvm":
+        raise BadInputError(f"--tune-trials tunes TVM modules: use it with --backend tvm, not --backend {backend}")
     tgt = load_target(target, list(targets_dirs) or None)
     out_path = out_dir or f"{Path(model).stem}-{tgt.name}"
     if Path(out_path).suffix.lower() == ".ekb":
@@ -82,10 +92,18 @@ def compile_cmd(model, target, calib, calib_limit, backend, out_dir, model_versi
     graph, _ = load_model_cli(model, input_shapes)
     options = {"backend": backend, "calib": calib, "calib_limit": calib_limit, "variant": variant,
                "flash": flash, "sram": sram, "input_shapes": list(input_shapes)}
+    if tune_trials is not None:
+        options.update({"tune_trials": tune_trials, "tune_db": None if tune_db is None else str(tune_db)})
     if calib:
         graph = _quantized(graph, calib, calib_limit)
-    result = compile_bundle(graph, tgt, out, backend=backend, model_version=model_version, options=options,
-                            flash=flash_b, sram=sram_b, variant=variant)
+    with _tuning_progress(tune_trials) as progress:
+        backend_options = None
+        if tune_trials is not None:
+            from edgekit.backends.tvm import TuningOptions
+
+            backend_options = {"tuning": TuningOptions(tune_trials, tune_db, progress)}
+        result = compile_bundle(graph, tgt, out, backend=backend, model_version=model_version, options=options,
+                                flash=flash_b, sram=sram_b, variant=variant, backend_options=backend_options)
     if as_json:
         click.echo(json.dumps(_json_summary(result, out), indent=1))
         return
@@ -94,7 +112,45 @@ def compile_cmd(model, target, calib, calib_limit, backend, out_dir, model_versi
     else:
         _print_backend_choice(result.manifest["compile"].get("backend_choice"))
         console.print(result.reason, highlight=False)
+        _print_tuning((result.manifest["compile"].get("tvm") or {}).get("tuning"))
     _print_bundle(result, out)
+
+
+class _tuning_progress:
+    """A rich progress bar (on stderr) fed by MetaSchedule's measurements; None without tuning."""
+
+    def __init__(self, trials):
+        self.trials = trials
+
+    def __enter__(self):
+        if self.trials is None:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("MetaSchedule"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.description}"), console=make_console(stderr=True), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("extracting kernels", total=self.trials)
+
+        def update(p):
+            best = "" if p.best_us is None else f", best {p.best_us:.1f} us"
+            self.bar.update(self.task, completed=p.trials_done, total=p.trials_total,
+                            description=f"{p.task}{best}")
+        return update
+
+    def __exit__(self, *exc):
+        if self.trials is not None:
+            self.bar.stop()
+
+
+def _print_tuning(tuning: dict | None) -> None:
+    if not tuning:
+        return
+    kernels = "-" if tuning["kernel_latency_us"] is None else f"{tuning['kernel_latency_us']:.1f} us"
+    console.print(f"tuned: {tuning['trials_run']} trials run, {tuning['kernels_tuned']} of {tuning['kernels']} "
+                  f"kernels tuned ({tuning['kernels_from_database']} from the database); best kernels {kernels}, "
+                  f"model {tuning['model_us']:.1f} us on this machine; database {tuning['database']}",
+                  highlight=False)
 
 
 def _print_backend_choice(choice: dict | None) -> None:
@@ -138,7 +194,7 @@ def _json_summary(result, out: Path) -> dict:
     m = result.manifest
     doc = {"bundle": str(out), "format_version": m["format_version"], "target": m["target"],
            "backend": m["backend"], "engine": m["engine"], "backend_reason": result.reason,
-           "backend_choice": m["compile"].get("backend_choice"),
+           "backend_choice": m["compile"].get("backend_choice"), "tvm": m["compile"].get("tvm"),
            "model": m["model"], "inputs": m["inputs"], "outputs": m["outputs"], "figures": m["figures"],
            "files": m["files"]}
     if result.c_result is not None:

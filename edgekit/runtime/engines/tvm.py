@@ -10,6 +10,13 @@ When TVM is not yet imported in the process, this engine imports it with
 RSS instead of 270 MB). tvm_ffi imports torch whenever torch is installed; a torch not
 already loaded is hidden from that import, as nothing here needs it.
 
+A CUDA module (``"device": "cuda"`` in ``tvm_module.json``: Jetsons with sm_75 or later)
+runs on ``tvm.cuda(0)``. It needs TVM's CUDA runtime library (``libtvm_runtime_cuda.so``,
+shipped in the wheel; it links the CUDA runtime the module info names, libcudart.so.13,
+and the driver's libcuda.so.1), a CUDA device, and NVRTC through ``cuda-bindings`` (the
+module holds CUDA source, which TVM compiles for the device's GPU when it is loaded). A
+missing piece is refused with EngineUnavailableError naming it.
+
 No engine options. Python 3.8 syntax, numpy 1.x or 2.x.
 """
 
@@ -88,6 +95,34 @@ def _release(version: str) -> str:
     return ".".join(str(version).split(".")[:2])
 
 
+def _open_cuda(bundle, tvm, cuda: dict):
+    """``tvm.cuda(0)`` once TVM's CUDA runtime is loaded, a GPU is there and NVRTC can
+    compile the module's kernels; else EngineUnavailableError saying which is missing."""
+    arch = cuda.get("arch", "a CUDA GPU")
+    cudart = cuda.get("cuda_runtime", "the CUDA runtime")
+    needs = (f"bundle {bundle.path} holds a TVM CUDA module for {arch}: it needs an NVIDIA GPU, TVM's CUDA runtime "
+             f"(libtvm_runtime_cuda.so, which links {cudart} and the driver's libcuda.so.1) and NVRTC "
+             f"(pip install cuda-bindings nvidia-cuda-nvrtc)")
+    if tvm.get_global_func("ffi.Module.load_from_bytes.cuda", allow_missing=True) is None:
+        import ctypes
+
+        path = os.path.join(os.path.dirname(tvm.__file__), "lib", "libtvm_runtime_cuda.so")
+        try:
+            # Loading registers the CUDA device API and module loader with libtvm_runtime.
+            ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_LOCAL", 0))
+        except OSError as exc:
+            raise EngineUnavailableError(f"{needs}; this machine cannot load TVM's CUDA runtime: {exc}") from None
+    device = tvm.cuda(0)
+    if not device.exist:
+        raise EngineUnavailableError(f"{needs}; TVM's CUDA runtime found no CUDA device on this machine")
+    try:
+        import tvm.support.nvcc  # noqa: F401 - registers tvm_callback_cuda_compile, which loading calls
+        from cuda.bindings import nvrtc  # noqa: F401
+    except ImportError as exc:
+        raise EngineUnavailableError(f"{needs}; NVRTC cannot be imported: {exc}") from None
+    return device
+
+
 class TvmEngine(Engine):
     name = "tvm"
     options = ()
@@ -109,7 +144,14 @@ class TvmEngine(Engine):
                                          f"has TVM {self.version}: install apache-tvm=={compiled_with}")
         self.target = target
         self._tvm = tvm
-        self._device = tvm.cpu()
+        self.device_kind = info.get("device", "cpu")
+        if self.device_kind == "cuda":
+            self._device = _open_cuda(bundle, tvm, info.get("cuda") or {})
+        elif self.device_kind == "cpu":
+            self._device = tvm.cpu()
+        else:
+            raise _bundle_error(bundle, f"{MODULE_INFO} names device {self.device_kind!r}; this engine runs "
+                                "cpu and cuda modules")
         self._main = self._load(bundle, tvm, library)
         self._check_io(bundle)
 
@@ -121,11 +163,12 @@ class TvmEngine(Engine):
         if built_for != here:
             raise _bundle_error(bundle, f"its TVM module was compiled for {built_for} (target {bundle.target}); "
                                 f"this machine is {here}")
-        needs = X86_CPU_FLAGS.get(str(target.get("mcpu", ""))) if here == "x86_64" else None
+        cpu = target.get("host", target)       # a CUDA target's CPU side is its host
+        needs = X86_CPU_FLAGS.get(str(cpu.get("mcpu", ""))) if here == "x86_64" else None
         flags = _cpu_flags()
         missing = [f for f in needs or () if flags and f not in flags]
         if missing:
-            raise _bundle_error(bundle, f"its TVM module was compiled for {target.get('mcpu')}, which needs "
+            raise _bundle_error(bundle, f"its TVM module was compiled for {cpu.get('mcpu')}, which needs "
                                 f"{', '.join(missing)}; this CPU lacks it")
 
     def _load(self, bundle, tvm, library: bytes):
@@ -170,6 +213,10 @@ class TvmEngine(Engine):
 
     def describe(self) -> str:
         lib = "libtvm_runtime only" if self.runtime_only else "full TVM library"
+        if self.device_kind == "cuda":
+            host = self.target.get("host", {}).get("mcpu")
+            return (f"Apache TVM {self.version} (Relax VM, {lib}; CUDA {self.target.get('arch')} on "
+                    f"GPU {self._device.device_name}, host {host})")
         return f"Apache TVM {self.version} (Relax VM, {lib}; compiled for {self.target.get('mcpu')})"
 
 
