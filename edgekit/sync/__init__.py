@@ -12,7 +12,8 @@ them, most urgent first, and deletes each one only when the hub has acknowledged
         print(q.stats()["records"], q.counters()["dropped_full"])
 
 ``enqueue`` returns when the record is on disk (SQLite, synchronous=FULL); calls from many
-threads share commits. The device side: no compiler, torch, TensorFlow, ONNX or TVM here.
+threads share commits. Needs the ``sync`` extra (zstandard for the batches):
+``pip install 'edgekit[sync]'``. The device side: no compiler, torch, TensorFlow, ONNX or TVM here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ from edgekit.sync.queue import (
     SyncQueue,
 )
 from edgekit.sync.records import Record, new_id
+from edgekit.sync.wire import (
+    Ack,
+    Batch,
+    WireFormatError,
+    decode_ack,
+    decode_batch,
+    encode_ack,
+    encode_batch,
+    train_dictionary,
+)
 
 __all__ = ["SyncQueue", "Record", "new_id", "QueueFullError", "RecordTooLargeError", "QueueStorageError",
-           "RECORD_OVERHEAD"]
+           "RECORD_OVERHEAD", "Batch", "Ack", "WireFormatError", "encode_batch", "decode_batch", "encode_ack",
+           "decode_ack", "train_dictionary"]
