@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEVICE_SIDE = ("edgekit.device", "edgekit.runtime", "edgekit.serve")
+DEVICE_SIDE = ("edgekit.device", "edgekit.runtime", "edgekit.serve", "edgekit.sync")
 # Compilers and training frameworks the device side must run without (runtimes such as
 # onnxruntime or tflite_runtime are separate packages and stay allowed).
 COMPILER_LIBS = ("torch", "torchvision", "tensorflow", "keras", "onnx", "tvm")
