@@ -47,6 +47,7 @@ COMMANDS = {
     "serve": CommandSpec("serve_cmd", "serve", "device"),     # checks Python 3.10+ and [serve] itself
     "hub": CommandSpec("hub_cmd", "hub", "device"),            # checks Python 3.10+ and [hub] itself
     "keys": CommandSpec("keys_cmd", "keys", "device"),        # update signing keys; needs [sync] (cryptography)
+    "sync": CommandSpec("sync_cmd", "sync", "device"),        # the device's queue and forwarder; MQTT needs [sync]
 }
 
 
