@@ -45,6 +45,7 @@ register_schema("hub.devices.v1", [
 # Rows per INSERT statement: 9 parameters each stays far below SQLite's variable limit.
 _INSERT_CHUNK = 400
 DEPLOY_STREAM = "deploy"
+INSTALLED_STATE = "installed"  # the update report state of a bundle now served
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,19 +125,23 @@ class HubStore:
             params += [batch.seq, json.dumps(counters, sort_keys=True, default=str),
                        counter_total(counters.get("dropped_full")), counter_total(counters.get("expired")),
                        counter_total(counters.get("refused"))]
-            if "backlog_records" in counters or "backlog_bytes" in counters:
+            backlog = counters.get("backlog")
+            if isinstance(backlog, dict):
                 sets += ["backlog_records = ?", "backlog_bytes = ?"]
-                params += [counter_total(counters.get("backlog_records")), counter_total(counters.get("backlog_bytes"))]
+                params += [counter_total(backlog.get("records")), counter_total(backlog.get("bytes"))]
         deploys = [r for r in records if r.stream == DEPLOY_STREAM and r.id in new_ids]
         if deploys:
             latest = max(deploys, key=lambda r: (r.created_ms, r.id))
             report = _deploy_report(latest.payload)
             if report is not None and (deploy_ms is None or latest.created_ms >= deploy_ms):
-                version = report.get("version", report.get("model_version"))
-                state = report.get("result", report.get("status", report.get("state")))
-                sets += ["model_version = ?", "deploy_state = ?", "deploy_ms = ?"]
-                params += [None if version is None else str(version), None if state is None else str(state),
-                           latest.created_ms]
+                # The device's update report (edgekit.sync.updates): {model, version, state, reason}.
+                model = "/".join(str(report[k]) for k in ("model", "version") if report.get(k) is not None)
+                state = str(report.get("state", "?"))
+                sets += ["deploy_state = ?", "deploy_ms = ?"]
+                params += [f"{state} {model}".strip(), latest.created_ms]
+                if state == INSTALLED_STATE and model:
+                    sets.append("model_version = ?")
+                    params.append(model)
         db.execute(f"UPDATE hub_devices SET {', '.join(sets)} WHERE device_id = ?", params + [device])
         return IngestResult(new=new, duplicates=duplicates, ack_ids=[r.id for r in batch.records])
 
@@ -170,7 +175,10 @@ class HubStore:
         except ImportError:
             return {}
         states = getattr(rollouts, "device_rollout_states", None)
-        return dict(states(self)) if callable(states) else {}
+        if not callable(states):
+            return {}
+        self.db.apply_schemas()  # its tables, registered when it was imported just now
+        return dict(states(self))
 
     def records(self, *, device: str | None = None, stream: str | None = None, since_ms: int | None = None,
                 until_ms: int | None = None, after_id: str | None = None, limit: int = 1000) -> list:
