@@ -179,3 +179,13 @@ def devices_cmd(db_url, as_json) -> None:
                       str(d["refused"]), str(d["records"]), _opt(d["model_version"]), _opt(d["deploy_state"]),
                       _opt(d["rollout"]))
     make_console().print(table)
+
+
+from edgekit.cli.hub_simulate_cmd import simulate_cmd  # noqa: E402 - after the group it joins
+
+hub.add_command(simulate_cmd)
+
+from edgekit.cli.hub_updates_cmd import UPDATE_COMMANDS  # noqa: E402 - after the group it joins
+
+for _command in UPDATE_COMMANDS:
+    hub.add_command(_command)
