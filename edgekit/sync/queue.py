@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 from edgekit.errors import BadInputError, EdgekitError
-from edgekit.sync.records import Record, check_priority, check_stream, id_from_bytes, id_to_bytes, new_id
+from edgekit.sync.records import Record, check_priority, check_stream, id_from_bytes, id_to_bytes, new_id_bytes
 
 RECORD_OVERHEAD = 64  # bytes counted per record on top of its payload (id, fields, index entries)
 POLICIES = ("drop-oldest", "refuse")
@@ -89,9 +89,10 @@ class SyncQueue:
         self.max_bytes = max_bytes
         self.default_policy = default_policy
         self._clock = clock
-        self._db_lock = threading.Lock()       # held by whoever talks to SQLite
-        self._pending_lock = threading.Lock()  # guards _pending only
+        self._db_lock = threading.Lock()  # held by whoever talks to SQLite
+        self._cond = threading.Condition()  # guards _pending and _leading; waiters wait for their commit
         self._pending: List[_Unit] = []
+        self._leading = False
         self._conn = self._open(sync_mode)
 
     # ------------------------------------------------------------------ opening
@@ -165,7 +166,7 @@ class SyncQueue:
             raise RecordTooLargeError(
                 f"record of {len(payload)} bytes for stream {stream!r} is larger than the whole sync queue "
                 f"({self.max_bytes} bytes, counting {RECORD_OVERHEAD} bytes of overhead per record)")
-        rid = id_to_bytes(new_id(now_ms))
+        rid = new_id_bytes(now_ms)
         return (rid, stream, priority, now_ms, expires_ms, size, payload)
 
     def _now_ms(self) -> int:
@@ -200,13 +201,24 @@ class SyncQueue:
         return [id_from_bytes(r[0]) for r in rows]
 
     def _submit(self, unit: _Unit) -> None:
-        with self._pending_lock:
+        # Group commit: while one caller (the leader) commits, the others queue up; when it
+        # is done, one of those still waiting leads and commits all of them at once.
+        with self._cond:
             self._pending.append(unit)
-        with self._db_lock:
-            if not unit.done:  # nobody has committed it yet: lead, and take everyone waiting
-                with self._pending_lock:
-                    units, self._pending = self._pending, []
-                self._commit_units(units)
+            while self._leading and not unit.done:
+                self._cond.wait()
+            lead = not unit.done
+            if lead:
+                self._leading = True
+                units, self._pending = self._pending, []
+        if lead:
+            try:
+                with self._db_lock:
+                    self._commit_units(units)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
         if unit.error is not None:
             raise unit.error
 
