@@ -13,16 +13,16 @@ import re
 
 from edgekit.errors import BadInputError, EdgekitError
 
-# Device ids and group names appear in MQTT topics, URLs and file names: no '/', '+', '#',
-# spaces or dots first, so none can reach another device's topic or folder.
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}\Z")
+# Device ids and group names appear in MQTT topics, URLs and file names: the rule of
+# edgekit.sync.wire (no '/', '+', '#' or spaces; a letter or digit first), for groups too.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 
 
 def check_device_id(value: str, what: str = "device id") -> str:
     """``value`` if it is a usable device id (or group name), else BadInputError."""
     if not isinstance(value, str) or not _NAME.match(value):
         raise BadInputError(f"{what} {value!r}: use 1-128 letters, digits, '_', '.', ':' or '-', "
-                            "not starting with '.', ':' or '-'")
+                            "starting with a letter or digit")
     return value
 
 
