@@ -323,3 +323,8 @@ def import_acks(queue_path, device_id, folder) -> None:
         queue.close()
     console.print(f"{result['ack_files']} ack files: {result['deleted']} records delivered and deleted from the queue",
                   markup=False, highlight=False)
+
+
+from edgekit.cli.sync_updates_cmd import apply_update  # noqa: E402 - after the group it joins
+
+sync.add_command(apply_update)

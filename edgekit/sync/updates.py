@@ -28,10 +28,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import http.client
 import json
 import os
 import shutil
+import ssl
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from edgekit.bundle import BundleError, verify
@@ -69,17 +74,22 @@ class UpdateResult:
 
 class DirUpdateSource:
     """Updates on a folder (a USB stick): ``edgekit hub export-update`` writes
-    ``UPDATE_ID/manifest.json`` and ``UPDATE_ID/chunks/SHA256`` there."""
+    ``UPDATE_ID/manifest.json`` and ``UPDATE_ID/chunks/SHA256`` there. ``root`` is that
+    folder, or one ``UPDATE_ID`` folder inside it."""
 
     def __init__(self, root):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise BadInputError(f"update folder {self.root} does not exist")
+        root = Path(root)
+        if not root.is_dir():
+            raise BadInputError(f"update folder {root} does not exist")
+        # one update's own folder: its parent is the export folder
+        self.root, self._only = (root.parent, root.name) if (root / "manifest.json").is_file() else (root, None)
 
     def offers(self) -> list:
-        return [p.read_bytes() for p in sorted(self.root.glob("*/manifest.json"))]
+        pattern = f"{self._only}/manifest.json" if self._only else "*/manifest.json"
+        return [p.read_bytes() for p in sorted(self.root.glob(pattern))]
 
     def chunk(self, manifest: dict, sha256: str) -> bytes:
+        # the chunk is looked up under the manifest's id; whatever is there is checked against the manifest
         path = self.root / manifest["update_id"] / "chunks" / sha256
         try:
             return path.read_bytes()
@@ -89,30 +99,36 @@ class DirUpdateSource:
 
 class HttpUpdateSource:
     """Updates from the hub's HTTP API: ``GET /v1/devices/{id}/updates`` (the manifests on
-    offer) and ``GET /v1/chunks/{sha256}``. Uses httpx (the serve extra)."""
+    offer) and ``GET /v1/chunks/{sha256}``. Standard library only (urllib): a device needs
+    no HTTP package for it."""
+
+    MAX_RESPONSE = 64 << 20
 
     def __init__(self, url: str, device_id: str, *, token: str | None = None, ca_file=None,
-                 timeout_s: float = 30.0, client=None):
-        import httpx
-
-        self._httpx = httpx
+                 timeout_s: float = 30.0):
+        if not url.startswith(("http://", "https://")):
+            raise BadInputError(f"hub URL {url!r}: expected http://HOST:PORT or https://HOST:PORT")
         self.url = url.rstrip("/")
         self.device_id = device_id
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = client or httpx.Client(timeout=timeout_s, headers=headers,
-                                              verify=str(ca_file) if ca_file else True)
+        self.timeout_s = timeout_s
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
 
     def _get(self, path: str) -> bytes:
+        request = urllib.request.Request(self.url + path, headers=self._headers)
         try:
-            r = self._client.get(self.url + path)
-        except self._httpx.HTTPError as exc:
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._context) as r:
+                data = r.read(self.MAX_RESPONSE + 1)
+        except urllib.error.HTTPError as exc:
+            raise UpdateFetchError(f"GET {path}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise UpdateFetchError(f"GET {path} failed: {exc}") from None
-        if r.status_code != 200:
-            raise UpdateFetchError(f"GET {path}: HTTP {r.status_code}")
-        return r.content
+        if len(data) > self.MAX_RESPONSE:
+            raise UpdateFetchError(f"GET {path}: the answer is over {self.MAX_RESPONSE} bytes")
+        return data
 
     def offers(self) -> list:
-        data = self._get(f"/v1/devices/{self.device_id}/updates")
+        data = self._get(f"/v1/devices/{urllib.parse.quote(self.device_id, safe='')}/updates")
         try:
             doc = json.loads(data)
             return [encode_manifest(m) if isinstance(m, dict) else b"" for m in doc["updates"]]
@@ -121,9 +137,6 @@ class HttpUpdateSource:
 
     def chunk(self, manifest: dict, sha256: str) -> bytes:
         return self._get(f"/v1/chunks/{sha256}")
-
-    def close(self) -> None:
-        self._client.close()
 
 
 def manifests_from_downlink(messages) -> list:
