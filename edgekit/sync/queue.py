@@ -276,7 +276,9 @@ class SyncQueue:
                         state[0] += 1
                         state[1] += row[5]
                         local["enqueued", row[1]] += 1
-                    else:
+                    else:  # accepted and dropped at once: counted under both, so that per stream
+                        # enqueued = held + acked + expired + dropped_full
+                        local["enqueued", row[1]] += 1
                         local["dropped_full", row[1]] += 1
             except QueueFullError as e:
                 conn.execute("ROLLBACK TO unit")
