@@ -3,8 +3,9 @@
 ``send`` POSTs the batch to ``<url>/v1/ingest`` (Content-Type application/vnd.edgekit.batch,
 ``Authorization: Bearer <token>`` when a token is set); the hub stores it and answers 200
 with the ack bytes. ``poll_downlink`` GETs ``<url>/v1/devices/<id>/downlink``: 200 with
-``{"messages": ["<base64>", ...]}`` (docs/sync-protocol.md). One keep-alive connection,
-opened again after any failure.
+``{"messages": ["<base64>", ...]}`` (docs/sync-protocol.md); a hub without that route (404)
+has nothing to send down over HTTP (update offers have their own route, docs/updates.md).
+One keep-alive connection, opened again after any failure.
 """
 
 from __future__ import annotations
@@ -104,7 +105,12 @@ class HttpTransport(Transport):
 
     def poll_downlink(self, *, timeout_s: float = 0.0) -> list:
         # One GET, however short timeout_s is: HTTP has no push, a poll is the only way.
-        answer = self._request("GET", f"/v1/devices/{self.device_id}/downlink", None, {}, max(timeout_s, 10.0))
+        try:
+            answer = self._request("GET", f"/v1/devices/{self.device_id}/downlink", None, {}, max(timeout_s, 10.0))
+        except HubRefusedError as exc:
+            if " HTTP 404 " in str(exc):
+                return []  # a hub without the downlink route has nothing to send down this way
+            raise
         try:
             doc = json.loads(answer)
             return [base64.b64decode(m, validate=True) for m in doc["messages"]]
