@@ -78,16 +78,16 @@ def create_app(store: HubStore, *, token: str | None = None, max_batch_bytes: in
 
     routes = [Route("/v1/ingest", ingest, methods=["POST"]), Route("/v1/devices", devices, methods=["GET"]),
               Route("/v1/health", health, methods=["GET"])]
-    routes += _update_routes(store)
+    routes += _update_routes(store, token)
     app = Starlette(routes=routes)
     app.state.counters = counters
     return app
 
 
-def _update_routes(store: HubStore) -> list:
+def _update_routes(store: HubStore, token: str | None) -> list:
     """The rollouts' routes, where that part of the hub is installed."""
     if importlib.util.find_spec("edgekit.hub.updates_http") is None:
         return []
     from edgekit.hub import updates_http
 
-    return list(updates_http.routes(store))
+    return list(updates_http.routes(store, token=token))

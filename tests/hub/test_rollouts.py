@@ -119,14 +119,13 @@ def test_http_routes_serve_offers_manifests_and_chunk_ranges(hub_store, material
         assert http.get("/v1/updates/" + "0" * 32 + "/manifest").status_code == 404
 
 
-def test_update_routes_honour_the_token(hub_store, material):
-    from edgekit.hub import updates_http
-    from starlette.applications import Starlette
-
+def test_update_routes_honour_the_hub_token(hub_store, material):
     rollouts.add_to_group(hub_store, "field", ["dev-1"])
-    _publish(hub_store, material, "1")
-    with TestClient(Starlette(routes=updates_http.routes(hub_store, token="s3cret"))) as http:
+    m = _publish(hub_store, material, "1")
+    with TestClient(create_app(hub_store, token="s3cret")) as http:
         assert http.get("/v1/devices/dev-1/updates").status_code == 401
+        assert http.get(f"/v1/chunks/{m['chunks'][0]['sha256']}").status_code == 401
+        assert http.get(f"/v1/updates/{m['update_id']}/manifest").status_code == 401
         ok = http.get("/v1/devices/dev-1/updates", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and len(ok.json()["updates"]) == 1
 
