@@ -110,3 +110,18 @@ def hub_store(hub_db_url):
         yield HubStore(db)
     finally:
         db.close()
+
+
+@pytest.fixture
+def mosquitto_broker(tmp_path_factory):
+    """A real Mosquitto on loopback (the sync tests' broker: stop(), start(), restart(), kill())."""
+    from tests.sync.conftest import MOSQUITTO, MosquittoBroker
+
+    if shutil.which(MOSQUITTO) is None and not Path(MOSQUITTO).exists():
+        pytest.skip("needs Mosquitto: apt-get install mosquitto (or run scripts/install_system_deps.sh)")
+    broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
