@@ -117,3 +117,47 @@ def test_publish_fetch_install_swap_and_report(tmp_path):
         asyncio.run_coroutine_threadsafe(service.stop(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         store.db.close()
+
+
+def test_an_update_serve_rolls_back_is_reported_failed(tmp_path):
+    """Signed, verified and installed, but its golden vectors fail on the device: serve
+    keeps the old version and the client reports "failed" with serve's reason."""
+    from tests.serve.conftest import IN_SHAPE, _with_golden
+    from edgekit.sync.updates import DirUpdateSource
+    from tests.sync.update_fixtures import RecordingQueue, export_update, signed_update
+
+    keys = tmp_path / "keys"
+    create_key(keys, "hub")
+    v1 = compile_tiny(tmp_path, "tiny", "1")
+    good2 = compile_tiny(tmp_path, "tiny", "2")
+    x = np.random.default_rng(7).standard_normal((4, *IN_SHAPE)).astype(np.float32)
+    broken2 = _with_golden(good2, tmp_path / "broken2.ekb", x, tiny_expected("tiny", "2", x) + 1.0)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "tiny-1.ekb").write_bytes(v1.read_bytes())
+    m = signed_update(broken2, keys, "hub", name="tiny", version="2", chunk_size=512)
+    export_update(m, broken2.read_bytes(), tmp_path / "usb")
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    service = InferenceService([repo], poll_interval_s=0.2)
+    asyncio.run_coroutine_threadsafe(service.start(), loop).result(60)
+    try:
+        def activation(model, version):
+            for row in service.repository_index():
+                if (row["name"], row["version"]) == (model, version):
+                    if row["state"] == "READY":
+                        return "ready", ""
+                    if "self-test" in row["reason"]:
+                        return "failed", row["reason"]
+            return None, ""
+        queue = RecordingQueue()
+        client = UpdateClient(tmp_path / "state", trust_dir_with(keys, "hub", tmp_path / "trust"), repo,
+                              targets=["x86_64"], queue=queue, activation=activation, activation_timeout_s=60)
+        (result,) = client.run_once(DirUpdateSource(tmp_path / "usb"))
+        assert result.state == "failed" and "self-test" in result.reason, result
+        assert queue.states() == ["fetching", "failed"]
+        assert _infer(service, loop, np.ones((1, 4), np.float32)).model_version == "1"
+    finally:
+        asyncio.run_coroutine_threadsafe(service.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
