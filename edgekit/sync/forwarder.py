@@ -334,6 +334,9 @@ class Forwarder:
         daily cap wait for the next UTC day, with nothing queued poll every ``idle_s``."""
         while not stop_event.is_set():
             result = self.run_once(stop_event=stop_event)
+            if result["batches"]:
+                log.info("sent %d records in %d batches (%d bytes), %d acked", result["records"], result["batches"],
+                         result["bytes"], result["acked"])
             try:
                 self.deliver_downlink()
             except LinkDownError:
