@@ -270,7 +270,10 @@ class TrustStore:
             if signer is None:
                 continue       # a link from a key this device never trusted: not a path to trust
             new_raw = _b64(body.get("new_public_key"), f"rotation certificate {i}'s new_public_key", 32)
-            new_key = Ed25519PublicKey.from_public_bytes(new_raw)
+            try:
+                new_key = Ed25519PublicKey.from_public_bytes(new_raw)
+            except ValueError:
+                raise SignatureError(f"rotation certificate {i}: new_public_key is not an Ed25519 key") from None
             if key_id(new_key) != new_id:
                 raise SignatureError(f"rotation certificate {i}: new_key_id does not match its public key")
             try:

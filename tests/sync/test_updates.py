@@ -303,3 +303,56 @@ def test_fuzzed_manifest_mutations_are_rejected_by_the_client(world, device):
         for r in res:
             assert r.state == "rejected", r
     assert _repo_listing(device["repo"]) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(index=st.integers(-3, 12), data=st.binary(max_size=600))
+def test_chunk_loader_fuzz(index, data):
+    """Any chunk bytes at any index: the chunk's bytes back when they are exactly the
+    manifest's, else UpdateFormatError; never another exception."""
+    from edgekit.sync.update_manifest import check_chunk, chunk_list
+
+    body = bytes(range(256)) * 3
+    m = {"chunks": chunk_list(body, 256)}
+    try:
+        got = check_chunk(m, index, data)
+    except UpdateFormatError:
+        assert not (0 <= index < 3 and data == body[index * 256:(index + 1) * 256])
+    else:
+        assert got == body[index * 256:(index + 1) * 256]
+
+
+_cert_field = st.none() | st.booleans() | st.integers() | st.text(max_size=90) | st.binary(max_size=40).map(
+    lambda b: base64.b64encode(b).decode())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chain=st.lists(st.dictionaries(st.sampled_from(["format", "format_version", "old_key_id", "new_key_id",
+                                                       "new_public_key", "created_ms", "signature"]),
+                                      _cert_field, max_size=7) | _cert_field, max_size=3))
+def test_rotation_chain_fuzz_only_raises_signature_error(world, tmp_path_factory, chain):
+    from edgekit.sync.signing import SignatureError, TrustStore
+
+    trust = trust_dir_with(world["keys"], "hub", tmp_path_factory.mktemp("trust-fuzz"))
+    for cert in chain:
+        if isinstance(cert, dict) and cert.get("old_key_id") is None:
+            cert["old_key_id"] = TrustStore(trust).trusted_ids()[0]       # reach the checks past the lookup
+    try:
+        TrustStore(trust).verify(b"m", b"\0" * 64, "0123456789abcdef", chain)
+    except SignatureError:
+        pass
+
+
+def test_kill_between_rename_and_state_write_installs_the_same_bytes_again(world, device):
+    """The highest version is recorded after the rename: a kill in between leaves the
+    bundle in place and the old state; the next run installs the same bytes again."""
+    _publish(world, device, "1")
+    state = device["tmp"] / "state" / "updates.json"
+    device["client"]()                                     # creates the state folder, no state file yet
+    (first,) = device["client"]().run_once(DirUpdateSource(device["usb"]))
+    assert first.state == "installed"
+    state.unlink()                                         # as if killed before the state was written
+    (again,) = device["client"]().run_once(DirUpdateSource(device["usb"]))
+    assert again.state == "installed"
+    assert _repo_listing(device["repo"]) == ["tiny-1.ekb"]
+    assert (device["repo"] / "tiny-1.ekb").read_bytes() == world["v1"].read_bytes()
