@@ -28,16 +28,19 @@ import click
               help="Records queued on each device before its link starts (a device back from a long outage).")
 @click.option("--drain", "drain_s", type=float, default=30.0, show_default=True, metavar="S",
               help="After producing, seconds to wait at most for every queue to empty.")
+@click.option("--hub-wait", "hub_wait_s", type=float, default=30.0, show_default=True, metavar="S",
+              help="Before starting, wait this long for a hub to ack a probe record (0: do not check).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the outages and the records.")
 @click.option("--workdir", type=click.Path(file_okay=False), metavar="DIR",
               help="Keep the device queues here (default: a temporary folder, removed after).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate_cmd(devices, mqtt_addr, duration, rate_per_device, outage_prob, link_kbps, unlimited_link, latency_ms,
-                 backlog, drain_s, seed, workdir, as_json) -> None:
+                 backlog, drain_s, hub_wait_s, seed, workdir, as_json) -> None:
     """Run N simulated devices in this process against the broker at --mqtt, each
     enqueueing inference results into its own SyncQueue and forwarding them through its
     own shaped link with outages; print what was sent, acked and left, the bytes on the
-    links and the hub's ingest rate. Exit 1 if the queues did not drain within --drain.
+    links and the hub's ingest rate. Exit 1 if no hub answers a probe record within
+    --hub-wait, or if the queues did not drain within --drain.
 
     \b
     edgekit hub serve --db sqlite:///hub.db --mqtt 127.0.0.1:1883 &
@@ -52,7 +55,8 @@ def simulate_cmd(devices, mqtt_addr, duration, rate_per_device, outage_prob, lin
     config = SimulationConfig(devices=devices, mqtt_host=host, mqtt_port=port, duration_s=duration,
                               rate_per_device=rate_per_device, outage_prob=outage_prob,
                               link_kbps=None if unlimited_link else link_kbps, latency_ms=latency_ms,
-                              drain_s=drain_s, seed=seed, workdir=workdir, backlog_per_device=backlog)
+                              drain_s=drain_s, hub_wait_s=hub_wait_s, seed=seed, workdir=workdir,
+                              backlog_per_device=backlog)
     config.check()
     if as_json:
         summary = run_simulation(config)

@@ -120,9 +120,19 @@ class LinkLoop:
             raise EdgekitError("the link loop is closed")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
 
+    async def _cancel_tasks(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def close(self) -> None:
         if self._thread is None:
             return
+        try:
+            self.call(self._cancel_tasks())
+        except Exception:  # noqa: BLE001 - the loop stops below whatever a task did
+            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()

@@ -15,6 +15,8 @@ new ones, as a dropped radio link). Each device's forwarder runs in its own thre
 hub's acks arrive after its database commit, so acked records per second is the hub's
 ingest rate as devices see it.
 
+Before the devices start, one probe record (device ``<prefix>-probe``, stream "events")
+must be acked by a hub within ``hub_wait_s``: otherwise there is no hub to measure.
 After ``duration_s`` production stops, every link comes back up and the simulator waits up
 to ``drain_s`` for the queues to empty, then reports what was produced, acked, left
 queued, the bytes on the links and the ingest rate.
@@ -78,6 +80,7 @@ class SimulationConfig:
     workdir: str | None = None
     id_prefix: str = "sim"
     backlog_per_device: int = 0   # records queued on each device before the links start
+    hub_wait_s: float = 30.0      # wait this long for a hub to ack a probe first (0: don't)
 
     def check(self) -> None:
         if not 1 <= self.devices <= 100000:
@@ -94,6 +97,8 @@ class SimulationConfig:
             raise BadInputError(f"--latency-ms {self.latency_ms}: expected >= 0")
         if not self.drain_s >= 0:
             raise BadInputError(f"--drain {self.drain_s}: expected >= 0 seconds")
+        if not self.hub_wait_s >= 0:
+            raise BadInputError(f"--hub-wait {self.hub_wait_s}: expected >= 0 seconds")
         if self.backlog_per_device < 0:
             raise BadInputError(f"backlog per device {self.backlog_per_device}: expected >= 0")
 
@@ -164,6 +169,34 @@ def _check_broker(host: str, port: int) -> None:
         raise EdgekitError(f"MQTT broker {host}:{port} cannot be reached: {exc}") from exc
 
 
+def wait_for_hub(host: str, port: int, *, device_id: str = "sim-probe", timeout_s: float = 30.0,
+                 folder: Path | None = None) -> float:
+    """Send one record as ``device_id`` until a hub on the broker acks it; the seconds it
+    took. A batch published before any hub worker holds the shared subscription is dropped
+    by the broker, so a fleet started before its hub would only measure ack timeouts."""
+    from edgekit.sync.forwarder import Forwarder
+    from edgekit.sync.queue import SyncQueue
+    from edgekit.sync.transports.mqtt import MqttTransport
+
+    _check_broker(host, port)
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="edgekit-sim-probe-", dir=folder) as tmp:
+        queue = SyncQueue(Path(tmp) / "probe.db")
+        transport = MqttTransport(host, port, device_id, reconnect_delay_s=(0.2, 2))
+        forwarder = Forwarder(queue, transport, device_id, ack_timeout_s=2.0, rng=random.Random(0))
+        try:
+            queue.enqueue("events", b'{"probe":true}', priority=0)
+            while time.monotonic() - start < timeout_s:
+                if forwarder.run_once()["acked"]:
+                    return time.monotonic() - start
+                time.sleep(0.2)
+        finally:
+            for close in (transport.close, forwarder.close, queue.close):
+                close()
+    raise EdgekitError(f"no hub answers on MQTT broker {host}:{port}: a probe record from {device_id!r} got no "
+                       f"ack within {timeout_s:g} s (is `edgekit hub serve --mqtt {host}:{port}` running?)")
+
+
 class FleetSimulator:
     """Runs a SimulationConfig; ``run()`` returns the summary dict."""
 
@@ -192,7 +225,10 @@ class FleetSimulator:
 
     def run(self) -> dict:
         cfg = self.config
-        _check_broker(cfg.mqtt_host, cfg.mqtt_port)
+        if cfg.hub_wait_s:
+            wait_for_hub(cfg.mqtt_host, cfg.mqtt_port, device_id=f"{cfg.id_prefix}-probe", timeout_s=cfg.hub_wait_s)
+        else:
+            _check_broker(cfg.mqtt_host, cfg.mqtt_port)
         owned = cfg.workdir is None
         folder = Path(tempfile.mkdtemp(prefix="edgekit-sim-")) if owned else Path(cfg.workdir)
         folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from edgekit.hub.db import Database
 from edgekit.hub.simulate import SimulationConfig, inference_result
 from edgekit.hub.store import HubStore
-from tests.sync.conftest import MOSQUITTO, MosquittoBroker
+from tests.sync.broker import MOSQUITTO, MosquittoBroker
 
 EDGEKIT = [sys.executable, "-m", "edgekit.cli.main"]
 
@@ -42,15 +41,7 @@ def hub(broker, tmp_path):
     db_url = f"sqlite:///{tmp_path / 'hub.db'}"
     proc = subprocess.Popen([*EDGEKIT, "hub", "serve", "--db", db_url, "--mqtt", f"{broker.host}:{broker.port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    # Ready once its worker holds the shared subscription; the hub logs nothing we could wait
-    # on portably, so wait for the database file and a moment for the subscription.
-    while not (tmp_path / "hub.db").exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "hub did not start"
-        time.sleep(0.1)
-    time.sleep(2.0)
-    assert proc.poll() is None, proc.stderr.read()
+    # The simulator itself waits until the hub acks a probe record (--hub-wait).
     yield db_url
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
@@ -70,12 +61,13 @@ def test_five_devices_with_outages_reach_the_hub_exactly_once(broker, hub):
     # The hub's database is the oracle: every produced record once, from each device.
     store = HubStore(Database(hub))
     try:
-        assert store.record_count() == summary["produced"]
+        assert store.record_count(stream="results") == summary["produced"]
         devices = {d["device_id"] for d in store.devices()}
-        assert devices == {f"sim-{i:05d}" for i in range(5)}
+        assert devices == {f"sim-{i:05d}" for i in range(5)} | {"sim-probe"}
         # Each device numbers its results 0, 1, 2, ...: no gap means nothing was lost.
         seqs: dict = {}
-        for device_id, payload in store.db.execute("SELECT device_id, payload FROM hub_records", []):
+        rows = store.db.execute("SELECT device_id, payload FROM hub_records WHERE stream = ?", ["results"])
+        for device_id, payload in rows:
             seqs.setdefault(device_id, []).append(json.loads(bytes(payload))["seq"])
         for device_id, numbers in seqs.items():
             assert sorted(numbers) == list(range(len(numbers))), device_id
@@ -92,10 +84,18 @@ def test_rich_summary_names_the_figures(broker, hub):
         assert words in result.stdout
 
 
-def test_undrained_queues_exit_1(broker):
-    # No hub on the broker: nothing is acked, the queues cannot drain.
+def test_no_hub_on_the_broker_exits_1(broker):
     result = _edgekit("hub", "simulate", "--devices", "1", "--mqtt", f"{broker.host}:{broker.port}",
-                      "--duration", "0.5", "--rate-per-device", "10", "--drain", "1", "--json", timeout=60)
+                      "--hub-wait", "2", timeout=60)
+    assert result.returncode == 1
+    assert "no hub answers" in result.stderr
+
+
+def test_undrained_queues_exit_1(broker):
+    # No hub on the broker and no probe: nothing is acked, the queues cannot drain.
+    result = _edgekit("hub", "simulate", "--devices", "1", "--mqtt", f"{broker.host}:{broker.port}",
+                      "--duration", "0.5", "--rate-per-device", "10", "--drain", "1", "--hub-wait", "0", "--json",
+                      timeout=60)
     assert result.returncode == 1, result.stderr
     summary = json.loads(result.stdout)
     assert summary["acked"] == 0 and summary["backlog"] == summary["produced"] > 0
@@ -105,6 +105,7 @@ def test_undrained_queues_exit_1(broker):
     (["--devices", "0"], "--devices 0"),
     (["--devices", "2", "--outage-prob", "1.5"], "--outage-prob"),
     (["--devices", "2", "--link-kbps", "0"], "--link-kbps"),
+    (["--devices", "2", "--hub-wait", "-1"], "--hub-wait"),
     (["--devices", "2", "--mqtt", "no-port"], "--mqtt"),
 ])
 def test_bad_options_exit_2(args, words):
@@ -117,7 +118,7 @@ def test_bad_options_exit_2(args, words):
 
 
 def test_unreachable_broker_exits_1():
-    from tests.sync.conftest import free_port
+    from tests.sync.broker import free_port
 
     result = _edgekit("hub", "simulate", "--devices", "1", "--mqtt", f"127.0.0.1:{free_port()}", timeout=60)
     assert result.returncode == 1
