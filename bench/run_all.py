@@ -65,6 +65,7 @@ BENCHES = [
     Bench("tvm_untuned.py", ["--runs", "2000", "--rounds", "5"], ["--runs", "20", "--rounds", "1"]),
     Bench("serve.py", [], ["--servers", "bare", "--clients", "1,8", "--seconds", "0.3", "--warmup", "0.1",
                            "--rounds", "1", "--runs", "200"]),
+    Bench("sync.py", [], ["--quick"]),
     Bench("compression.py", ["--seeds", "3", "--ratios", "0.3,0.5,0.7"],
           ["--seeds", "1", "--ratios", "0.5", "--tasks", "breast cancer"], out_is_dir=True),
 ]
