@@ -6,6 +6,7 @@ link that is down."""
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import threading
 import time
@@ -156,3 +157,34 @@ def test_a_hub_without_the_downlink_route_sends_nothing_down(hub):
 def test_bad_settings_are_refused(url, kw, match):
     with pytest.raises(BadInputError, match=match):
         HttpTransport(url, "dev-h", **kw)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, strategies as st  # noqa: E402
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                           lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=10)
+
+
+@given(st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
+                 st.lists(st.text(max_size=12)).map(
+                     lambda ms: json.dumps({"messages": ms}).encode())))
+def test_fuzz_a_downlink_answer_is_messages_or_link_down_error(answer):
+    from edgekit.sync.transports.http import parse_downlink
+
+    try:
+        messages = parse_downlink(answer)
+    except LinkDownError:
+        return
+    assert isinstance(messages, list) and all(isinstance(m, bytes) for m in messages)
+    # What decoded is what an encoder makes of it again (an independent round trip).
+    assert json.loads(answer)["messages"] == [base64.b64encode(m).decode() for m in messages] or all(
+        base64.b64decode(e) == m for e, m in zip(json.loads(answer)["messages"], messages))
+
+
+def test_a_valid_downlink_answer_decodes():
+    from edgekit.sync.transports.http import parse_downlink
+
+    assert parse_downlink(b'{"messages": ["AAE=", ""]}') == [b"\x00\x01", b""]
+    with pytest.raises(LinkDownError, match="not a list"):
+        parse_downlink(b'{"messages": "AAE="}')

@@ -29,6 +29,20 @@ _RETRYABLE = {408, 429, 500, 502, 503, 504}
 _MAX_ANSWER = 16 << 20
 
 
+def parse_downlink(answer: bytes) -> list:
+    """The messages in a downlink answer ``{"messages": ["<base64>", ...]}``; LinkDownError
+    (naming the problem) for anything else."""
+    try:
+        doc = json.loads(answer)
+        messages = doc["messages"]
+        if not isinstance(messages, list) or not all(isinstance(m, str) for m in messages):
+            raise TypeError("messages is not a list of strings")
+        return [base64.b64decode(m, validate=True) for m in messages]
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
+        raise LinkDownError(f"the hub's downlink answer is not {{\"messages\": [base64, ...]}} ({exc}): "
+                            f"{bytes(answer[:80])!r}") from None
+
+
 class HttpTransport(Transport):
     name = "http"
 
@@ -111,12 +125,7 @@ class HttpTransport(Transport):
             if " HTTP 404 " in str(exc):
                 return []  # a hub without the downlink route has nothing to send down this way
             raise
-        try:
-            doc = json.loads(answer)
-            return [base64.b64decode(m, validate=True) for m in doc["messages"]]
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            raise LinkDownError(f"the hub's downlink answer is not {{\"messages\": [base64, ...]}}: "
-                                f"{answer[:80]!r}") from None
+        return parse_downlink(answer)
 
     def close(self) -> None:
         self._drop_connection()
