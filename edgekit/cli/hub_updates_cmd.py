@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from edgekit.cli.keys_cmd import DEFAULT_DIR as DEFAULT_KEYS_DIR
-from edgekit.errors import BadInputError
+from edgekit.errors import BadInputError, EdgekitError
 
 DB_HELP = ("Hub database: sqlite:///hub.db (relative path), sqlite:////abs/hub.db or postgresql://user@host/db. "
            "Environment: EDGEKIT_HUB_DB.")
@@ -68,7 +68,12 @@ def publish_cmd(bundle, group, key_name, keys_dir, db_url, mqtt_addr, chunk_size
                f"{m['bundle']['size']} bytes in {len(m['chunks'])} chunk(s), signed by {m['key_id']}, "
                f"rolled out to group {group}")
     if mqtt is not None:
-        rollouts.publish_notice(m, group, *mqtt)
+        try:
+            rollouts.publish_notice(m, group, *mqtt)
+        except BadInputError as exc:
+            # the rollout is stored: devices polling over HTTP get it; only the push failed
+            raise EdgekitError(f"update {m['update_id']} is stored and rolled out, but its MQTT notice failed: {exc}"
+                               ) from None
         click.echo(f"notice retained on edgekit/v1/group/{group}/down at {mqtt_addr}")
 
 

@@ -72,3 +72,18 @@ def test_bad_input_exits_2(tmp_path):
          "--state-dir", tmp_path / "s", "--target", "x86_64", code=2)
     _run("sync", "apply-update", "http://127.0.0.1:9", "--trust", tmp_path, "--repository", tmp_path,
          "--state-dir", tmp_path / "s", "--target", "x86_64", code=2)     # no --device-id
+
+
+def test_publish_whose_notice_fails_keeps_the_rollout_and_exits_1(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]          # closed once the block ends: nothing listens there
+    keys, db = tmp_path / "keys", f"sqlite:///{tmp_path / 'hub.db'}"
+    _run("keys", "create", "hub", "--dir", keys)
+    bundle = compile_tiny(tmp_path, "tiny", "1")
+    out = _run("hub", "publish", bundle, "--to", "g", "--key", "hub", "--keys-dir", keys, "--db", db,
+               "--mqtt", f"127.0.0.1:{port}", code=1)
+    assert "is stored and rolled out, but its MQTT notice failed" in out
+    assert "tiny 1 (x86_64) -> g" in _run("hub", "rollouts", "--db", db)
