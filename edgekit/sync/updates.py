@@ -258,9 +258,9 @@ class UpdateClient:
         self.trust.learn(rotations)
         partial = self.state_dir / "partial" / m["update_id"]
         if not partial.exists():
-            partial.mkdir(parents=True)
-            (partial / "manifest.json").write_bytes(encode_manifest(m))
+            # reported before the folder exists: a kill in between reports "fetching" twice, never not at all
             self._report(UpdateResult(m["update_id"], m["model"], m["version"], "fetching"), priority=2)
+            write_atomic(partial / "manifest.json", lambda f: f.write(encode_manifest(m)))
         try:
             self._fetch(m, source, partial)
         except UpdateFetchError as exc:
