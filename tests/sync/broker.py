@@ -10,6 +10,8 @@ what the last autosave wrote survives).
 
 from __future__ import annotations
 
+import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -39,7 +41,7 @@ class MosquittoBroker:
 
     host = "127.0.0.1"
 
-    def __init__(self, folder: Path, *, port: int | None = None, extra_config: str = ""):
+    def __init__(self, folder: Path, *, port: int | None = None, extra_config: str = "", allow_anonymous: bool = True):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -48,7 +50,10 @@ class MosquittoBroker:
         (self.folder / "data").mkdir(exist_ok=True)
         self.config.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+            f"allow_anonymous {'true' if allow_anonymous else 'false'}\n"
+            # Started as root, mosquitto would switch to the user 'mosquitto', who cannot
+            # read pytest's private temporary folders: it stays the user who runs the tests.
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
             "persistence true\n"
             f"persistence_location {self.folder / 'data'}/\n"
             "autosave_interval 1\n"            # seconds: a kill -9 loses at most about a second
@@ -56,7 +61,7 @@ class MosquittoBroker:
             "max_inflight_messages 100\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
-            + extra_config)
+            + extra_config)  # listener options (TLS files, password_file) go after the listener line
         self.process: subprocess.Popen | None = None
 
     @property

@@ -52,7 +52,8 @@ class Arrivals:
 
 
 class MqttHubStandIn:
-    def __init__(self, host: str, port: int, *, ack_batches: bool = True, client_id: str = "hub-standin"):
+    def __init__(self, host: str, port: int, *, ack_batches: bool = True, client_id: str = "hub-standin",
+                 tls=None, username: str | None = None, password: str | None = None):
         self.arrivals = Arrivals()
         self.ack_batches = ack_batches
         self._subscribed = threading.Event()
@@ -61,6 +62,10 @@ class MqttHubStandIn:
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 1)
+        if tls is not None:  # an edgekit.sync.transports.mqtt.MqttTls
+            self.client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.client.connect(host, port, clean_start=False, properties=props)

@@ -163,12 +163,13 @@ def test_link_down_through_the_proxy_then_back(mosquitto_broker, hub, sync_queue
     assert set(hub.arrivals.records) == set(hub.arrivals.ids) and len(hub.arrivals.records) == 50
 
 
-def test_downlink_messages_reach_the_device_also_while_it_was_offline(mosquitto_broker, hub):
+def test_downlink_messages_reach_the_device_while_offline_and_across_a_broker_restart(mosquitto_broker, hub):
     first = transport_for(mosquitto_broker, device="dev-2", groups=("pumps",))
     first.close()                                   # offline; the persistent session stays at the broker
     hub.send_down("edgekit/v1/dev-2/down", b"update for dev-2")
     hub.send_down("edgekit/v1/group/pumps/down", b"update for pumps")
     hub.send_down("edgekit/v1/group/fans/down", b"not for us")
+    mosquitto_broker.restart()                      # the session and its queued messages are persisted
     again = transport_for(mosquitto_broker, device="dev-2", groups=("pumps",))
     try:
         got = []
