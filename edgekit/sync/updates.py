@@ -55,6 +55,7 @@ from edgekit.sync.update_manifest import (
 
 DEPLOY_STREAM = "deploy"
 STATE_FILE = "updates.json"
+MAX_UNSIGNED_OUTCOMES = 256
 
 
 class UpdateFetchError(EdgekitError):
@@ -189,6 +190,11 @@ class UpdateClient:
                 from None
 
     def _save_state(self) -> None:
+        # outcomes of unsigned junk (kept by the hash of its bytes) are bounded: anyone who can
+        # reach the downlink could send them; outcomes of signed updates are kept
+        junk = sorted((v["time_ms"], k) for k, v in self._state["outcomes"].items() if k.startswith("sha256:"))
+        for _t, k in junk[:max(0, len(junk) - MAX_UNSIGNED_OUTCOMES)]:
+            del self._state["outcomes"][k]
         data = json.dumps(self._state, sort_keys=True, indent=1).encode()
         write_atomic(self.state_dir / STATE_FILE, lambda f: f.write(data))
 

@@ -356,3 +356,25 @@ def test_kill_between_rename_and_state_write_installs_the_same_bytes_again(world
     assert again.state == "installed"
     assert _repo_listing(device["repo"]) == ["tiny-1.ekb"]
     assert (device["repo"] / "tiny-1.ekb").read_bytes() == world["v1"].read_bytes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_client_rejects_any_bytes_without_raising(device, data):
+    client = device["client"]()
+    result = client.apply(data, None)
+    assert result is None or result.state == "rejected"
+    assert _repo_listing(device["repo"]) == []
+
+
+def test_outcomes_of_junk_are_bounded_and_the_newest_kept(device):
+    now = [1000.0]
+    client = device["client"](clock=lambda: now[0])
+    for i in range(300):
+        now[0] += 1
+        assert client.apply(b"junk %d" % i, None).state == "rejected"
+    outcomes = json.loads((device["tmp"] / "state" / "updates.json").read_text())["outcomes"]
+    assert len(outcomes) == 256
+    assert "sha256:" + hashlib.sha256(b"junk 299").hexdigest() in outcomes
+    assert "sha256:" + hashlib.sha256(b"junk 0").hexdigest() not in outcomes
+    assert client.apply(b"junk 299", None) is None          # still remembered: not reported again
