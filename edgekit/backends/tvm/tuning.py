@@ -33,9 +33,8 @@ from edgekit.errors import BadInputError, EdgekitError
 DB_FILES = ("database_workload.json", "database_tuning_record.json")
 # Candidates measured per search round of a kernel; MetaSchedule's default is 64.
 MAX_TRIALS_PER_ROUND = 32
-# Seconds a worker may take to build or to run one candidate; generous, as a loaded
-# machine slows both (a timed-out candidate is only a failed trial, but a wasted one).
-BUILD_TIMEOUT_S = 300
+# Seconds the worker may take to run one candidate; generous, as a loaded machine slows
+# it (a timed-out candidate is only a failed trial, but a wasted one).
 RUN_TIMEOUT_S = 120
 # /proc/cpuinfo flags the x86-64 levels edgekit's targets name need.
 X86_LEVEL_FLAGS = {"x86-64-v3": ("avx2", "fma"), "x86-64-v4": ("avx2", "fma", "avx512f")}
@@ -221,14 +220,21 @@ def _search(ms, tasks, database, target, options: TuningOptions) -> int:
     callbacks = ms.measure_callback.MeasureCallback.create("default") + [Progress()]
     log = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="edgekit-tune-") as work, _workers_without_torch(work):
-        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, work, num_threads=1, seed=0)
+        # A population sized to the budget: MetaSchedule's 512 costs ~20 s per round to
+        # evolve here, and with a random cost model a larger one buys nothing.
+        population = min(512, max(64, 8 * per_task))
+        strategy = ms.search_strategy.EvolutionarySearch(population_size=population,
+                                                         init_min_unmeasured=min(50, population))
         try:
-            # MetaSchedule logs its task tables to stdout: kept out of the compile report.
+            # MetaSchedule logs its task tables to stdout (the handler it configures when
+            # the contexts are made): kept out of the compile report.
             with contextlib.redirect_stdout(log):
+                contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                    tasks, work, strategy=strategy, num_threads=1, seed=0)
                 ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=work, max_trials_global=total,
                                    max_trials_per_task=per_task,
                                    num_trials_per_iter=min(per_task, MAX_TRIALS_PER_ROUND),
-                                   builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S),
+                                   builder=_in_process_builder(ms),
                                    runner=ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S), database=database,
                                    cost_model="random",
                                    measure_callbacks=callbacks)
@@ -239,9 +245,33 @@ def _search(ms, tasks, database, target, options: TuningOptions) -> int:
     return counted["done"]
 
 
+def _in_process_builder(ms):
+    """A MetaSchedule builder that compiles candidates in this process, with the builder
+    MetaSchedule's LocalBuilder runs in its workers. LocalBuilder starts a fresh worker
+    (a Python importing TVM's compiler) for its sanity check and again for every batch:
+    ~20 s each on a loaded 2-core machine, more than building a batch of small kernels.
+    Running the candidates stays in LocalRunner's worker, where a crash costs a trial."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.builder import local_builder
+
+    @derived_object
+    class InProcessBuilder(ms.builder.PyBuilder):
+        def build(self, build_inputs):
+            results = []
+            for item in build_inputs:
+                try:
+                    path = local_builder.default_export(local_builder.default_build(item.mod, item.target, None))
+                    results.append(ms.builder.BuilderResult(path, None))
+                except Exception as exc:  # a candidate TVM cannot compile is a failed trial
+                    results.append(ms.builder.BuilderResult(None, f"build failed: {exc}"))
+            return results
+
+    return InProcessBuilder()
+
+
 @contextlib.contextmanager
 def _workers_without_torch(work: str):
-    """MetaSchedule's build and run workers are fresh Pythons that import TVM, and
+    """MetaSchedule's run workers are fresh Pythons that import TVM, and
     tvm_ffi imports torch whenever it is installed (4.3 s and 400 MB a worker here,
     against 1.2 s and 200 MB without). A package named torch that raises ImportError,
     first on the workers' PYTHONPATH, hides it from them; this process is untouched."""
