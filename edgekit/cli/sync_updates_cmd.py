@@ -49,6 +49,9 @@ def apply_update(source, trust_dir, repository_dir, state_dir, targets, queue_pa
         src = HttpUpdateSource(source, device_id, token=token, ca_file=tls_ca)
     else:
         src = DirUpdateSource(source)
+    for folder, option in ((trust_dir, "--trust"), (repository_dir, "--repository")):
+        if not Path(folder).is_dir():    # checked before the queue is opened: bad input creates nothing
+            raise BadInputError(f"{option} {folder}: no such folder")
     queue = None
     if queue_path:
         from edgekit.sync.queue import SyncQueue

@@ -72,6 +72,9 @@ def test_bad_input_exits_2(tmp_path):
          "--state-dir", tmp_path / "s", "--target", "x86_64", code=2)
     _run("sync", "apply-update", "http://127.0.0.1:9", "--trust", tmp_path, "--repository", tmp_path,
          "--state-dir", tmp_path / "s", "--target", "x86_64", code=2)     # no --device-id
+    out = _run("sync", "apply-update", tmp_path, "--trust", tmp_path / "no-trust", "--repository", tmp_path,
+               "--state-dir", tmp_path / "s", "--target", "x86_64", "--queue", tmp_path / "q.db", code=2)
+    assert "--trust" in out and not (tmp_path / "q.db").exists() and not (tmp_path / "s").exists()
 
 
 def test_publish_whose_notice_fails_keeps_the_rollout_and_exits_1(tmp_path):
