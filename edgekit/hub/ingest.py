@@ -139,6 +139,8 @@ class MqttIngestWorker:
     def run(self, stop: threading.Event) -> None:
         """Start, serve until ``stop`` is set (or the database fails), stop."""
         self.start()
+        log.info("worker %s (pid %d) subscribed to %s on %s:%s", self.client_id, os.getpid(), self.subscription,
+                 self.host, self.port)
         try:
             while not stop.wait(0.2):
                 if self.fatal is not None:
@@ -189,6 +191,14 @@ def run_worker_process(db_url: str, host: str, port: int, index: int, options: d
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; Ctrl-C reaches the whole group
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the supervisor was killed: stop rather than hold the session forever
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=orphaned, daemon=True).start()
     with Database(db_url) as db:
         worker = MqttIngestWorker(HubStore(db), host, port, index=index, **options)
         try:
