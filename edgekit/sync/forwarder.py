@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from edgekit.errors import BadInputError
+from edgekit.sync.queue import QueueStorageError
 from edgekit.sync.transports import LinkDownError, Transport, check_device_id
 
 log = logging.getLogger("edgekit.sync.forwarder")
@@ -332,8 +333,20 @@ class Forwarder:
     def run(self, stop_event: threading.Event) -> None:
         """Forward until ``stop_event`` is set: after a failure wait the backoff, at the
         daily cap wait for the next UTC day, with nothing queued poll every ``idle_s``."""
+        storage_failures = 0
         while not stop_event.is_set():
-            result = self.run_once(stop_event=stop_event)
+            try:
+                result = self.run_once(stop_event=stop_event)
+            except (QueueStorageError, sqlite3.Error, OSError) as exc:
+                # A full or failing disk on the device: what is queued stays queued; keep
+                # trying (space comes back as acks and expiry free it) rather than exit.
+                storage_failures += 1
+                delay = min(self.backoff[1], self.backoff[0] * 2 ** min(storage_failures - 1, 60))
+                log.error("queue or forwarder state cannot be read or written (%s); trying again in %.1f s",
+                          exc, delay)
+                self._wait(delay, stop_event)
+                continue
+            storage_failures = 0
             if result["batches"]:
                 log.info("sent %d records in %d batches (%d bytes), %d acked", result["records"], result["batches"],
                          result["bytes"], result["acked"])

@@ -209,3 +209,43 @@ def test_bad_settings_are_refused(sync_queue, kw):
 def test_a_bad_device_id_is_refused(sync_queue):
     with pytest.raises(BadInputError, match="device id"):
         Forwarder(sync_queue, InProcessHub(), "dev/1", rate_bytes_s=None, daily_bytes=None)
+
+
+class FailingStorage:
+    """A queue whose storage fails for the first ``n`` peeks (a full disk), else the real one."""
+
+    def __init__(self, queue, n: int):
+        self._queue, self.left = queue, n
+
+    def __getattr__(self, name):
+        return getattr(self._queue, name)
+
+    def peek_batch(self, *args, **kw):
+        from edgekit.sync.queue import QueueStorageError
+
+        if self.left:
+            self.left -= 1
+            raise QueueStorageError("database or disk is full (test)")
+        return self._queue.peek_batch(*args, **kw)
+
+
+def test_run_outlives_a_storage_failure_and_loses_nothing(sync_queue, caplog):
+    ids = fill(sync_queue, 10)
+    clock, hub = FakeClock(), InProcessHub()
+    queue = FailingStorage(sync_queue, 3)
+    stop = threading.Event()
+    fwd = make(queue, hub, clock, backoff=(1.0, 60.0), state_path=state_path_for(sync_queue.path))
+    real_run_once = fwd.run_once
+
+    def run_once(**kw):
+        result = real_run_once(**kw)
+        stop.set()
+        return result
+
+    fwd.run_once = run_once
+    fwd.run(stop)
+    assert queue.left == 0 and "disk is full" in caplog.text
+    assert clock.sleeps and sum(clock.sleeps) == pytest.approx(1 + 2 + 4)   # its own backoff
+    assert {r.id for _, b in hub.batches for r in b.records} == set(ids)
+    assert sync_queue.stats()["records"] == 0
+    fwd.close()
