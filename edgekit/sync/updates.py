@@ -158,8 +158,6 @@ class UpdateClient:
 
     def __init__(self, state_dir, trust_dir, repository_dir, *, targets, queue=None, activation=None,
                  activation_timeout_s: float = 60.0, clock=time.time, sleep=time.sleep):
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.trust = TrustStore(trust_dir)
         self.repository_dir = Path(repository_dir)
         if not self.repository_dir.is_dir():
@@ -167,6 +165,8 @@ class UpdateClient:
         self.targets = [targets] if isinstance(targets, str) else list(targets)
         if not self.targets:
             raise BadInputError("an update client needs the target(s) it installs for")
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.queue = queue
         self.activation = activation            # (model, version) -> ("ready"|"failed"|None, reason)
         self.activation_timeout_s = activation_timeout_s
