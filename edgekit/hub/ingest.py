@@ -136,9 +136,12 @@ class MqttIngestWorker:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def run(self, stop: threading.Event) -> None:
-        """Start, serve until ``stop`` is set (or the database fails), stop."""
+    def run(self, stop: threading.Event, *, ready=None) -> None:
+        """Start, serve until ``stop`` is set (or the database fails), stop. ``ready``: an
+        event set once the subscription is granted."""
         self.start()
+        if ready is not None:
+            ready.set()
         log.info("worker %s (pid %d) subscribed to %s on %s:%s", self.client_id, os.getpid(), self.subscription,
                  self.host, self.port)
         try:
@@ -184,7 +187,7 @@ class MqttIngestWorker:
         client.ack(message.mid, message.qos)
 
 
-def run_worker_process(db_url: str, host: str, port: int, index: int, options: dict) -> None:
+def run_worker_process(db_url: str, host: str, port: int, index: int, options: dict, ready=None) -> None:
     """Body of one worker process of ``edgekit hub serve``: its own database connection and
     MQTT client; SIGTERM stops it cleanly."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -202,7 +205,7 @@ def run_worker_process(db_url: str, host: str, port: int, index: int, options: d
     with Database(db_url) as db:
         worker = MqttIngestWorker(HubStore(db), host, port, index=index, **options)
         try:
-            worker.run(stop)
+            worker.run(stop, ready=ready)
         finally:
             c = worker.counters
             log.info("worker %s (pid %d): %d batches, %d new records, %d duplicates, %d malformed",

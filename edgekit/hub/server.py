@@ -27,13 +27,22 @@ class WorkerPool:
         self.options = dict(options or {})
         self._ctx = multiprocessing.get_context("spawn")  # no inherited locks or DB connections
         self.processes: list = [None] * count
+        self.ready: list = [None] * count
         self.restarts = 0
 
     def _start(self, index: int) -> None:
+        self.ready[index] = self._ctx.Event()
         p = self._ctx.Process(target=run_worker_process, name=f"edgekit-hub-worker-{index}",
-                              args=(self.db_url, self.host, self.port, index, self.options), daemon=True)
+                              args=(self.db_url, self.host, self.port, index, self.options, self.ready[index]),
+                              daemon=True)
         p.start()
         self.processes[index] = p
+
+    def wait_ready(self, timeout_s: float = 30.0) -> bool:
+        """True once every worker's subscription is granted (batches published from then on
+        reach the group), False after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        return all(e.wait(max(0.0, deadline - time.monotonic())) for e in self.ready)
 
     def start(self) -> None:
         for i in range(self.count):

@@ -19,7 +19,7 @@ from edgekit.cli.main import _register, cli
 from edgekit.hub import Database, HubStore
 from edgekit.sync.wire import decode_ack
 from tests.hub.batches import batch_bytes, make_records
-from tests.hub.conftest import free_port
+from tests.support.postgres import free_port
 from tests.hub.mqtt_device import AckCollector
 
 _register()
