@@ -63,6 +63,8 @@ BENCHES = [
     Bench("runtime.py", ["--runs", "5000", "--rounds", "7"], ["--runs", "50", "--rounds", "1"]),
     Bench("backend_latency.py", ["--seconds", "2"], ["--seconds", "0.05", "--dry-run"]),
     Bench("tvm_untuned.py", ["--runs", "2000", "--rounds", "5"], ["--runs", "20", "--rounds", "1"]),
+    Bench("tvm_tuned.py", ["--trials", "160", "--runs", "2000", "--rounds", "5"],
+          ["--trials", "2", "--runs", "20", "--rounds", "1", "--models", "digits"]),
     Bench("serve.py", [], ["--servers", "bare", "--clients", "1,8", "--seconds", "0.3", "--warmup", "0.1",
                            "--rounds", "1", "--runs", "200"]),
     Bench("sync.py", [], ["--quick"]),
