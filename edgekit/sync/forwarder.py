@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from edgekit.errors import BadInputError
-from edgekit.sync.queue import QueueStorageError
+from edgekit.sync.queue import RECORD_OVERHEAD, QueueStorageError
 from edgekit.sync.transports import LinkDownError, Transport, check_device_id
 
 log = logging.getLogger("edgekit.sync.forwarder")
@@ -39,7 +39,6 @@ log = logging.getLogger("edgekit.sync.forwarder")
 STATE_SUFFIX = ".forwarder"
 # A first guess of compressed/raw size for typical JSON results; each batch then measures it.
 _FIRST_RATIO = 0.25
-_RECORD_OVERHEAD = 24   # bytes per record beside its payload in a batch, for the raw-size guess
 
 
 def state_path_for(queue_path) -> Path:
@@ -229,7 +228,7 @@ class Forwarder:
                 break
             keep = int(len(records) * limit / len(data) * 0.95)
             records = records[:max(1, min(len(records) - 1, keep))]
-        raw = sum(len(r.payload) + _RECORD_OVERHEAD for r in records)
+        raw = sum(len(r.payload) + RECORD_OVERHEAD for r in records)  # as peek_batch counts them
         self._ratio = min(1.5, max(0.01, len(data) / raw))
         return seq, records, data
 
