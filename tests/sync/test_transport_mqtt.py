@@ -127,3 +127,31 @@ def test_bad_settings_are_refused(tmp_path):
         MqttTransport("127.0.0.1", 1, "dev-1", groups=("a/#",))
     with pytest.raises(BadInputError, match="device id"):
         MqttTransport("127.0.0.1", 1, "+")
+
+
+def test_send_returns_the_ack_of_its_own_batch_skipping_stale_and_foreign_ones(mosquitto_broker, sync_queue):
+    import threading
+
+    from edgekit.sync.wire import encode_ack
+
+    ids = [sync_queue.enqueue("results", b"r%d" % i) for i in range(3)]
+    quiet = MqttHubStandIn(mosquitto_broker.host, mosquitto_broker.port, ack_batches=False, client_id="quiet")
+    transport = MqttTransport(mosquitto_broker.host, mosquitto_broker.port, "dev-9", reconnect_delay_s=(0.1, 1))
+
+    def answer():   # once the batch is there: a stale ack, garbage, an ack for another device, then the right one
+        assert quiet.arrivals.wait_for(3, timeout_s=10)
+        batch = quiet.arrivals.batches[-1]
+        for payload in (encode_ack("dev-9", batch.seq - 1, ids[:1]), b"not an ack",
+                        encode_ack("dev-8", batch.seq, ids), encode_ack("dev-9", batch.seq, ids)):
+            quiet.send_down("edgekit/v1/dev-9/ack", payload)
+
+    helper = threading.Thread(target=answer)
+    try:
+        assert transport.wait_connected(10)
+        helper.start()
+        ack = decode_ack(transport.send(encode_batch("dev-9", 41, sync_queue.peek_batch(1 << 20)), timeout_s=10))
+    finally:
+        helper.join(10)
+        transport.close()
+        quiet.close()
+    assert (ack.device_id, ack.seq, ack.record_ids) == ("dev-9", 41, ids)
