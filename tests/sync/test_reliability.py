@@ -1,0 +1,461 @@
+"""The reliability suite of store-and-forward sync (docs/sync.md, "Reliability"): the real
+queue (SyncQueue), forwarder, MQTT transport, Mosquitto, hub ingest worker and store,
+with faults injected on the way:
+
+- kill -9 of the device process at random points while it enqueues and while it forwards,
+  then a restart;
+- link flaps, latency and bandwidth limits through the loopback LinkProxy;
+- broker restarts, and a hub worker process killed with -9 mid-batch;
+- disk full (a 2 MB tmpfs), and clock jumps forward and back.
+
+Afterwards the oracle is the device's own log of what it was promised: every record whose
+enqueue returned (the device printed ``ok <n> <id>`` after the call) is at the hub exactly
+once (by id, and by the record number its payload carries), the queue is empty and its
+counters add up, and ``PRAGMA integrity_check`` is ok on the device queue and the hub DB.
+
+Sizes: each test asserts its own minimum of records and faults, and the minimums add up to
+at least 10,000 records and 50 faults whatever way pytest-xdist spreads the tests; the
+module prints what it ran at the end. ``EDGEKIT_RELIABILITY_SCALE=10`` multiplies the
+records and faults (the figures for the closing note).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sync.reliability_device import payload, record_number
+
+pytest.importorskip("paho.mqtt")
+pytest.importorskip("zstandard")
+
+REPO = Path(__file__).resolve().parents[2]
+SCALE = max(1, int(os.environ.get("EDGEKIT_RELIABILITY_SCALE", "1")))
+TOTALS = collections.Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request):
+    yield
+    line = ", ".join(f"{k} {v}" for k, v in sorted(TOTALS.items()))
+    text = f"reliability (scale {SCALE}, this process): {line}"
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None:          # printed past pytest's capture (under xdist: in the worker's log)
+        reporter.write_line(text)
+    else:
+        sys.stderr.write(text + "\n")
+
+
+def count(kind: str, n: int = 1) -> None:
+    TOTALS[kind] += n
+
+
+# ---- the device process ----------------------------------------------------------------------
+
+def _device(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.sync.reliability_device", *map(str, args)], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, bufsize=1)
+
+
+class LineReader:
+    """The device's stdout, read by a thread so the test can kill it at any moment."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.lines = []
+        self.first = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self.first.set()
+        self.first.set()
+
+    def join(self) -> list:
+        self._thread.join(30)
+        return self.lines
+
+
+def _kill9(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+def _integrity(path) -> str:
+    with sqlite3.connect(path) as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _queued(path) -> list:
+    from edgekit.sync.queue import SyncQueue
+
+    with SyncQueue(path) as q:
+        return q.peek_batch(1 << 40, max_records=10 ** 7)
+
+
+def _prefill(path, numbers) -> dict:
+    """Enqueue records ``numbers`` in this process; {n: id}."""
+    from edgekit.sync.queue import SyncQueue
+
+    numbers = list(numbers)
+    ids = {}
+    with SyncQueue(path) as q:
+        for i in range(0, len(numbers), 500):
+            chunk = numbers[i:i + 500]
+            ids.update(zip(chunk, q.enqueue_many([("results", payload(n), 2, None) for n in chunk])))
+    count("records", len(ids))
+    return ids
+
+
+# ---- the hub -------------------------------------------------------------------------------
+
+class Hub:
+    """The hub's store on SQLite, fed by MQTT ingest workers: in this process (a thread), or
+    as a process of its own that a test can kill -9."""
+
+    def __init__(self, folder: Path, broker):
+        self.path = folder / "hub.db"
+        self.url = f"sqlite:///{self.path}"
+        self.broker = broker
+        self.worker = None
+        self.process = None
+        self.malformed = 0        # batches the in-process worker could not decode
+
+    def start_thread(self) -> "Hub":
+        from edgekit.hub.db import Database
+        from edgekit.hub.ingest import MqttIngestWorker
+        from edgekit.hub.store import HubStore
+
+        self._db = Database(self.url)
+        self.worker = MqttIngestWorker(HubStore(self._db), self.broker.host, self.broker.port).start()
+        return self
+
+    def start_process(self) -> "Hub":
+        code = ("import sys; from edgekit.hub.ingest import run_worker_process; "
+                "run_worker_process(sys.argv[1], sys.argv[2], int(sys.argv[3]), 0, {})")
+        self.process = subprocess.Popen([sys.executable, "-c", code, self.url, self.broker.host,
+                                         str(self.broker.port)], cwd=REPO,
+                                        env={**os.environ, "PYTHONPATH": str(REPO)},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return self
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.malformed = self.worker.counters.malformed
+            self._db.close()
+            self.worker = None
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def records(self) -> dict:
+        """{record number: [ids at the hub]} of everything stored."""
+        from edgekit.hub.db import Database
+        from edgekit.hub.store import HubStore
+
+        out = collections.defaultdict(list)
+        with Database(self.url) as db:
+            store = HubStore(db)
+            after = None
+            while True:
+                page = store.records(after_id=after, limit=5000)
+                if not page:
+                    break
+                for r in page:
+                    out[record_number(r["payload"])].append(r["id"])
+                after = page[-1]["id"]
+        return out
+
+
+def _check_exactly_once(hub: Hub, promised: dict, queue_path) -> None:
+    """Every promised record (n -> id) is at the hub once, under its id; nothing else is;
+    the queue is empty; both databases pass integrity_check."""
+    at_hub = hub.records()
+    lost = sorted(set(promised) - set(at_hub))
+    dupes = {n: ids for n, ids in at_hub.items() if len(ids) > 1}
+    wrong = {n: (promised[n], at_hub[n]) for n in promised if n in at_hub and at_hub[n] != [promised[n]]}
+    extra = sorted(set(at_hub) - set(promised))
+    assert (lost[:10], dupes, wrong, extra[:10]) == ([], {}, {}, []), \
+        f"lost {len(lost)}, duplicated {len(dupes)}, other id {len(wrong)}, unknown {len(extra)}"
+    assert hub.malformed == 0
+    assert _queued(queue_path) == []
+    assert _integrity(queue_path) == "ok"
+    assert _integrity(hub.path) == "ok"
+    count("delivered exactly once", len(promised))
+
+
+def _forward_until_drained(queue_path, port: int, device: str, *, faults, plan: list, deadline: float,
+                           max_batch_bytes: int = 4096) -> None:
+    """Run the device's forwarder process until the queue is empty. While it forwards (after
+    its transport), every 0.05-0.4 s ``faults(proc, plan.pop())`` injects the next fault of
+    ``plan``; one that kills the device is followed by a restart."""
+    rng = random.Random(len(plan))
+    while time.monotonic() < deadline:
+        proc = _device("forward", queue_path, "--host", "127.0.0.1", "--port", port, "--device", device,
+                       "--max-batch-bytes", max_batch_bytes, "--timeout", max(1.0, deadline - time.monotonic()))
+        reader = LineReader(proc)
+        reader.first.wait(30)                  # "started": it forwards from now on
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.05, 0.4))
+            if plan and proc.poll() is None:
+                faults(proc, plan.pop())
+        if proc.poll() is None:
+            _kill9(proc)
+        lines = reader.join()
+        if proc.returncode == 0 and lines and lines[-1] == "drained":
+            return
+        assert proc.returncode in (0, 1, -signal.SIGKILL), proc.stderr.read()
+    raise AssertionError("the queue did not drain in time")
+
+
+def _rounds(queue, total: int, plan: list, run_round) -> dict:
+    """Feed ``total`` records in rounds of 1000 (more rounds of 250 while faults are left in
+    ``plan``), each forwarded until drained by ``run_round()``; {n: id} of all of them."""
+    promised, n = {}, 0
+    while n < total or plan:
+        size = 1000 if n < total else 250
+        promised.update(_prefill(queue, range(n, n + size)))
+        n += size
+        run_round()
+    return promised
+
+
+# ---- kill -9 while enqueueing ----------------------------------------------------------------
+
+def test_kill9_during_enqueue_loses_no_returned_record(tmp_path):
+    queue = tmp_path / "queue.db"
+    target, min_kills = 3000 * SCALE, 12 * SCALE
+    rng = random.Random(1)
+    promised = collections.defaultdict(set)   # n -> ids whose enqueue returned
+    kills = 0
+    n = 0
+    while n < target or kills < min_kills:
+        many = rng.choice([1, 1, 20, 200])
+        proc = _device("enqueue", queue, "--start", n, "--count", max(1, target - n) if n < target else 400,
+                       "--many", many)
+        reader = LineReader(proc)
+        reader.first.wait(20)
+        killed = False
+        if kills < min_kills:
+            time.sleep(rng.uniform(0.0, 0.15))   # a random point of the enqueue loop
+            if proc.poll() is None:
+                _kill9(proc)
+                killed = True
+        proc.wait(60)
+        lines = reader.join()
+        if killed:
+            kills += 1
+            count("faults: kill -9 during enqueue")
+        for line in lines:
+            if line.startswith("ok "):
+                _, i, rid = line.split()
+                promised[int(i)].add(rid)
+        assert killed or proc.returncode == 0, proc.stderr.read()
+        n = max(promised, default=-1) + 1
+    rows = _queued(queue)
+    ids = [r.id for r in rows]
+    assert len(ids) == len(set(ids))
+    in_queue = set(ids)
+    missing = [(i, rid) for i, rids in promised.items() for rid in rids if rid not in in_queue]
+    assert missing == []
+    # a record enqueued but killed before its "ok" line is kept too, never half-written
+    assert all(r.payload == payload(record_number(r.payload)) for r in rows)
+    assert _integrity(queue) == "ok"
+    from edgekit.sync.queue import SyncQueue
+
+    with SyncQueue(queue) as q:
+        stats, counters = q.stats(), q.counters()
+    assert stats["records"] == len(rows)
+    assert sum(counters["enqueued"].values()) == len(rows)
+    assert len(promised) >= target and kills >= min_kills
+    count("records", len(rows))
+
+
+# ---- kill -9 while forwarding, over a flapping, slow, shaped link ---------------------------
+
+def test_kill9_while_forwarding_over_a_flapping_link(tmp_path, mosquitto_broker):
+    from edgekit.hub.linksim import LinkProxy
+
+    queue = tmp_path / "queue.db"
+    hub = Hub(tmp_path, mosquitto_broker).start_thread()
+    rng = random.Random(2)
+    plan = ["kill"] * (8 * SCALE) + ["flap"] * (8 * SCALE) + ["latency"] * (3 * SCALE) + ["rate"] * (3 * SCALE)
+    rng.shuffle(plan)
+    done = collections.Counter()
+
+    def faults(proc, fault):
+        if fault == "kill":
+            _kill9(proc)
+        elif fault == "flap":
+            link.set_down(True, mode=rng.choice(["refuse", "blackhole"]))
+            time.sleep(rng.uniform(0.1, 0.8))
+            link.set_down(False)
+        elif fault == "latency":
+            link.set_latency(rng.choice([0.0, 0.05, 0.2]))
+        else:
+            link.set_rate(rng.choice([4000, 8000, 16000]))
+        done[fault] += 1
+        count(f"faults: {fault}")
+
+    deadline = time.monotonic() + 150 * SCALE
+    try:
+        # 16 kB/s (128 kbit/s): a round of 1000 records takes about a second, long enough to hit
+        with LinkProxy(mosquitto_broker.host, mosquitto_broker.port, latency_s=0.02, rate_bytes_s=16000) as link:
+            promised = _rounds(queue, 5000 * SCALE, plan, lambda: _forward_until_drained(
+                queue, link.port, "dev-kill", faults=faults, plan=plan, deadline=deadline))
+    finally:
+        hub.stop()
+    _check_exactly_once(hub, promised, queue)
+    assert len(promised) >= 5000 * SCALE and sum(done.values()) == 22 * SCALE, done
+
+
+# ---- broker restarts and a hub worker killed mid-batch ---------------------------------------
+
+def test_broker_restarts_and_hub_worker_killed_mid_batch(tmp_path, mosquitto_broker):
+    queue = tmp_path / "queue.db"
+    hub = Hub(tmp_path, mosquitto_broker).start_process()
+    rng = random.Random(3)
+    plan = ["broker"] * (4 * SCALE) + ["hub"] * (5 * SCALE)
+    rng.shuffle(plan)
+    done = collections.Counter()
+
+    def faults(proc, fault):
+        if fault == "broker":
+            mosquitto_broker.restart()
+        else:
+            _kill9(hub.process)          # wherever it is: decoding, inside the transaction, acking
+            hub.start_process()
+        done[fault] += 1
+        count(f"faults: {'broker restart' if fault == 'broker' else 'hub worker kill -9'}")
+
+    deadline = time.monotonic() + 150 * SCALE
+    try:
+        promised = _rounds(queue, 3000 * SCALE, plan, lambda: _forward_until_drained(
+            queue, mosquitto_broker.port, "dev-hub", faults=faults, plan=plan, deadline=deadline,
+            max_batch_bytes=2048))
+    finally:
+        hub.stop()
+    _check_exactly_once(hub, promised, queue)
+    assert len(promised) >= 3000 * SCALE and sum(done.values()) == 9 * SCALE, done
+
+
+# ---- disk full -------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (we run as root in CI); unmounted afterwards."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}): run as root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_disk_full_refuses_cleanly_and_recovers(small_disk):
+    from edgekit.sync.queue import QueueStorageError, SyncQueue
+
+    path = small_disk / "queue.db"
+    promised = {}
+    with SyncQueue(path) as q:
+        for _ in range(3 * SCALE):
+            filler = small_disk / "filler"
+            with open(filler, "wb") as f:          # take what is left but ~600 kB
+                st = os.statvfs(small_disk)
+                f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - 600_000))
+            error, first = None, len(promised)
+            while error is None:
+                n = len(promised)
+                try:
+                    ids = q.enqueue_many([("results", payload(i), 2, None) for i in range(n, n + 20)])
+                except QueueStorageError as exc:
+                    error = exc
+                else:
+                    promised.update(zip(range(n, n + 20), ids))
+                    assert len(promised) < 10 ** 6, "the disk never filled"
+            assert "full" in str(error).lower(), str(error)
+            count("faults: disk full")
+            assert _integrity(path) == "ok"
+            rows = q.peek_batch(1 << 40, max_records=10 ** 7)
+            assert {r.id for r in rows} == {promised[i] for i in range(first, len(promised))}  # all kept
+            filler.unlink()                          # space is back: the queue goes on
+            n = len(promised)
+            promised[n] = q.enqueue("results", payload(n))
+            q.ack([r.id for r in rows])              # as a forwarder would, so the next round fills again
+            assert [r.id for r in q.peek_batch(1 << 40)] == [promised[n]]
+            q.ack([promised[n]])
+        counters = q.counters()
+    assert sum(counters["enqueued"].values()) == sum(counters["acked"].values()) == len(promised)
+    count("records", len(promised))
+    assert len(promised) >= 500 * SCALE
+
+
+# ---- clock jumps -----------------------------------------------------------------------------
+
+def test_clock_jumps_forward_and_back(tmp_path, mosquitto_broker):
+    from edgekit.sync.forwarder import Forwarder
+    from edgekit.sync.queue import SyncQueue
+    from edgekit.sync.transports.mqtt import MqttTransport
+
+    now = [1_800_000_000.0]
+    clock = lambda: now[0]   # noqa: E731
+    queue = tmp_path / "queue.db"
+    hub = Hub(tmp_path, mosquitto_broker).start_thread()
+    rng = random.Random(4)
+    promised, expired = {}, set()
+    jumps = 0
+    try:
+        with SyncQueue(queue, clock=clock) as q, \
+                MqttTransport(mosquitto_broker.host, mosquitto_broker.port, "dev-clock",
+                              reconnect_delay_s=(0.1, 1.0)) as transport:
+            fwd = Forwarder(q, transport, "dev-clock", backoff=(0.05, 0.5), ack_timeout_s=5.0, clock=clock)
+            n = 0
+            for _ in range(10 * SCALE):
+                # 100 records living 60 s and 100 living forever, then the clock jumps
+                short = q.enqueue_many([("results", payload(i), 2, 60.0) for i in range(n, n + 100)])
+                for i, rid in zip(range(n, n + 100), short):
+                    promised[i] = rid
+                n += 100
+                for i in range(n, n + 100):
+                    promised[i] = q.enqueue("results", payload(i), priority=1)
+                n += 100
+                jump = rng.choice([-86400.0, -3600.0, 120.0, 86400.0 * 3])
+                now[0] += jump
+                jumps += 1
+                count("faults: clock jump")
+                if jump > 60:     # the short-lived ones are past their lifetime: dropped and counted
+                    expired.update(range(n - 200, n - 100))
+                result = fwd.run_once()
+                assert result["stopped"] == "empty", result
+                ids = [i.id for i in q.peek_batch(1 << 30)]
+                assert ids == []
+            counters = q.counters()
+            fwd.close()
+        time.sleep(0.5)
+    finally:
+        hub.stop()
+    for i in expired:
+        promised.pop(i)
+    assert sum(counters["expired"].values()) == len(expired) > 0
+    _check_exactly_once(hub, promised, queue)
+    ids = list(promised.values())
+    assert len(ids) == len(set(ids))                 # unique whatever the clock did
+    count("records", len(promised) + len(expired))
+    assert jumps >= 10 * SCALE
