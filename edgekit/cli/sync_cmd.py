@@ -7,6 +7,7 @@ Every option is checked before the queue is opened or anything connects: a bad o
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import re
@@ -45,6 +46,11 @@ def parse_host_port(text: str) -> tuple:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise BadInputError(f"--mqtt {text!r}: expected HOST[:PORT], e.g. broker.example.com:8883")
     return host, int(port)
+
+
+def _check_installed() -> None:
+    if importlib.util.find_spec("zstandard") is None:
+        raise BadInputError("edgekit sync needs pip install 'edgekit[sync]' (zstandard is not installed)")
 
 
 def _existing_queue(path: str) -> Path:
@@ -105,6 +111,7 @@ def _age(ms, now_ms: int) -> str:
 def status(queue_path, as_json) -> None:
     """What the queue holds (per priority and stream), its counters (enqueued, acked,
     expired, dropped, refused) and, if a forwarder ran, the link state."""
+    _check_installed()
     from rich.table import Table
 
     from edgekit.sync.forwarder import read_forwarder_state
@@ -222,6 +229,7 @@ def run(queue_path, device_id, mqtt, http, rate, daily_bytes, max_batch_bytes, a
     edgekit sync run --queue /var/lib/edgekit/sync.db --device-id pump-7 --mqtt hub.local:1883 --rate 8k
     edgekit sync run --queue q.db --device-id pump-7 --http https://hub.example.com --token-file tok --once
     """
+    _check_installed()
     from edgekit.sync.forwarder import Forwarder
     from edgekit.sync.transports import check_device_id
 
@@ -279,6 +287,7 @@ def export(queue_path, device_id, folder, max_bytes, forget) -> None:
     """Write every queued record into DIR as <device>-<seq>.ekbatch files for `edgekit hub
     import`. Records stay queued until `edgekit sync import-acks DIR` reads the hub's ack
     files back (or go at once with --forget)."""
+    _check_installed()
     from edgekit.sync.forwarder import ForwarderState, state_path_for
     from edgekit.sync.transports import check_device_id
     from edgekit.sync.transports.files import FileTransport
@@ -308,6 +317,7 @@ def import_acks(queue_path, device_id, folder) -> None:
     """Read the hub's ack files (<device>-<seq>.ekack, written by `edgekit hub import`) in
     DIR: delete the records they name from the queue, then this device's acked batch and
     ack files."""
+    _check_installed()
     from edgekit.sync.transports import check_device_id
     from edgekit.sync.transports.files import FileTransport
 

@@ -184,3 +184,21 @@ def test_run_forwards_until_sigterm(queue_file, tmp_path):
     # One pass or two, depending on when the last record came: 31 sent and acked in all.
     sent = [int(m) for m in re.findall(r"sent (\d+) records", err)]
     assert sum(sent) == 31 and "Traceback" not in err, err
+
+
+def test_without_the_sync_extra_the_commands_say_what_to_install(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "sys.modules['zstandard'] = None\n"     # as on a device without edgekit[sync]
+            "from edgekit.cli.main import main\n"
+            "sys.argv = ['edgekit'] + sys.argv[1:]\n"
+            "main()\n")
+    repo = Path(__file__).resolve().parents[2]
+    for args in (["status"], ["export", "--device-id", "d1", "--to", str(tmp_path / "out")]):
+        res = subprocess.run([sys.executable, "-c", code, "sync", *args, "--queue", str(tmp_path / "q.db")],
+                             cwd=repo, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert "pip install 'edgekit[sync]'" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "q.db").exists() and not (tmp_path / "out").exists()
