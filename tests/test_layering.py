@@ -21,7 +21,9 @@ DEVICE_SIDE = ("edgekit.device", "edgekit.runtime", "edgekit.serve", "edgekit.sy
 COMPILER_LIBS = ("torch", "torchvision", "tensorflow", "keras", "onnx", "tvm")
 # TVM's runtime is a compiler library's runtime half: the tvm engine imports exactly these
 # (with only libtvm_runtime loaded); tvm.relax and the rest of TVM stay compiler side.
-TVM_RUNTIME_IMPORTS = ("tvm", "tvm.runtime", "tvm.runtime.vm")
+# tvm.support.nvcc registers the NVRTC callback a CUDA module needs when it is loaded
+# (only for CUDA bundles; it imports under TVM_USE_RUNTIME_LIB=1).
+TVM_RUNTIME_IMPORTS = ("tvm", "tvm.runtime", "tvm.runtime.vm", "tvm.support.nvcc")
 # edgekit's own compiler stages: a gateway that forwards packages loads none of them.
 COMPILER_STAGES = ("edgekit.backends", "edgekit.quantize", "edgekit.frontends")
 
