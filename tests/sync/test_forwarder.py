@@ -249,3 +249,60 @@ def test_run_outlives_a_storage_failure_and_loses_nothing(sync_queue, caplog):
     assert {r.id for _, b in hub.batches for r in b.records} == set(ids)
     assert sync_queue.stats()["records"] == 0
     fwd.close()
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+# What the link and the hub do with one batch: fail before the hub sees it, store it and
+# lose the ack, store it and ack a part of it (a mask over its records), or ack it all.
+outcomes = st.one_of(st.just("fail"), st.just("lost ack"), st.just("ack all"),
+                     st.lists(st.booleans(), min_size=1, max_size=8).map(tuple))
+
+
+class ScriptedHub(Transport):
+    name = "scripted"
+
+    def __init__(self, script):
+        self.script, self.stored = list(script), set()
+
+    def send(self, batch: bytes, *, timeout_s: float) -> bytes:
+        outcome = self.script.pop(0) if self.script else "ack all"
+        if outcome == "fail":
+            raise LinkDownError("down (script)")
+        decoded = decode_batch(batch)
+        ids = [r.id for r in decoded.records]
+        self.stored.update(ids)          # the hub dedupes: a set
+        if outcome == "lost ack":
+            raise LinkDownError("no ack (script)")
+        if outcome != "ack all":
+            ids = [i for i, keep in zip(ids, outcome * len(ids)) if keep]
+        return encode_ack(decoded.device_id, decoded.seq, ids)
+
+    def poll_downlink(self, *, timeout_s: float = 0.0) -> list:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(script=st.lists(outcomes, max_size=25), n=st.integers(1, 60))
+def test_custody_a_record_leaves_the_queue_only_once_the_hub_has_it(tmp_path_factory, script, n):
+    from edgekit.sync.queue import SyncQueue
+
+    folder = tmp_path_factory.mktemp("custody")
+    with SyncQueue(folder / "q.db") as queue:
+        ids = set(fill(queue, n))
+        clock, hub = FakeClock(), ScriptedHub(script)
+        fwd = Forwarder(queue, hub, "dev-1", rate_bytes_s=None, daily_bytes=None, max_batch_bytes=600,
+                        clock=clock.time, sleep=clock.sleep, state_path=folder / "state")
+        for _ in range(len(script) + 1):
+            fwd.run_once()
+            held = {r.id for r in queue.peek_batch(1 << 30, max_records=1 << 30)}
+            assert ids - held <= hub.stored             # whatever left the queue is at the hub
+        for _ in range(3 * n):                          # the script is spent: the link works
+            if not fwd.run_once()["records"]:
+                break
+        fwd.close()
+        assert queue.stats()["records"] == 0 and hub.stored == ids
