@@ -12,6 +12,7 @@ import math
 import random
 import sqlite3
 import struct
+import time
 import types
 
 import numpy as np
@@ -344,3 +345,37 @@ def test_serve_capture_options_exit_2_before_listening(tmp_path, bundle_factory,
     assert r.returncode == 2, r.stderr
     assert message in " ".join(r.stderr.split())
     assert not (tmp_path / "q.db").exists()
+
+
+def test_the_daemon_captures_into_the_queue_and_flushes_on_sigterm(tmp_path, bundle_factory):
+    import httpx
+
+    from tests.serve.daemon_harness import running
+
+    models = tmp_path / "models"
+    bundle_factory(models, name="tiny", version="1")
+    rules = tmp_path / "capture.json"
+    rules.write_text(json.dumps({"models": {"tiny": {"mode": "all", "inputs": True, "scores": "logits"}}}))
+    queue = tmp_path / "sync.db"
+    xs = [np.random.default_rng(100 + i).standard_normal((1, 4)).astype(np.float32) for i in range(5)]
+    with running([models, "--capture-rules", rules, "--sync-queue", queue, "--poll-interval", "0"]) as d:
+        for x in xs:
+            body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": x.reshape(-1).tolist()}]}
+            r = httpx.post(f"{d.url}/v2/models/tiny/infer", json=body, timeout=30)
+            assert r.status_code == 200, r.text
+        want = 'edgekit_captured_records_total{model="tiny",stream="captures"} 5.0'
+        deadline = time.monotonic() + 10      # the capture thread writes after the answers went out
+        while want not in httpx.get(f"{d.url}/metrics", timeout=30).text:
+            assert time.monotonic() < deadline, "the capture counter never reached 5"
+            time.sleep(0.05)
+    q = SyncQueue(queue)
+    try:
+        records = _drain(q)
+    finally:
+        q.close()
+    assert len(records["captures"]) == 5 and len(records["results"]) == 5
+    got = sorted((decode_capture(r.payload)[1][("input", "x")].tobytes(), decode_capture(r.payload)[1][("output", "y")])
+                 for r in records["captures"])
+    for (raw, y), x in zip(got, sorted(xs, key=lambda a: a.tobytes())):
+        assert raw == x.tobytes()
+        np.testing.assert_allclose(y, tiny_expected("tiny", "1", x), rtol=1e-5, atol=1e-5)
