@@ -25,11 +25,11 @@ INT8_NOTE = ("TVM 0.27 runs int8 (QDQ) models as float arithmetic between quanti
 # (Nano sm_53, Xavier sm_72) get a module for their Arm cores instead.
 CUDA_MIN_SM = 75
 JETSON_NOTE = ("on a Jetson this module runs on the Arm CPU cores: TVM 0.27's CUDA runtime needs CUDA 13, which "
-               "does not support GPUs below sm_75 (onnxruntime or litert bundles are the alternatives there)")
+               "does not support GPUs below sm_75 (--backend tensorrt runs the model on the GPU there)")
 CUDA_NOTE = ("the module's kernels run on the GPU: the device needs TVM's CUDA runtime (libtvm_runtime_cuda, which "
              "links the CUDA 13 runtime {cudart}; JetPack 6 ships CUDA 12) and NVRTC through cuda-bindings, which "
-             "compiles the CUDA source the module holds when it is opened (onnxruntime or litert bundles are the "
-             "alternatives where CUDA 13 is missing)")
+             "compiles the CUDA source the module holds when it is opened (--backend tensorrt or onnxruntime "
+             "bundles are the alternatives where CUDA 13 is missing)")
 
 
 class TvmUnavailableError(EdgekitError):
