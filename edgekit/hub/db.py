@@ -39,6 +39,7 @@ _PG_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
 
 # Errors that mean "another writer got there first; the same transaction again will work".
 _PG_RETRYABLE = ("40001", "40P01")  # serialization_failure, deadlock_detected
+_SCHEMA_LOCK_KEY = 0x65646B68  # "edkh": the advisory lock that serializes schema application
 
 
 class DatabaseError(EdgekitError):
@@ -90,6 +91,7 @@ class Database:
         self._lock = threading.RLock()
         self._depth = 0
         self._busy_timeout_s = busy_timeout_s
+        self._applied: set = set()  # schema names known to be applied here: no query needed
         if self.dialect == "sqlite":
             self._conn = _open_sqlite(target, busy_timeout_s)
         else:
@@ -206,23 +208,32 @@ class Database:
     # -- schemas ------------------------------------------------------------------------
 
     def apply_schemas(self) -> list:
-        """Apply every registered schema this database lacks; returns the names applied."""
-        self.execute("CREATE TABLE IF NOT EXISTS edgekit_schema (name TEXT PRIMARY KEY, applied_ms BIGINT NOT NULL)")
-        applied = []
-        for name in registered_schemas():
-            def apply(db: Database, name=name) -> bool:
-                if db.dialect == "postgresql":
-                    # Two processes opening a new database at once: one applies, the other waits.
-                    db.execute("LOCK TABLE edgekit_schema IN EXCLUSIVE MODE")
-                if db.execute("SELECT 1 FROM edgekit_schema WHERE name = ?", (name,)):
-                    return False
+        """Apply every registered schema this database lacks, in one transaction; returns
+        the names applied."""
+        wanted = registered_schemas()
+        if all(name in self._applied for name in wanted):
+            return []
+
+        def work(db: Database) -> list:
+            if db.dialect == "postgresql":
+                # Processes opening a new database at once: one applies, the others wait and
+                # then find it done (CREATE ... IF NOT EXISTS alone races in PostgreSQL).
+                db.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK_KEY,))
+            db.execute("CREATE TABLE IF NOT EXISTS edgekit_schema (name TEXT PRIMARY KEY, applied_ms BIGINT NOT NULL)")
+            done = {row[0] for row in db.execute("SELECT name FROM edgekit_schema")}
+            applied = []
+            for name in wanted:
+                if name in done:
+                    continue
                 for statement in _statements_for(_SCHEMAS[name], db.dialect, name):
                     db.execute(statement)
                 db.execute("INSERT INTO edgekit_schema (name, applied_ms) VALUES (?, ?)",
                            (name, int(time.time() * 1000)))
-                return True
-            if self.run_transaction(apply):
                 applied.append(name)
+            return applied
+
+        applied = self.run_transaction(work)
+        self._applied.update(wanted)
         return applied
 
     def applied_schemas(self) -> list:

@@ -13,11 +13,12 @@ from edgekit.sync.wire import decode_ack
 
 
 class AckCollector:
-    def __init__(self, host: str, port: int, name: str = "test-device"):
+    def __init__(self, host: str, port: int, name: str = "test-device", max_inflight: int = 20):
         self.acks: dict = collections.defaultdict(list)   # (device, seq) -> [record id lists]
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+        self.client.max_inflight_messages_set(max_inflight)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.connect(host, port)

@@ -64,3 +64,33 @@ def test_schema_per_dialect_and_conflicting_registration(hub_db_url):
     with Database(hub_db_url) as db:
         db.execute("INSERT INTO test_blob (b) VALUES (?)", (b"\x00\xff",))
         assert bytes(db.execute("SELECT b FROM test_blob")[0][0]) == b"\x00\xff"
+
+
+def test_many_connections_opening_a_new_database_at_once(hub_db_url):
+    """Workers starting together on a new database: one applies the schemas, the others
+    find them applied; none fails (CREATE TABLE IF NOT EXISTS alone races in PostgreSQL)."""
+    import threading
+
+    from edgekit.hub import HubStore
+
+    opened, errors = [], []
+    start = threading.Barrier(6)
+
+    def open_one():
+        try:
+            start.wait()
+            opened.append(HubStore(Database(hub_db_url)))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for store in opened:
+        store.db.close()
+    assert errors == [] and len(opened) == 6
+    with Database(hub_db_url) as db:
+        names = db.applied_schemas()
+        assert len(names) == len(set(names)) and "hub.store.v1" in names
