@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--records", type=int, default=250, help="records per batch")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--db", default="sqlite,postgresql")
-    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the figure is the best")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the figure is the median")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
@@ -132,8 +133,9 @@ def main(argv=None) -> int:
           f"({sum(len(b[2]) for b in batches) / sum(b[3] for b in batches):.1f} wire bytes per record)")
     for engine in engines:
         for workers in counts:
-            best = max(r["records_per_s"] for r in results if r["db"] == engine and r["workers"] == workers)
-            print(f"  {engine:10s} {workers} worker(s): {best:,} records/s")
+            rates = sorted(r["records_per_s"] for r in results if r["db"] == engine and r["workers"] == workers)
+            print(f"  {engine:10s} {workers} worker(s): {statistics.median(rates):,.0f} records/s median "
+                  f"({rates[0]:,}-{rates[-1]:,} over {len(rates)} round(s))")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
