@@ -275,6 +275,7 @@ class Capture:
         self._cond = threading.Condition()
         self._closed = False
         self._budget_day = {}        # model -> (UTC day number, capture bytes used that day)
+        self._warned = set()         # (model, version) already warned about
         self._writing = False
         self.counts = {}             # (model, what) -> n: "results", "captures", "skipped_<reason>"
         self._thread = threading.Thread(target=self._write_loop, name="edgekit-serve-capture", daemon=True)
@@ -299,6 +300,9 @@ class Capture:
 
     def _observe(self, rule: CaptureRule, version, feeds: dict, result: dict, latency_s: float) -> None:
         spec = _scores_spec(version, rule)
+        if spec is None and rule.output is not None:
+            self._warn_once(version, f"model {version.name} version {version.version} has no output "
+                                     f"{rule.output!r} (the capture rule's scores output): no scores captured")
         real = None
         if spec is not None and (rule.kind == "low-confidence" or rule.results):
             real = real_scores(result[spec.name], spec.quantization, rule.scores)
@@ -312,45 +316,53 @@ class Capture:
             score = float(real.max())
             if score < rule.value:
                 reason = "low-confidence"
+        if reason is None and not rule.results:
+            return
         now = self.clock()
-        item = [rule, version.name, version.version, latency_s, now, real, None, None]
+        tensors, nbytes = None, 0
         if reason is not None:
             tensors = [("output", n, result[n]) for n, _ in version.output_specs]
             if rule.inputs:
                 tensors = [("input", n, feeds[n]) for n in version.input_names] + tensors
             nbytes = sum(int(a.nbytes) for _, _, a in tensors)
-            if self._charge(rule, now, nbytes):
-                item[6] = (reason, score, tensors)
-            else:
-                self._count(version.name, "skipped_budget")
-        if item[6] is None and not rule.results:
-            return
+        skipped = None
         with self._cond:
             if len(self._pending) >= self.max_pending:
-                backlog = True
+                skipped = "skipped_backlog"
             else:
-                backlog = False
-                self._pending.append(item)
-                if len(self._pending) == 1:
-                    self._cond.notify()
-        if backlog:
-            self._count(version.name, "skipped_backlog")
+                capture = None
+                if tensors is not None:
+                    if self._charge(rule, version.name, now, nbytes):
+                        capture = (reason, score, tensors)
+                    else:
+                        skipped = "skipped_budget"
+                if capture is not None or rule.results:
+                    self._pending.append((rule, version.name, version.version, latency_s, now, real, capture))
+                    if len(self._pending) == 1:
+                        self._cond.notify()
+        if skipped is not None:
+            self._count(version.name, skipped)
 
-    def _charge(self, rule: CaptureRule, now: float, nbytes: int) -> bool:
-        """Take ``nbytes`` from the model's budget of the UTC day; False (nothing taken) when
-        they do not fit."""
+    def _charge(self, rule: CaptureRule, model: str, now: float, nbytes: int) -> bool:
+        """Take ``nbytes`` from ``model``'s budget of the UTC day (the caller holds the lock);
+        False, and nothing taken, when they do not fit."""
         if rule.daily_bytes is None:
             return True
         day = int(now // 86400)
-        with self._cond:
-            d, used = self._budget_day.get(rule.model, (day, 0))
-            if d != day:
-                used = 0
-            if used + nbytes > rule.daily_bytes:
-                self._budget_day[rule.model] = (day, used)
-                return False
-            self._budget_day[rule.model] = (day, used + nbytes)
-            return True
+        d, used = self._budget_day.get(model, (day, 0))
+        if d != day:
+            used = 0
+        if used + nbytes > rule.daily_bytes:
+            self._budget_day[model] = (day, used)
+            return False
+        self._budget_day[model] = (day, used + nbytes)
+        return True
+
+    def _warn_once(self, version, message: str) -> None:
+        key = (version.name, version.version)
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("data capture: %s", message)
 
     def _count(self, model: str, what: str, n: int = 1) -> None:
         with self._cond:
@@ -385,7 +397,7 @@ class Capture:
 
     def _write(self, batch: list) -> None:
         items, what = [], []
-        for rule, model, version, latency_s, now, real, capture, _ in batch:
+        for rule, model, version, latency_s, now, real, capture in batch:
             latency_us = int(round(latency_s * 1e6))
             if rule.results:
                 summary = {"model": model, "version": version, "latency_us": latency_us}

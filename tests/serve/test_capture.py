@@ -268,6 +268,29 @@ def test_daily_byte_budget_is_enforced_counted_and_renewed_each_utc_day(tmp_path
     assert cap.counts[("clf", "skipped_budget")] == 9
 
 
+def test_the_default_rule_gives_each_model_its_own_budget(tmp_path, queue):
+    rules = _rules(tmp_path, '[models."*"]\nmode = "all"\ninputs = true\nresults = false\ndaily_bytes = 50\n')
+    cap = Capture(rules, queue)
+    _run(cap, _version(name="a"), _outputs(4))
+    _run(cap, _version(name="b"), _outputs(4))
+    models = sorted(decode_capture(r.payload)[0]["model"] for r in _drain(queue)["captures"])
+    assert models == ["a", "a", "b", "b"]                 # 2 x 24 bytes each fit in 50
+    assert cap.counts[("a", "skipped_budget")] == cap.counts[("b", "skipped_budget")] == 2
+
+
+def test_a_scores_output_the_model_lacks_is_warned_once(tmp_path, queue, caplog):
+    rules = _rules(tmp_path, '[models.clf]\nmode = "low-confidence:0.9"\noutput = "probs"\n')
+    cap = Capture(rules, queue)
+    with caplog.at_level("WARNING", logger="edgekit.serve"):
+        _run(cap, _version(), _outputs(3))
+    assert [r.getMessage() for r in caplog.records] == [
+        "data capture: model clf version 1 has no output 'probs' (the capture rule's scores output): "
+        "no scores captured"]
+    records = _drain(queue)
+    assert "captures" not in records and len(records["results"]) == 3
+    assert all("top" not in json.loads(r.payload) for r in records["results"])
+
+
 def test_a_full_queue_drops_captures_before_results(tmp_path):
     q = SyncQueue(tmp_path / "small.db", max_bytes=100_000)
     try:
