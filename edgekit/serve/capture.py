@@ -14,8 +14,9 @@ top-1 score of the scores output under THRESHOLD) or ``off``. Each kept inferenc
 
 Captures have the lowest priority, so when the queue is full its drop-oldest policy drops
 them before results. The worker threads only decide and copy references; one capture
-thread encodes and writes them with one ``enqueue_many`` (one transaction) per batch, so a
-request never waits on the disk. A backlog beyond ``MAX_PENDING`` is skipped and counted.
+thread encodes and writes them with one ``enqueue_many`` (one transaction) per batch of
+up to ``WRITE_BATCH`` or ``LINGER_S`` worth of inferences, so a request never waits on the
+disk and a busy model does not cost one fsync per inference. A backlog beyond ``MAX_PENDING`` is skipped and counted.
 
 Capture format v1 (docs/sync-protocol.md, "Capture records")::
 
@@ -49,6 +50,10 @@ _HEAD = struct.Struct("<4sBI")
 # Inferences waiting for the capture thread; beyond this they are skipped (reason "backlog")
 # rather than let a slow disk grow the daemon's memory.
 MAX_PENDING = 4096
+# The writer gathers up to WRITE_BATCH inferences, or what came within LINGER_S of the
+# first, per transaction.
+WRITE_BATCH = 512
+LINGER_S = 0.05
 RESULTS_PRIORITY = 2
 CAPTURES_PRIORITY = 3
 # Largest header a capture may declare (the decoder refuses more: a corrupt length field).
@@ -338,7 +343,7 @@ class Capture:
                         skipped = "skipped_budget"
                 if capture is not None or rule.results:
                     self._pending.append((rule, version.name, version.version, latency_s, now, real, capture))
-                    if len(self._pending) == 1:
+                    if len(self._pending) in (1, WRITE_BATCH):
                         self._cond.notify()
         if skipped is not None:
             self._count(version.name, skipped)
@@ -384,6 +389,13 @@ class Capture:
                     self._cond.wait()
                 if not self._pending and self._closed:
                     return
+                # Linger a little so that one transaction (one fsync) carries many inferences.
+                deadline = time.monotonic() + LINGER_S
+                while len(self._pending) < WRITE_BATCH and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 batch, self._pending = self._pending, []
                 self._writing = True
             try:
