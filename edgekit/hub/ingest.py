@@ -112,16 +112,20 @@ class MqttIngestWorker:
     def subscription(self) -> str:
         return f"$share/{self.group}/{UPLINK_FILTER}"
 
-    def start(self, *, timeout_s: float = 10.0) -> "MqttIngestWorker":
-        """Connect and subscribe; returns once the broker granted the subscription."""
+    def _connect_properties(self):
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
+        return props
+
+    def start(self, *, timeout_s: float = 10.0) -> "MqttIngestWorker":
+        """Connect and subscribe; returns once the broker granted the subscription. A broker
+        that cannot be reached raises EdgekitError (``run`` waits for it instead)."""
         try:
             self._client.connect(self.host, self.port, keepalive=self.keepalive_s, clean_start=False,
-                                 properties=props)
+                                 properties=self._connect_properties())
         except OSError as exc:
             raise EdgekitError(f"MQTT broker {self.host}:{self.port} cannot be reached: {exc}") from exc
         self._client.loop_start()
@@ -137,14 +141,27 @@ class MqttIngestWorker:
         self._client.loop_stop()
 
     def run(self, stop: threading.Event, *, ready=None) -> None:
-        """Start, serve until ``stop`` is set (or the database fails), stop. ``ready``: an
-        event set once the subscription is granted."""
-        self.start()
-        if ready is not None:
-            ready.set()
-        log.info("worker %s (pid %d) subscribed to %s on %s:%s", self.client_id, os.getpid(), self.subscription,
-                 self.host, self.port)
+        """Connect (waiting for the broker as long as it takes), serve until ``stop`` is set
+        or the database fails, disconnect. ``ready``: an event set once the subscription is
+        granted."""
+        # connect_async: paho's network thread retries until the broker answers, so a hub
+        # started before its broker (or across a broker restart) needs no restart itself.
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive_s, clean_start=False,
+                                   properties=self._connect_properties())
+        self._client.loop_start()
         try:
+            waited = 0
+            while not self._subscribed.wait(1.0):
+                if stop.is_set():
+                    return
+                waited += 1
+                if waited % 30 == 0:
+                    log.warning("worker %s: MQTT broker %s:%s not reachable for %d s; still trying",
+                                self.client_id, self.host, self.port, waited)
+            if ready is not None:
+                ready.set()
+            log.info("worker %s (pid %d) subscribed to %s on %s:%s", self.client_id, os.getpid(), self.subscription,
+                     self.host, self.port)
             while not stop.wait(0.2):
                 if self.fatal is not None:
                     raise EdgekitError(f"ingest worker {self.client_id} stopped: {self.fatal}") from self.fatal

@@ -29,6 +29,9 @@ class WorkerPool:
         self.processes: list = [None] * count
         self.ready: list = [None] * count
         self.restarts = 0
+        self._started_at = [0.0] * count
+        self._delay = [0.0] * count        # before the next start of a worker that keeps dying
+        self._due: list = [None] * count   # when a dead worker is started again
 
     def _start(self, index: int) -> None:
         self.ready[index] = self._ctx.Event()
@@ -37,6 +40,7 @@ class WorkerPool:
                               daemon=True)
         p.start()
         self.processes[index] = p
+        self._started_at[index] = time.monotonic()
 
     def wait_ready(self, timeout_s: float = 30.0) -> bool:
         """True once every worker's subscription is granted (batches published from then on
@@ -49,10 +53,20 @@ class WorkerPool:
             self._start(i)
 
     def check(self) -> None:
-        """Start again every worker that exited."""
+        """Start again every worker that exited: at once after a long run, after a delay
+        doubling up to 30 s while it keeps dying young (a database that is down)."""
+        now = time.monotonic()
         for i, p in enumerate(self.processes):
-            if p is not None and not p.is_alive():
-                log.warning("worker %d (pid %s) exited with %s; starting it again", i, p.pid, p.exitcode)
+            if p is None or p.is_alive():
+                continue
+            if self._due[i] is None:
+                lived = now - self._started_at[i]
+                self._delay[i] = 0.0 if lived > 30 else min(30.0, max(0.5, self._delay[i] * 2))
+                self._due[i] = now + self._delay[i]
+                log.warning("worker %d (pid %s) exited with %s; starting it again%s", i, p.pid, p.exitcode,
+                            f" in {self._delay[i]:g} s" if self._delay[i] else "")
+            if now >= self._due[i]:
+                self._due[i] = None
                 self.restarts += 1
                 self._start(i)
 

@@ -157,3 +157,33 @@ def test_malformed_batches_are_counted_acknowledged_and_skipped(tmp_path, mosqui
         assert again.counters.malformed == 0 and again.counters.batches == 0
     finally:
         _stop(again)
+
+
+def test_a_worker_started_before_its_broker_waits_for_it(tmp_path, mosquitto_broker):
+    """run() keeps trying until the broker answers (a hub booted before its broker), then
+    serves; stop() before that returns at once."""
+    import threading
+
+    mosquitto_broker.stop()
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    worker = MqttIngestWorker(HubStore(Database(url)), mosquitto_broker.host, mosquitto_broker.port, index=0)
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"ready": ready})
+    thread.start()
+    try:
+        time.sleep(1.5)
+        assert not ready.is_set()
+        mosquitto_broker.start()
+        assert ready.wait(30), "the worker never subscribed once the broker was up"
+        # The device's own client gave up while the broker was down; connect a new one.
+        fresh = AckCollector(mosquitto_broker.host, mosquitto_broker.port, name="late-device")
+        try:
+            fresh.publish("dev-late", batch_bytes("dev-late", 1, make_records(4)))
+            assert fresh.wait(lambda: ("dev-late", 1) in fresh.acks)
+        finally:
+            fresh.close()
+    finally:
+        stop.set()
+        thread.join(15)
+        worker.store.db.close()
+    assert not thread.is_alive()
