@@ -96,6 +96,8 @@ def test_serve_option_errors_exit_2(tmp_path):
     assert r.exit_code == 2 and "HOST:PORT" in r.output
     r = run_cli("hub", "serve", "--db", db, "--http-port", "1", "--mqtt-password-env", "EDGEKIT_NO_SUCH_VAR")
     assert r.exit_code == 2 and "EDGEKIT_NO_SUCH_VAR" in r.output
+    r = run_cli("hub", "serve", "--db", "mysql://h/db", "--http-port", "1")
+    assert r.exit_code == 2 and "'mysql'" in r.output
     assert not (tmp_path / "hub.db").exists()
 
 
