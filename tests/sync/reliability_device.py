@@ -2,7 +2,9 @@
 ``python -m tests.sync.reliability_device ...`` so the tests can kill -9 it anywhere.
 
     enqueue  QUEUE --start N --count C [--many K]      enqueue records N..N+C-1
-    forward  QUEUE --host H --port P --device D        forward until the queue is empty
+    forward  QUEUE --host H --port P --device D [--enqueue-start N --enqueue-count C]
+                                                      forward until the queue is empty (and,
+                                                      meanwhile, enqueue records N..N+C-1)
 
 ``enqueue`` prints ``ok <n> <id>`` on stdout once ``enqueue`` (or ``enqueue_many``, K at a
 time) has returned for record n: the parent's list of records the queue promised to keep.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 
 PAYLOAD_BYTES = 120
@@ -53,6 +56,29 @@ def enqueue(args) -> int:
     return 0
 
 
+def _printer():
+    lock = threading.Lock()
+
+    def say(text: str) -> None:
+        with lock:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+    return say
+
+
+def _produce(q, start: int, count: int, say, producing: threading.Event) -> None:
+    """The application's side of the device: enqueue records start..start+count-1, ten at a
+    time, while the forwarder sends; ``ok`` lines as ``enqueue`` does."""
+    try:
+        for i in range(start, start + count, 10):
+            chunk = list(range(i, min(i + 10, start + count)))
+            ids = q.enqueue_many([("results", payload(n), 2, None) for n in chunk])
+            say("".join(f"ok {n} {rid}\n" for n, rid in zip(chunk, ids)).rstrip("\n"))
+            time.sleep(0.001)
+    finally:
+        producing.clear()
+
+
 def forward(args) -> int:
     from edgekit.sync.forwarder import Forwarder
     from edgekit.sync.queue import SyncQueue
@@ -64,17 +90,25 @@ def forward(args) -> int:
     fwd = Forwarder(q, transport, args.device, rate_bytes_s=None, daily_bytes=None,
                     max_batch_bytes=args.max_batch_bytes, backoff=(0.05, 0.5), ack_timeout_s=args.ack_timeout)
     deadline = time.monotonic() + args.timeout
-    print("started", flush=True)
+    say = _printer()
+    producing = threading.Event()
+    if args.enqueue_count:
+        producing.set()
+        threading.Thread(target=_produce, args=(q, args.enqueue_start, args.enqueue_count, say, producing),
+                         daemon=True).start()
+    say("started")
     try:
         while time.monotonic() < deadline:
             result = fwd.run_once(max_batches=1)     # one line per batch: the parent times its faults by them
-            print("sent", result["batches"], result["acked"], result["stopped"], flush=True)
-            if q.stats()["records"] == 0:
-                print("drained", flush=True)
+            say(f"sent {result['batches']} {result['acked']} {result['stopped']}")
+            if not producing.is_set() and q.stats()["records"] == 0:
+                say("drained")
                 return 0
             if result["stopped"] == "link down":
                 time.sleep(result["retry_in_s"])
-        print("timeout", flush=True)
+            elif result["stopped"] == "empty":
+                time.sleep(0.02)
+        say("timeout")
         return 1
     finally:
         fwd.close()
@@ -98,6 +132,8 @@ def main(argv=None) -> int:
     f.add_argument("--max-batch-bytes", type=int, default=16384)
     f.add_argument("--timeout", type=float, default=120.0)
     f.add_argument("--ack-timeout", type=float, default=2.0)
+    f.add_argument("--enqueue-start", type=int, default=0)
+    f.add_argument("--enqueue-count", type=int, default=0, help="also enqueue this many records while forwarding")
     args = p.parse_args(argv)
     return enqueue(args) if args.cmd == "enqueue" else forward(args)
 
