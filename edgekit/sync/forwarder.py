@@ -46,6 +46,12 @@ def state_path_for(queue_path) -> Path:
     return Path(str(queue_path) + STATE_SUFFIX)
 
 
+def _dictionary_id(zstd_dict) -> int:
+    from edgekit.sync.wire import dictionary_id
+
+    return zstd_dict.dict_id() if hasattr(zstd_dict, "dict_id") else dictionary_id(bytes(zstd_dict))
+
+
 def upstream_counters(queue) -> dict:
     """What a batch reports about the queue: its counters with the backlog when the queue
     offers them together (SyncQueue.upstream_counters), else its counters."""
@@ -172,6 +178,8 @@ class Forwarder:
         self._clock, self._sleep = clock, sleep
         self._rng = rng or random.Random()
         self.on_downlink, self.idle_s = on_downlink, float(idle_s)
+        if zstd_dict is not None and isinstance(getattr(transport, "zstd_dicts", None), dict):
+            transport.zstd_dicts[_dictionary_id(zstd_dict)] = zstd_dict   # it reads its batches' headers
         self._bucket = (TokenBucket(rate_bytes_s, max(float(max_batch_bytes), float(rate_bytes_s)), clock)
                         if rate_bytes_s else None)
         if state_path is None and getattr(queue, "path", None) is not None:

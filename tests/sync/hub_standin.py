@@ -53,9 +53,10 @@ class Arrivals:
 
 class MqttHubStandIn:
     def __init__(self, host: str, port: int, *, ack_batches: bool = True, client_id: str = "hub-standin",
-                 tls=None, username: str | None = None, password: str | None = None):
+                 tls=None, username: str | None = None, password: str | None = None, zstd_dicts=None):
         self.arrivals = Arrivals()
         self.ack_batches = ack_batches
+        self.zstd_dicts = zstd_dicts
         self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("edgekit/v1/+/up", qos=1)
@@ -74,7 +75,7 @@ class MqttHubStandIn:
             raise RuntimeError("the stand-in hub could not subscribe")
 
     def _on_message(self, client, userdata, message) -> None:
-        ack = self.arrivals.add(decode_batch(bytes(message.payload)))
+        ack = self.arrivals.add(decode_batch(bytes(message.payload), zstd_dicts=self.zstd_dicts))
         if self.ack_batches:
             device = message.topic.split("/")[2]
             client.publish(f"edgekit/v1/{device}/ack", ack, qos=1)

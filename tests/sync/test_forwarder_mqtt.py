@@ -206,3 +206,23 @@ def test_the_real_hub_ingest_worker_acks_and_dedupes(mosquitto_broker, sync_queu
     assert sorted(ack.record_ids) == sorted(r.id for r in resent)
     assert store.record_count(device="dev-3") == 300
     assert {r["id"] for r in store.records(device="dev-3")} == set(ids)
+
+
+def test_batches_compressed_with_a_trained_dictionary(mosquitto_broker, sync_queue):
+    from edgekit.sync.wire import dictionary_id, train_dictionary
+
+    zdict = train_dictionary([result_payload(i) for i in range(10_000, 11_000)], size=4096)
+    hub = MqttHubStandIn(mosquitto_broker.host, mosquitto_broker.port, client_id="dict-hub",
+                         zstd_dicts={dictionary_id(zdict): zdict})
+    ids = [sync_queue.enqueue("results", result_payload(i)) for i in range(300)]
+    transport = transport_for(mosquitto_broker)
+    fwd = Forwarder(sync_queue, transport, "dev-1", rate_bytes_s=None, daily_bytes=None, zstd_dict=zdict)
+    try:
+        result = fwd.run_once()
+    finally:
+        fwd.close()
+        transport.close()
+        hub.close()
+    assert result["acked"] == 300 and sync_queue.stats()["records"] == 0
+    assert set(hub.arrivals.records) == set(ids)
+    assert {b.dict_id for b in hub.arrivals.batches} == {dictionary_id(zdict)}

@@ -57,7 +57,7 @@ class MqttTransport(Transport):
     def __init__(self, host: str, port: int, device_id: str, *, protocol: int = 5, tls: Optional[MqttTls] = None,
                  username: Optional[str] = None, password: Optional[str] = None, client_id: Optional[str] = None,
                  groups: Sequence[str] = (), keepalive_s: int = 30, session_expiry_s: int = 7 * 24 * 3600,
-                 reconnect_delay_s: tuple = (1, 30)):
+                 reconnect_delay_s: tuple = (1, 30), zstd_dicts: Optional[dict] = None):
         try:
             import paho.mqtt.client as mqtt
             from paho.mqtt.packettypes import PacketTypes
@@ -80,6 +80,9 @@ class MqttTransport(Transport):
         self._downlink: collections.deque = collections.deque(maxlen=10000)
         self._last_problem = "not connected yet"
         self._closed = False
+        # {dict id: dictionary}: the ones batches are compressed with, so that send can read
+        # a batch's sequence number (a Forwarder with a dictionary registers it here).
+        self.zstd_dicts = dict(zstd_dicts or {})
 
         v5 = protocol == 5
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or device_id,
@@ -145,7 +148,11 @@ class MqttTransport(Transport):
 
         if self._closed:
             raise LinkDownError("the MQTT transport is closed")
-        seq = decode_batch(batch).seq
+        try:
+            seq = decode_batch(batch, zstd_dicts=self.zstd_dicts).seq
+        except WireFormatError as exc:
+            raise WireFormatError(f"the MQTT transport cannot read the batch it was given ({exc}); a batch made "
+                                  "with a dictionary needs it in MqttTransport(zstd_dicts=...)") from None
         deadline = time.monotonic() + timeout_s
         if not self._connected.wait(timeout_s):
             raise LinkDownError(f"MQTT broker {self.host}:{self.port} not reachable ({self._last_problem})")
