@@ -79,3 +79,33 @@ def test_forwarder_over_http(tmp_path):
         thread.join(10)
         queue.close()
         store.db.close()
+
+
+def test_sneakernet_export_import_acks_back(tmp_path):
+    """edgekit sync export -> edgekit hub import (twice) -> edgekit sync import-acks: every
+    record stored once, the device's queue empty."""
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import _register, cli
+
+    _register()
+    queue_path, usb, db = tmp_path / "queue.db", tmp_path / "usb", f"sqlite:///{tmp_path / 'hub.db'}"
+    with SyncQueue(queue_path) as queue:
+        ids = _fill(queue, 800)
+
+    def run(*args):
+        r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    run("sync", "export", "--queue", queue_path, "--device-id", "field-3", "--to", usb)
+    assert list(usb.glob("*.ekbatch"))
+    run("hub", "import", usb, "--db", db)
+    assert "0 new record(s)" in run("hub", "import", usb, "--db", db)  # the stick plugged in twice
+    run("sync", "import-acks", "--queue", queue_path, "--device-id", "field-3", usb)
+    with SyncQueue(queue_path) as queue:
+        assert queue.stats()["records"] == 0
+    with Database(db) as conn:
+        store = HubStore(conn)
+        assert sorted(r["id"] for r in store.records(limit=100_000)) == sorted(ids)
+        assert store.devices()[0]["device_id"] == "field-3"
