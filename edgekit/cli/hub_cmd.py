@@ -181,6 +181,68 @@ def devices_cmd(db_url, as_json) -> None:
     make_console().print(table)
 
 
+def _parse_when(value: str | None, option: str) -> int | None:
+    """An ISO 8601 time (UTC unless it says otherwise) -> unix ms."""
+    if value is None:
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInputError(f"{option} {value!r}: expected an ISO 8601 time, e.g. 2026-12-01 or "
+                            "2026-12-01T08:00:00+01:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+@hub.command("export-records")
+@db_option
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="JSON Lines file to write (replaced atomically).")
+@click.option("--stream", help="Only this stream, e.g. captures (the data capture of edgekit serve).")
+@click.option("--device", help="Only this device.")
+@click.option("--since", help="Only records created at or after this time (ISO 8601, UTC by default).")
+@click.option("--until", help="Only records created before this time.")
+def export_records_cmd(db_url, out_path, stream, device, since, until) -> None:
+    """Write stored records as JSON Lines, oldest first, for labelling or analysis: one
+    object per record with id, device, stream, priority, created_ms, expires_ms, received_ms
+    and the payload in base64 (``payload_b64``), plus ``payload_json`` when the payload is
+    JSON (inference results are)."""
+    import base64
+
+    from edgekit.files import write_atomic
+
+    since_ms, until_ms = _parse_when(since, "--since"), _parse_when(until, "--until")
+    store = _open_store(db_url, must_exist=True)
+    count = 0
+
+    def write(f) -> None:
+        nonlocal count
+        after = None
+        while True:  # pages by id (UUIDv7: time-ordered), so memory stays bounded
+            page = store.records(device=device, stream=stream, since_ms=since_ms, until_ms=until_ms,
+                                 after_id=after, limit=5000)
+            for r in page:
+                doc = {k: r[k] for k in ("id", "device_id", "stream", "priority", "created_ms", "expires_ms",
+                                         "received_ms")}
+                doc["payload_b64"] = base64.b64encode(r["payload"]).decode("ascii")
+                try:
+                    doc["payload_json"] = json.loads(r["payload"].decode("utf-8"))
+                except (UnicodeDecodeError, ValueError):
+                    pass
+                f.write((json.dumps(doc, separators=(",", ":")) + "\n").encode())
+                count += 1
+            if len(page) < 5000:
+                return
+            after = page[-1]["id"]
+
+    try:
+        write_atomic(out_path, write)
+    finally:
+        store.db.close()
+    click.echo(f"{count} record(s) -> {out_path}")
+
+
 from edgekit.cli.hub_simulate_cmd import simulate_cmd  # noqa: E402 - after the group it joins
 
 hub.add_command(simulate_cmd)

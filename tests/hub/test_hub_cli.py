@@ -181,3 +181,30 @@ def _http_ok(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_export_records_jsonl(tmp_path):
+    import base64
+
+    db = f"sqlite:///{tmp_path / 'hub.db'}"
+    results = make_records(30)
+    captures = [r.__class__(r.id, "captures", 3, r.created_ms, None, bytes(range(256)) * 2)
+                for r in make_records(4, start=500)]
+    (tmp_path / "in").mkdir()
+    _export(tmp_path / "in", "cam-1", 1, results + captures)
+    assert run_cli("hub", "import", tmp_path / "in", "--db", db).exit_code == 0
+    out = tmp_path / "captures.jsonl"
+    r = run_cli("hub", "export-records", "--db", db, "--stream", "captures", "--out", out)
+    assert r.exit_code == 0 and "4 record(s)" in r.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [x["id"] for x in rows] == sorted(c.id for c in captures)
+    assert all(base64.b64decode(x["payload_b64"]) == bytes(range(256)) * 2 and "payload_json" not in x for x in rows)
+    every = tmp_path / "all.jsonl"
+    t0 = results[10].created_ms
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 / 1000)) + f".{t0 % 1000:03d}"
+    assert run_cli("hub", "export-records", "--db", db, "--stream", "results", "--since", since,
+                   "--out", every).exit_code == 0
+    rows = [json.loads(line) for line in every.read_text().splitlines()]
+    assert [x["payload_json"] for x in rows] == [json.loads(x.payload) for x in results[10:]]
+    bad = run_cli("hub", "export-records", "--db", db, "--since", "yesterday", "--out", tmp_path / "x.jsonl")
+    assert bad.exit_code == 2 and "ISO 8601" in bad.output and not (tmp_path / "x.jsonl").exists()
