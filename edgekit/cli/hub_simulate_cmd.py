@@ -28,6 +28,9 @@ import click
               help="Records queued on each device before its link starts (a device back from a long outage).")
 @click.option("--drain", "drain_s", type=float, default=30.0, show_default=True, metavar="S",
               help="After producing, seconds to wait at most for every queue to empty.")
+@click.option("--batch-interval", "batch_interval_s", type=float, default=5.0, show_default=True, metavar="S",
+              help="A device whose queue is empty looks again after S seconds; what it made meanwhile goes "
+              "as one batch.")
 @click.option("--hub-wait", "hub_wait_s", type=float, default=30.0, show_default=True, metavar="S",
               help="Before starting, wait this long for a hub to ack a probe record (0: do not check).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the outages and the records.")
@@ -35,7 +38,7 @@ import click
               help="Keep the device queues here (default: a temporary folder, removed after).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate_cmd(devices, mqtt_addr, duration, rate_per_device, outage_prob, link_kbps, unlimited_link, latency_ms,
-                 backlog, drain_s, hub_wait_s, seed, workdir, as_json) -> None:
+                 backlog, drain_s, batch_interval_s, hub_wait_s, seed, workdir, as_json) -> None:
     """Run N simulated devices in this process against the broker at --mqtt, each
     enqueueing inference results into its own SyncQueue and forwarding them through its
     own shaped link with outages; print what was sent, acked and left, the bytes on the
@@ -55,7 +58,8 @@ def simulate_cmd(devices, mqtt_addr, duration, rate_per_device, outage_prob, lin
     config = SimulationConfig(devices=devices, mqtt_host=host, mqtt_port=port, duration_s=duration,
                               rate_per_device=rate_per_device, outage_prob=outage_prob,
                               link_kbps=None if unlimited_link else link_kbps, latency_ms=latency_ms,
-                              drain_s=drain_s, hub_wait_s=hub_wait_s, seed=seed, workdir=workdir,
+                              drain_s=drain_s, batch_interval_s=batch_interval_s, hub_wait_s=hub_wait_s, seed=seed,
+                              workdir=workdir,
                               backlog_per_device=backlog)
     config.check()
     if as_json:

@@ -13,7 +13,9 @@ One clock thread drives the fleet: every 0.1 s it enqueues each device's due rec
 with probability ``outage_prob`` for 2-10 s (the proxy resets the connection and refuses
 new ones, as a dropped radio link). Each device's forwarder runs in its own thread; the
 hub's acks arrive after its database commit, so acked records per second is the hub's
-ingest rate as devices see it.
+ingest rate as devices see it. A forwarder that emptied its queue looks again after
+``batch_interval_s``: records made meanwhile go up together, as on a device that wakes its
+radio every few seconds (a short interval means batches of one record).
 
 Before the devices start, one probe record (device ``<prefix>-probe``, stream "events")
 must be acked by a hub within ``hub_wait_s``: otherwise there is no hub to measure.
@@ -81,6 +83,7 @@ class SimulationConfig:
     id_prefix: str = "sim"
     backlog_per_device: int = 0   # records queued on each device before the links start
     hub_wait_s: float = 30.0      # wait this long for a hub to ack a probe first (0: don't)
+    batch_interval_s: float = 5.0  # a forwarder with an empty queue looks again after this long
 
     def check(self) -> None:
         if not 1 <= self.devices <= 100000:
@@ -97,6 +100,8 @@ class SimulationConfig:
             raise BadInputError(f"--latency-ms {self.latency_ms}: expected >= 0")
         if not self.drain_s >= 0:
             raise BadInputError(f"--drain {self.drain_s}: expected >= 0 seconds")
+        if not self.batch_interval_s > 0:
+            raise BadInputError(f"--batch-interval {self.batch_interval_s}: expected > 0 seconds")
         if not self.hub_wait_s >= 0:
             raise BadInputError(f"--hub-wait {self.hub_wait_s}: expected >= 0 seconds")
         if self.backlog_per_device < 0:
@@ -117,7 +122,7 @@ class SimulatedDevice:
                               latency_s=config.latency_ms / 1000.0, link_loop=link_loop).start()
         self.transport = MqttTransport("127.0.0.1", self.link.port, self.device_id, reconnect_delay_s=(0.2, 5))
         self.forwarder = Forwarder(self.queue, self.transport, self.device_id, backoff=(0.5, 5.0),
-                                   ack_timeout_s=15.0, idle_s=0.2, rng=random.Random(index))
+                                   ack_timeout_s=15.0, idle_s=config.batch_interval_s, rng=random.Random(index))
         self.produced = 0
         self.acked = 0
         self.batches = 0
