@@ -22,6 +22,7 @@ records and faults (the figures for the closing note).
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import signal
@@ -95,7 +96,8 @@ def _kill9(proc: subprocess.Popen) -> None:
 
 
 def _integrity(path) -> str:
-    with sqlite3.connect(path) as db:
+    # closed at once: an open connection would keep the queue's WAL from being checkpointed
+    with contextlib.closing(sqlite3.connect(path)) as db:
         return db.execute("PRAGMA integrity_check").fetchone()[0]
 
 
