@@ -18,7 +18,7 @@ thread encodes and writes them with one ``enqueue_many`` (one transaction) per b
 up to ``WRITE_BATCH`` or ``LINGER_S`` worth of inferences, so a request never waits on the
 disk and a busy model does not cost one fsync per inference. A backlog beyond ``MAX_PENDING`` is skipped and counted.
 
-Capture format v1 (docs/sync-protocol.md, "Capture records")::
+Capture format v1 (docs/serve.md, "Capture format v1")::
 
     b"EKCP" | u8 version (1) | u32 LE header length | header (UTF-8 JSON) | tensor bytes
 
