@@ -301,7 +301,10 @@ class Capture:
         try:
             self._observe(rule, version, feeds, result, latency_s)
         except Exception:
-            log.exception("data capture of model %s failed", version.name)
+            key = (version.name, version.version, "error")
+            if key not in self._warned:          # once per version: nothing is logged per request
+                self._warned.add(key)
+                log.exception("data capture of model %s version %s failed", version.name, version.version)
 
     def _observe(self, rule: CaptureRule, version, feeds: dict, result: dict, latency_s: float) -> None:
         spec = _scores_spec(version, rule)
