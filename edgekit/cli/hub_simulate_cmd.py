@@ -31,6 +31,8 @@ import click
 @click.option("--batch-interval", "batch_interval_s", type=float, default=5.0, show_default=True, metavar="S",
               help="A device whose queue is empty looks again after S seconds; what it made meanwhile goes "
               "as one batch.")
+@click.option("--id-prefix", default="sim", show_default=True, metavar="NAME",
+              help="Device ids are NAME-00000, NAME-00001, ...: give each simulator process its own.")
 @click.option("--hub-wait", "hub_wait_s", type=float, default=30.0, show_default=True, metavar="S",
               help="Before starting, wait this long for a hub to ack a probe record (0: do not check).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the outages and the records.")
@@ -38,7 +40,7 @@ import click
               help="Keep the device queues here (default: a temporary folder, removed after).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate_cmd(devices, mqtt_addr, duration, rate_per_device, outage_prob, link_kbps, unlimited_link, latency_ms,
-                 backlog, drain_s, batch_interval_s, hub_wait_s, seed, workdir, as_json) -> None:
+                 backlog, drain_s, batch_interval_s, id_prefix, hub_wait_s, seed, workdir, as_json) -> None:
     """Run N simulated devices in this process against the broker at --mqtt, each
     enqueueing inference results into its own SyncQueue and forwarding them through its
     own shaped link with outages; print what was sent, acked and left, the bytes on the
@@ -48,6 +50,9 @@ def simulate_cmd(devices, mqtt_addr, duration, rate_per_device, outage_prob, lin
     \b
     edgekit hub serve --db sqlite:///hub.db --mqtt 127.0.0.1:1883 &
     edgekit hub simulate --devices 50 --mqtt 127.0.0.1:1883 --duration 30 --outage-prob 0.02
+
+    One process runs up to 80 devices (paho-mqtt's select() loop); run several, each with
+    its own --id-prefix, for more.
     """
     from edgekit.cli.hub_cmd import _check_installed, parse_host_port
 
@@ -59,7 +64,7 @@ def simulate_cmd(devices, mqtt_addr, duration, rate_per_device, outage_prob, lin
                               rate_per_device=rate_per_device, outage_prob=outage_prob,
                               link_kbps=None if unlimited_link else link_kbps, latency_ms=latency_ms,
                               drain_s=drain_s, batch_interval_s=batch_interval_s, hub_wait_s=hub_wait_s, seed=seed,
-                              workdir=workdir,
+                              workdir=workdir, id_prefix=id_prefix,
                               backlog_per_device=backlog)
     config.check()
     if as_json:

@@ -24,7 +24,10 @@ to ``drain_s`` for the queues to empty, then reports what was produced, acked, l
 queued, the bytes on the links and the ingest rate.
 
 Threads: two per device (the paho network loop and the forwarder) plus the clock and the
-link loop; on 2 cores a few hundred devices are the practical limit (docs/fleet-sizing.md).
+link loop. One process runs at most MAX_DEVICES_PER_PROCESS devices: paho's select() loop
+cannot watch file descriptors above 1023 (measured: past ~170 bare MQTT connections through
+proxies, the last devices never connect). Larger fleets are several simulator processes
+with distinct ``id_prefix`` (docs/fleet-sizing.md).
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ from edgekit.hub.linksim import LinkLoop, LinkProxy
 LABELS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "silence", "unknown")
 PRIORITY_MIX = ((0, 0.05), (2, 0.80), (3, 0.15))
 TICK_S = 0.1
+# paho-mqtt's network loop uses select(), which cannot watch file descriptors above 1023;
+# a simulated device holds about 12 (queue and forwarder state in SQLite with their WAL
+# files, the MQTT socket and paho's wake-up pipe, the proxy's listener and its two sockets).
+MAX_DEVICES_PER_PROCESS = 80
 OUTAGE_S = (2.0, 10.0)
 
 
@@ -86,8 +93,13 @@ class SimulationConfig:
     batch_interval_s: float = 5.0  # a forwarder with an empty queue looks again after this long
 
     def check(self) -> None:
-        if not 1 <= self.devices <= 100000:
-            raise BadInputError(f"--devices {self.devices}: expected 1 to 100000")
+        if not 1 <= self.devices <= MAX_DEVICES_PER_PROCESS:
+            raise BadInputError(
+                f"--devices {self.devices}: one simulator process runs 1 to {MAX_DEVICES_PER_PROCESS} devices "
+                "(paho-mqtt's select() loop cannot use file descriptors above 1023, and each device holds about "
+                "12); for a larger fleet run several simulators, each with its own --id-prefix")
+        if not self.id_prefix or not all(c.isalnum() or c in "-_" for c in self.id_prefix):
+            raise BadInputError(f"--id-prefix {self.id_prefix!r}: letters, digits, '-' and '_' only")
         if not self.duration_s >= 0:
             raise BadInputError(f"--duration {self.duration_s}: expected >= 0 seconds")
         if not self.rate_per_device >= 0:

@@ -106,6 +106,8 @@ def test_undrained_queues_exit_1(broker):
     (["--devices", "2", "--outage-prob", "1.5"], "--outage-prob"),
     (["--devices", "2", "--link-kbps", "0"], "--link-kbps"),
     (["--devices", "2", "--hub-wait", "-1"], "--hub-wait"),
+    (["--devices", "81"], "several simulators"),
+    (["--devices", "2", "--id-prefix", "a/b"], "--id-prefix"),
     (["--devices", "2", "--mqtt", "no-port"], "--mqtt"),
 ])
 def test_bad_options_exit_2(args, words):
