@@ -402,3 +402,43 @@ def test_the_daemon_captures_into_the_queue_and_flushes_on_sigterm(tmp_path, bun
     for (raw, y), x in zip(got, sorted(xs, key=lambda a: a.tobytes())):
         assert raw == x.tobytes()
         np.testing.assert_allclose(y, tiny_expected("tiny", "1", x), rtol=1e-5, atol=1e-5)
+
+
+def test_captures_go_from_an_offline_device_to_the_hub_by_sneakernet(tmp_path, bundle_factory):
+    """The whole path through the real commands: serve captures into the queue, sync export
+    onto a 'stick', hub import, sync import-acks empties the queue, hub export-records gives
+    back captures that decode to the inputs sent and the model's outputs."""
+    import base64
+
+    import httpx
+
+    from tests.serve.daemon_harness import running
+
+    models = tmp_path / "models"
+    bundle_factory(models, name="tiny", version="1")
+    rules = tmp_path / "capture.toml"
+    rules.write_text('[models.tiny]\nmode = "all"\ninputs = true\n')
+    queue, stick, hub_db = tmp_path / "sync.db", tmp_path / "stick", f"sqlite:///{tmp_path / 'hub.db'}"
+    xs = [np.random.default_rng(200 + i).standard_normal((1, 4)).astype(np.float32) for i in range(4)]
+    with running([models, "--capture-rules", rules, "--sync-queue", queue, "--poll-interval", "0"]) as d:
+        for x in xs:
+            body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": x.reshape(-1).tolist()}]}
+            assert httpx.post(f"{d.url}/v2/models/tiny/infer", json=body, timeout=30).status_code == 200
+    device = ["--queue", queue, "--device-id", "dev-1"]
+    for args in (["sync", "export", *device, "--to", stick], ["hub", "import", stick, "--db", hub_db],
+                 ["sync", "import-acks", *device, stick],
+                 ["hub", "export-records", "--db", hub_db, "--stream", "captures", "--out", tmp_path / "c.jsonl"]):
+        r = run_cli(args)
+        assert r.returncode == 0, (args, r.stderr)
+    q = SyncQueue(queue)
+    try:
+        assert q.stats()["records"] == 0          # custody moved to the hub
+    finally:
+        q.close()
+    rows = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {r["device_id"] for r in rows} == {"dev-1"}
+    got = sorted((decode_capture(base64.b64decode(r["payload_b64"]))[1] for r in rows),
+                 key=lambda t: t[("input", "x")].tobytes())
+    for tensors, x in zip(got, sorted(xs, key=lambda a: a.tobytes())):
+        np.testing.assert_array_equal(tensors[("input", "x")], x)
+        np.testing.assert_allclose(tensors[("output", "y")], tiny_expected("tiny", "1", x), rtol=1e-5, atol=1e-5)
