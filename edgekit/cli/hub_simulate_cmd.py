@@ -31,6 +31,8 @@ import click
 @click.option("--batch-interval", "batch_interval_s", type=float, default=5.0, show_default=True, metavar="S",
               help="A device whose queue is empty looks again after S seconds; what it made meanwhile goes "
               "as one batch.")
+@click.option("--devices-per-process", type=int, default=80, show_default=True, metavar="N",
+              help="More devices than N run in several processes at once (1 to 80: paho-mqtt's select() loop).")
 @click.option("--id-prefix", default="sim", show_default=True, metavar="NAME",
               help="Device ids are NAME-00000, NAME-00001, ...: give each simulator process its own.")
 @click.option("--hub-wait", "hub_wait_s", type=float, default=30.0, show_default=True, metavar="S",
@@ -40,8 +42,9 @@ import click
               help="Keep the device queues here (default: a temporary folder, removed after).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def simulate_cmd(devices, mqtt_addr, duration, rate_per_device, outage_prob, link_kbps, unlimited_link, latency_ms,
-                 backlog, drain_s, batch_interval_s, id_prefix, hub_wait_s, seed, workdir, as_json) -> None:
-    """Run N simulated devices in this process against the broker at --mqtt, each
+                 backlog, drain_s, batch_interval_s, devices_per_process, id_prefix, hub_wait_s, seed, workdir,
+                 as_json) -> None:
+    """Run N simulated devices against the broker at --mqtt, each
     enqueueing inference results into its own SyncQueue and forwarding them through its
     own shaped link with outages; print what was sent, acked and left, the bytes on the
     links and the hub's ingest rate. Exit 1 if no hub answers a probe record within
@@ -51,8 +54,8 @@ def simulate_cmd(devices, mqtt_addr, duration, rate_per_device, outage_prob, lin
     edgekit hub serve --db sqlite:///hub.db --mqtt 127.0.0.1:1883 &
     edgekit hub simulate --devices 50 --mqtt 127.0.0.1:1883 --duration 30 --outage-prob 0.02
 
-    One process runs up to 80 devices (paho-mqtt's select() loop); run several, each with
-    its own --id-prefix, for more.
+    One process runs up to 80 devices (paho-mqtt's select() loop); a larger fleet runs in
+    several processes at once, and their figures are added up.
     """
     from edgekit.cli.hub_cmd import _check_installed, parse_host_port
 
@@ -64,7 +67,7 @@ def simulate_cmd(devices, mqtt_addr, duration, rate_per_device, outage_prob, lin
                               rate_per_device=rate_per_device, outage_prob=outage_prob,
                               link_kbps=None if unlimited_link else link_kbps, latency_ms=latency_ms,
                               drain_s=drain_s, batch_interval_s=batch_interval_s, hub_wait_s=hub_wait_s, seed=seed,
-                              workdir=workdir, id_prefix=id_prefix,
+                              workdir=workdir, id_prefix=id_prefix, devices_per_process=devices_per_process,
                               backlog_per_device=backlog)
     config.check()
     if as_json:

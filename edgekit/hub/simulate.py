@@ -25,9 +25,10 @@ queued, the bytes on the links and the ingest rate.
 
 Threads: two per device (the paho network loop and the forwarder) plus the clock and the
 link loop. One process runs at most MAX_DEVICES_PER_PROCESS devices: paho's select() loop
-cannot watch file descriptors above 1023 (measured: past ~170 bare MQTT connections through
-proxies, the last devices never connect). Larger fleets are several simulator processes
-with distinct ``id_prefix`` (docs/fleet-sizing.md).
+cannot watch file descriptors above 1023 (measured: past ~170 MQTT connections through
+proxies, the last devices never connect). A larger fleet is split over several processes
+(``devices_per_process`` each) whose summaries are merged; the ingest rate is then
+measured over all of them on the wall clock (docs/fleet-sizing.md).
 """
 
 from __future__ import annotations
@@ -91,13 +92,16 @@ class SimulationConfig:
     backlog_per_device: int = 0   # records queued on each device before the links start
     hub_wait_s: float = 30.0      # wait this long for a hub to ack a probe first (0: don't)
     batch_interval_s: float = 5.0  # a forwarder with an empty queue looks again after this long
+    devices_per_process: int = MAX_DEVICES_PER_PROCESS
+    first_index: int = 0          # this process's first device number (device ids are prefix-NNNNN)
 
     def check(self) -> None:
-        if not 1 <= self.devices <= MAX_DEVICES_PER_PROCESS:
+        if not 1 <= self.devices <= 100000:
+            raise BadInputError(f"--devices {self.devices}: expected 1 to 100000")
+        if not 1 <= self.devices_per_process <= MAX_DEVICES_PER_PROCESS:
             raise BadInputError(
-                f"--devices {self.devices}: one simulator process runs 1 to {MAX_DEVICES_PER_PROCESS} devices "
-                "(paho-mqtt's select() loop cannot use file descriptors above 1023, and each device holds about "
-                "12); for a larger fleet run several simulators, each with its own --id-prefix")
+                f"--devices-per-process {self.devices_per_process}: expected 1 to {MAX_DEVICES_PER_PROCESS} "
+                "(paho-mqtt's select() loop cannot use file descriptors above 1023, and each device holds about 12)")
         if not self.id_prefix or not all(c.isalnum() or c in "-_" for c in self.id_prefix):
             raise BadInputError(f"--id-prefix {self.id_prefix!r}: letters, digits, '-' and '_' only")
         if not self.duration_s >= 0:
@@ -225,10 +229,11 @@ class FleetSimulator:
         self._acked = 0
         self._first_ack: float | None = None
         self._last_ack: float | None = None
-        self._window: list = []       # (monotonic second, acked in that second)
+        self._window: list = []       # [unix second, acked in that second]: wall clock, so that
+                                      # the processes of one fleet can be merged
 
     def _on_ack(self, count: int) -> None:
-        now = time.monotonic()
+        now = time.time()
         with self._ack_lock:
             self._acked += count
             if self._first_ack is None:
@@ -249,14 +254,14 @@ class FleetSimulator:
         owned = cfg.workdir is None
         folder = Path(tempfile.mkdtemp(prefix="edgekit-sim-")) if owned else Path(cfg.workdir)
         folder.mkdir(parents=True, exist_ok=True)
-        rng = random.Random(cfg.seed)
+        rng = random.Random(cfg.seed * 7919 + cfg.first_index)  # each process of a fleet its own outages
         stop_forwarding = threading.Event()
         devices: list[SimulatedDevice] = []
         link_loop = LinkLoop()
         started = time.monotonic()
         try:
             for i in range(cfg.devices):
-                devices.append(SimulatedDevice(i, cfg, folder, link_loop))
+                devices.append(SimulatedDevice(cfg.first_index + i, cfg, folder, link_loop))
             for d in devices:
                 d.produce(cfg.backlog_per_device)
             start_s = time.monotonic() - started
@@ -345,8 +350,6 @@ class FleetSimulator:
         bytes_up = sum(d.link.bytes_up for d in devices)
         bytes_down = sum(d.link.bytes_down for d in devices)
         acked = self._acked
-        active = (self._last_ack - self._first_ack) if self._first_ack is not None else 0.0
-        peak = max((n for _, n in self._window[1:-1]), default=max((n for _, n in self._window), default=0))
         return {
             "devices": len(devices),
             "setup_s": round(start_s, 2),
@@ -363,11 +366,71 @@ class FleetSimulator:
             "wire_bytes_down": bytes_down,
             "wire_bytes_per_record": round((bytes_up + bytes_down) / acked, 2) if acked else None,
             "outages": outages,
-            "ingest_records_s": round(acked / active, 1) if active > 0 else None,
-            "ingest_peak_records_s": peak,
+            **_ingest_rates(acked, self._first_ack, self._last_ack, self._window),
+            "processes": 1,
             "workdir": None if self.config.workdir is None else str(folder),
+            "_acks": {"first": self._first_ack, "last": self._last_ack, "window": self._window},
         }
 
 
+def _ingest_rates(acked: int, first, last, window: list) -> dict:
+    active = (last - first) if first is not None else 0.0
+    # The best whole second; the first and last seconds are partial, so left out when possible.
+    inner = window[1:-1] if len(window) > 2 else window
+    return {"ingest_records_s": round(acked / active, 1) if active > 0 else None,
+            "ingest_peak_records_s": max((n for _, n in inner), default=0)}
+
+
+def _run_part(config: SimulationConfig) -> dict:
+    return FleetSimulator(config).run()
+
+
+def _merge(parts: list) -> dict:
+    summed = ("devices", "produced", "acked", "backlog", "dropped_or_expired", "batches", "batch_bytes",
+              "wire_bytes_up", "wire_bytes_down", "outages")
+    merged = {key: sum(p[key] for p in parts) for key in summed}
+    for key in ("setup_s", "duration_s", "drain_s"):
+        merged[key] = max(p[key] for p in parts)
+    merged["drained"] = all(p["drained"] for p in parts)
+    wire = merged["wire_bytes_up"] + merged["wire_bytes_down"]
+    merged["wire_bytes_per_record"] = round(wire / merged["acked"], 2) if merged["acked"] else None
+    firsts = [p["_acks"]["first"] for p in parts if p["_acks"]["first"] is not None]
+    lasts = [p["_acks"]["last"] for p in parts if p["_acks"]["last"] is not None]
+    seconds: dict = {}
+    for p in parts:
+        for second, count in p["_acks"]["window"]:
+            seconds[second] = seconds.get(second, 0) + count
+    window = sorted([s, n] for s, n in seconds.items())
+    merged.update(_ingest_rates(merged["acked"], min(firsts, default=None), max(lasts, default=None), window))
+    merged["processes"] = len(parts)
+    merged["workdir"] = parts[0]["workdir"]
+    return merged
+
+
 def run_simulation(config: SimulationConfig, *, progress=None) -> dict:
-    return FleetSimulator(config, progress=progress).run()
+    """Run the fleet; more than ``devices_per_process`` devices run in that many child
+    processes at once (progress is then not reported). Returns the summary."""
+    config.check()
+    if config.devices <= config.devices_per_process:
+        parts = [FleetSimulator(config, progress=progress).run()]
+    else:
+        import concurrent.futures
+        import multiprocessing
+
+        if config.hub_wait_s:  # once here, not by every process under one probe id
+            wait_for_hub(config.mqtt_host, config.mqtt_port, device_id=f"{config.id_prefix}-probe",
+                         timeout_s=config.hub_wait_s)
+        configs = []
+        for first in range(0, config.devices, config.devices_per_process):
+            count = min(config.devices_per_process, config.devices - first)
+            workdir = None if config.workdir is None else str(Path(config.workdir) / f"part-{first:05d}")
+            configs.append(dataclasses.replace(config, devices=count, first_index=config.first_index + first,
+                                               workdir=workdir, hub_wait_s=0.0))
+        # spawn: a fork of this threaded process (paho, the link loop) is not safe.
+        with concurrent.futures.ProcessPoolExecutor(max_workers=len(configs),
+                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_run_part, configs))
+        parts = [_merge(parts)] if len(parts) > 1 else parts
+    summary = parts[0]
+    summary.pop("_acks", None)
+    return summary

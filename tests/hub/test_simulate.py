@@ -106,7 +106,8 @@ def test_undrained_queues_exit_1(broker):
     (["--devices", "2", "--outage-prob", "1.5"], "--outage-prob"),
     (["--devices", "2", "--link-kbps", "0"], "--link-kbps"),
     (["--devices", "2", "--hub-wait", "-1"], "--hub-wait"),
-    (["--devices", "81"], "several simulators"),
+    (["--devices", "100001"], "--devices"),
+    (["--devices", "2", "--devices-per-process", "81"], "--devices-per-process"),
     (["--devices", "2", "--id-prefix", "a/b"], "--id-prefix"),
     (["--devices", "2", "--mqtt", "no-port"], "--mqtt"),
 ])
@@ -141,3 +142,19 @@ def test_config_is_checked():
 
     with pytest.raises(BadInputError):
         SimulationConfig(devices=1, mqtt_host="h", mqtt_port=1, drain_s=-1).check()
+
+
+def test_a_fleet_split_over_processes_adds_up(broker, hub):
+    result = _edgekit("hub", "simulate", "--devices", "5", "--devices-per-process", "2", "--mqtt",
+                      f"{broker.host}:{broker.port}", "--duration", "2", "--rate-per-device", "10",
+                      "--batch-interval", "0.5", "--unlimited-link", "--drain", "60", "--json", timeout=240)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["processes"] == 3 and summary["devices"] == 5
+    assert summary["acked"] == summary["produced"] > 0 and summary["backlog"] == 0
+    store = HubStore(Database(hub))
+    try:
+        assert store.record_count(stream="results") == summary["produced"]
+        assert {d["device_id"] for d in store.devices()} == {f"sim-{i:05d}" for i in range(5)} | {"sim-probe"}
+    finally:
+        store.db.close()
