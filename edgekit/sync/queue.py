@@ -210,8 +210,12 @@ class SyncQueue:
             lead = not unit.done
             if lead:
                 self._leading = True
-                units, self._pending = self._pending, []
         if lead:
+            # Give the callers just woken by the last commit a moment to add their records,
+            # so that this transaction carries them too (fewer, larger commits).
+            time.sleep(0)
+            with self._cond:
+                units, self._pending = self._pending, []
             try:
                 with self._db_lock:
                     self._commit_units(units)

@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 # acker. A line is printed only after the call it reports has returned; the acker prints
 # the ids it is about to ack ("P") before the call and again ("A") after it.
 CHILD = r"""
-import os, random, sys, threading
+import os, random, sys, threading, time
 from edgekit.sync import SyncQueue
-path, seed, max_bytes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, seed, max_bytes, ack_pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 q = SyncQueue(path, max_bytes=max_bytes)
 lock = threading.Lock()
 def say(line):
@@ -50,6 +50,7 @@ def ack():
         say("P " + " ".join(ids))
         q.ack(ids)
         say("A " + " ".join(ids))
+        time.sleep(ack_pause)
 say("READY")
 for k in range(8):
     threading.Thread(target=produce, args=(k,), daemon=True).start()
@@ -58,10 +59,10 @@ threading.Event().wait()
 """
 
 
-def run_and_kill(path: Path, seed: int, max_bytes: int, rng: random.Random) -> dict:
+def run_and_kill(path: Path, seed: int, max_bytes: int, ack_pause: float, rng: random.Random) -> dict:
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(seed), str(max_bytes)], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(seed), str(max_bytes), str(ack_pause)],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=err)
         chunks: list = []
         # read all the time, so the child never waits on a full pipe instead of working
         reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stdout.read(65536), b"")))
@@ -105,13 +106,15 @@ def check_consistent(q: SyncQueue) -> dict:
     return {r.id for r in held}
 
 
-@pytest.mark.parametrize("max_bytes, rounds", [(1 << 30, 4), (40_000, 3)], ids=["roomy", "full-drops"])
-def test_kill_9_mid_enqueue_and_ack_loses_nothing_that_returned(tmp_path, max_bytes, rounds):
+# full-drops: a small queue and a slow acker, so drop-oldest works all the time
+@pytest.mark.parametrize("max_bytes, ack_pause, rounds", [(1 << 30, 0.0, 4), (40_000, 0.1, 3)],
+                         ids=["roomy", "full-drops"])
+def test_kill_9_mid_enqueue_and_ack_loses_nothing_that_returned(tmp_path, max_bytes, ack_pause, rounds):
     path = tmp_path / "q.db"
     rng = random.Random(12)
     returned, intended_acks, acked = set(), set(), set()
     for seed in range(rounds):
-        seen = run_and_kill(path, seed, max_bytes, rng)
+        seen = run_and_kill(path, seed, max_bytes, ack_pause, rng)
         check_file(path)
         returned |= seen["E"]
         intended_acks |= seen["P"]
