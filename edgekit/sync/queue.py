@@ -212,8 +212,15 @@ class SyncQueue:
                 self._leading = True
         if lead:
             # Give the callers just woken by the last commit a moment to add their records,
-            # so that this transaction carries them too (fewer, larger commits).
-            time.sleep(0)
+            # so that this transaction carries them too (fewer, larger commits): yield the
+            # GIL while more keep arriving, a few times at most.
+            seen = -1
+            for _ in range(4):
+                time.sleep(0)
+                with self._cond:
+                    if len(self._pending) == seen:
+                        break
+                    seen = len(self._pending)
             with self._cond:
                 units, self._pending = self._pending, []
             try:
