@@ -316,9 +316,11 @@ class SyncQueue:
             raise QueueFullError(f"sync queue {self.path} is full ({state[1]} of {self.max_bytes} bytes): stream "
                                  f"{stream!r} refuses new records when full")
         for victim_priority in range(3, priority - 1, -1):
+            limit = 8  # usually one or two victims make room: read a few, more only when needed
             while state[1] + size > self.max_bytes:
                 victims = conn.execute("SELECT rowid, stream, size FROM records WHERE priority = ? ORDER BY id"
-                                       " LIMIT 256", (victim_priority,)).fetchall()
+                                       " LIMIT ?", (victim_priority, limit)).fetchall()
+                limit = min(limit * 4, 4096)
                 if not victims:
                     break
                 gone = []
