@@ -6,8 +6,11 @@ The oracle for each test is a plain Python model of the documented rule (sorting
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -318,3 +321,39 @@ def test_ids_are_uuid7_time_ordered_and_monotonic():
     assert id_time_ms(ids[0]) == base and id_time_ms(ids[1]) == base + 5
     # 4096 ids fit in one millisecond; beyond that the ids borrow the next millisecond
     assert id_time_ms(ids[-2]) > base + 5 and id_time_ms(ids[-1]) >= id_time_ms(ids[-2])
+
+
+DISK_FULL_CHILD = r"""
+import resource, signal, sys
+from edgekit.sync import QueueStorageError, SyncQueue
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+q = SyncQueue(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+n = 0
+try:
+    while True:
+        q.enqueue("captures", bytes(1000))
+        n += 1
+except QueueStorageError as e:
+    print(n, e)
+"""
+
+
+def test_a_full_disk_is_a_storage_error_and_leaves_the_queue_whole(tmp_path):
+    """A file size limit (RLIMIT_FSIZE) stands in for a full disk: the write that fails
+    raises QueueStorageError, and every earlier record is intact."""
+    path = tmp_path / "q.db"
+    res = subprocess.run([sys.executable, "-c", DISK_FULL_CHILD, str(path)], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr
+    stored, _, message = res.stdout.partition(" ")
+    assert "cannot write" in message and str(path) in message
+    stored = int(stored)
+    assert 5 < stored < 300  # each commit appends a few pages to the WAL: it fills the limit first
+    with SyncQueue(path) as q:  # no limit now: every record whose enqueue returned is there
+        assert q.stats()["records"] == stored
+        assert q.counters()["enqueued"] == {"captures": stored}
+        q.enqueue("captures", bytes(1000))  # and it goes on working
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    con.close()
