@@ -200,7 +200,7 @@ def main(argv=None) -> int:
         rep.line(f"| the same in one MQTT 5 PUBLISH (computed framing) | {w['dict_mqtt']:,} | "
                  f"{w['dict_mqtt'] / n:.1f} |")
         rep.line()
-    rep.line("Batches carry the queue's counters (5 entries here). Ack downlink: about 2 bytes per record "
+    rep.line("Batches carry the queue's counters and backlog (4 entries here). Ack downlink: about 2 bytes per record "
              "(one device's ids compress well).")
     rep.save()
     return 0
