@@ -68,6 +68,7 @@ BENCHES = [
     Bench("serve.py", [], ["--servers", "bare", "--clients", "1,8", "--seconds", "0.3", "--warmup", "0.1",
                            "--rounds", "1", "--runs", "200"]),
     Bench("sync.py", [], ["--quick"]),
+    Bench("hub_ingest.py", ["--rounds", "3"], ["--batches", "2", "--rounds", "1", "--db", "sqlite"]),
     Bench("sync_queue.py", ["--seconds", "3"], ["--seconds", "0.2", "--threads", "1,4", "--records", "100"]),
     Bench("compression.py", ["--seeds", "3", "--ratios", "0.3,0.5,0.7"],
           ["--seeds", "1", "--ratios", "0.5", "--tasks", "breast cancer"], out_is_dir=True),
