@@ -41,6 +41,8 @@ _SCHEMA = (
     "INSERT INTO totals VALUES (1, 0, 0)",
 )
 _SQL_CHUNK = 500  # ids per IN (...) list: under the 999 host parameters of older SQLite builds
+_WAL_CHECKPOINT_PAGES = 256  # 1 MiB of 4 KiB pages
+_WAL_SIZE_LIMIT = 1 << 20
 
 
 class QueueFullError(EdgekitError):
@@ -111,6 +113,11 @@ class SyncQueue:
             if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
                 raise QueueStorageError(f"sync queue {self.path}: SQLite refused WAL mode")
             conn.execute(f"PRAGMA synchronous = {sync_mode}")
+            # A small disk must get its space back when records leave: checkpoint the WAL
+            # every 1 MiB and cut it back to that size (SQLite's default lets it reach 4 MB
+            # and keeps the file at its peak size, so a full disk stayed full after acks).
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 self._check_or_create_schema(conn)
@@ -432,7 +439,23 @@ class SyncQueue:
                 self._add_counts(conn, counts)
             return present
 
-        return self._transaction(work) if raw else 0
+        if not raw:
+            return 0
+        present = self._transaction(work)
+        if present:
+            self._checkpoint()
+        return present
+
+    def _checkpoint(self) -> None:
+        """Move the WAL into the database and truncate it, so that the space deleted
+        records held is reusable (disk full is a normal state for a device's queue)."""
+        with self._db_lock:
+            if self._conn is None:
+                return
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error:
+                pass  # a busy or full disk: the next checkpoint retries, the data is safe in the WAL
 
     def counters(self) -> Dict[str, Dict[str, int]]:
         """Cumulative counts since the queue file was made, per counter then per stream:

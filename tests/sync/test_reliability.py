@@ -456,9 +456,6 @@ def test_disk_full_refuses_cleanly_and_recovers(small_disk):
     assert len(promised) >= 500 * SCALE
 
 
-@pytest.mark.xfail(strict=True, reason="SyncQueue leaves checkpoints to SQLite's autocheckpoint (1000 pages, "
-                                       "4 MB): on a 2 MB disk the WAL keeps every stale page, fills the disk "
-                                       "again and then even ack fails; to be fixed in edgekit/sync/queue.py")
 def test_disk_full_again_and_again_without_a_restart(small_disk):
     from edgekit.sync.queue import SyncQueue
 
