@@ -82,6 +82,7 @@ def test_the_doc_defines_the_ports_the_test_substitutes():
     assert "7. Clean up" in text and "kill" in sh_blocks(text)[-1]
 
 
+@pytest.mark.slow
 def test_the_walkthrough_runs_as_written(tmp_path):
     if not os.access(MOSQUITTO, os.X_OK):
         pytest.skip("needs Mosquitto: apt-get install mosquitto (or run scripts/install_system_deps.sh)")
