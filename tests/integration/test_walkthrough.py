@@ -65,13 +65,12 @@ def alive(pid: int) -> bool:
 
 
 def onnx_outputs(x: np.ndarray) -> np.ndarray:
-    """The oracle: the packaged ONNX model in onnxruntime, NCHW as it was exported."""
-    import onnxruntime as ort
-
+    """The oracle: the packaged ONNX model in onnxruntime (exact, unoptimized: the same on
+    every CPU), NCHW as it was exported."""
     import edgekit.data
+    from tests.support.ort_oracle import exact_session
 
-    model = Path(edgekit.data.__path__[0], "digits_cnn.onnx")
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    session = exact_session(str(Path(edgekit.data.__path__[0], "digits_cnn.onnx")))
     return session.run(None, {session.get_inputs()[0].name: x.reshape(1, 1, 8, 8)})[0]
 
 
