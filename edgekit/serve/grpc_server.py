@@ -29,8 +29,7 @@ from edgekit.errors import EdgekitError
 from edgekit.serve.metrics import UNKNOWN_MODEL
 from edgekit.serve.oip_proto import grpc_predict_v2_pb2 as pb
 from edgekit.serve.oip_proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from edgekit.serve.protocol import (InferRequest, InferTensor, InvalidRequest, ModelNotFound, ModelUnavailable,
-                                    ServeError, dtype_of)
+from edgekit.serve.protocol import (InferRequest, InferTensor, InvalidRequest, ModelNotFound, ServeError, dtype_of)
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +166,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             if request.parameters:
                 raise InvalidRequest("load takes no config or files: put the bundle in a model directory the "
                                      "daemon serves, then load")
-            name = request.model_name
-            await self.service.reload()
-            entries = [m for m in self.service.repository_index() if m["name"] == name]
-            if not entries:
-                raise ModelNotFound(f"model {name!r} is not in the repository after a rescan")
-            if not any(m["state"] == "READY" for m in entries):
-                reasons = "; ".join(f"version {m['version']}: {m['reason'] or m['state']}" for m in entries)
-                raise ModelUnavailable(f"model {name!r} has no ready version: {reasons}")
+            await self.service.load_model(request.model_name)
         except ServeError as e:
             await _abort(context, e)
         return pb.RepositoryModelLoadResponse()

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from edgekit.serve.metrics import UNKNOWN_MODEL
 from edgekit.serve.protocol import (InferRequest, InferResponse, InferTensor, InvalidRequest, ModelNotFound,
-                                    ModelUnavailable, Overloaded, PayloadTooLarge, ServeError, Unauthorized,
+                                    Overloaded, PayloadTooLarge, ServeError, Unauthorized,
                                     dtype_of)
 
 log = logging.getLogger(__name__)
@@ -441,13 +441,7 @@ class RestFrontEnd:
             if doc.get("parameters"):
                 raise InvalidRequest("load takes no config or files: put the bundle in a model directory "
                                      "the daemon serves, then load")
-        await self.service.reload()
-        entries = [m for m in self.service.repository_index() if m["name"] == name]
-        if not entries:
-            raise ModelNotFound(f"model {name!r} is not in the repository after a rescan")
-        if not any(m["state"] == "READY" for m in entries):
-            reasons = "; ".join(f"version {m['version']}: {m['reason'] or m['state']}" for m in entries)
-            raise ModelUnavailable(f"model {name!r} has no ready version: {reasons}")
+        await self.service.load_model(name)
         return _json_response({})
 
     async def metrics(self, request: Request) -> Response:

@@ -117,6 +117,18 @@ class InferenceService:
         """Scan the repository now; {"loaded": [...], "rolled_back": [...], "unchanged": [...]}."""
         return await asyncio.get_running_loop().run_in_executor(self._loader, self._rescan)
 
+    async def load_model(self, name: str) -> None:
+        """The repository extension's load: rescan, then ModelNotFound when ``name`` is not
+        in the repository, ModelUnavailable (naming each version's reason) when none of
+        its versions is ready."""
+        await self.reload()
+        entries = [m for m in self.repository_index() if m["name"] == name]
+        if not entries:
+            raise ModelNotFound(f"model {name!r} is not in the repository after a rescan")
+        if not any(m["state"] == "READY" for m in entries):
+            reasons = "; ".join(f"version {m['version']}: {m['reason'] or m['state']}" for m in entries)
+            raise ModelUnavailable(f"model {name!r} has no ready version: {reasons}")
+
     def _rescan(self) -> dict:
         entries, bad, pending = self.repository.scan()
         if pending:

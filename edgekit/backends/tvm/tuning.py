@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgekit.errors import BadInputError, EdgekitError
+from edgekit.runtime.engines.tvm import cpu_flags
 
 DB_FILES = ("database_workload.json", "database_tuning_record.json")
 # Candidates measured per search round of a kernel; MetaSchedule's default is 64.
@@ -84,16 +85,6 @@ def _host_machine() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
 
 
-def _cpu_flags() -> set:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
 
 def check_tunable_here(tgt, machine: str, tvm_target: dict) -> None:
     """Refuse (exit 2) a target whose candidates cannot be run on this machine."""
@@ -106,7 +97,7 @@ def check_tunable_here(tgt, machine: str, tvm_target: dict) -> None:
         raise BadInputError(f"--tune-trials: target {tgt.name!r} runs {machine} code and this machine is {here}; "
                             "tuning measures each candidate by running it, which cannot be done here (compile "
                             "without --tune-trials, or compile on the board itself)")
-    flags = _cpu_flags()
+    flags = cpu_flags()
     missing = [f for f in X86_LEVEL_FLAGS.get(str(tvm_target.get("mcpu")), ()) if flags and f not in flags]
     if missing:
         raise BadInputError(f"--tune-trials: target {tgt.name!r} is compiled for {tvm_target['mcpu']}, which needs "

@@ -80,7 +80,8 @@ def _this_machine() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(m.lower(), m)
 
 
-def _cpu_flags() -> set:
+def cpu_flags() -> set:
+    """The x86 CPU feature flags of this machine (/proc/cpuinfo), empty where unknown."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -165,7 +166,7 @@ class TvmEngine(Engine):
                                 f"this machine is {here}")
         cpu = target.get("host", target)       # a CUDA target's CPU side is its host
         needs = X86_CPU_FLAGS.get(str(cpu.get("mcpu", ""))) if here == "x86_64" else None
-        flags = _cpu_flags()
+        flags = cpu_flags()
         missing = [f for f in needs or () if flags and f not in flags]
         if missing:
             raise _bundle_error(bundle, f"its TVM module was compiled for {cpu.get('mcpu')}, which needs "
