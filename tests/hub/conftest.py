@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-from pathlib import Path
 
 import pytest
 
 from tests.support.postgres import PG_BIN, postgres_available, throwaway_postgres
+from tests.sync.conftest import mosquitto_broker  # noqa: F401 - the sync tests' real broker fixture, shared
 
 
 @pytest.fixture(scope="session")
@@ -59,16 +58,3 @@ def hub_store(hub_db_url):
         db.close()
 
 
-@pytest.fixture
-def mosquitto_broker(tmp_path_factory):
-    """A real Mosquitto on loopback (the sync tests' broker: stop(), start(), restart(), kill())."""
-    from tests.sync.conftest import MOSQUITTO, MosquittoBroker
-
-    if shutil.which(MOSQUITTO) is None and not Path(MOSQUITTO).exists():
-        pytest.skip("needs Mosquitto: apt-get install mosquitto (or run scripts/install_system_deps.sh)")
-    broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto"))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
