@@ -6,6 +6,7 @@ timeouts, on a deliberately slow model compiled by edgekit."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import socket
 import threading
 import time
@@ -101,15 +102,25 @@ def test_sigterm_drains_in_flight_requests(slow_bundle, slow_input):
         for c in clients:  # each on its own keep-alive connection, accepted before the burst
             assert c.get("/v2/health/live").status_code == 200
         with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            # the binary tensor extension: parsing a JSON body of this size takes longer than
+            # the model, which would keep the queue from ever filling
+            header = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": list(slow_input.shape),
+                                             "parameters": {"binary_data_size": slow_input.nbytes}}]}).encode()
+
             def call(c):
-                r = c.post(f"/v2/models/{SLOW_NAME}/infer", json=_body(slow_input))
+                r = c.post(f"/v2/models/{SLOW_NAME}/infer", content=header + slow_input.tobytes(),
+                           headers={"Inference-Header-Content-Length": str(len(header))})
                 return r, time.monotonic()
 
             futures = [pool.submit(call, c) for c in clients]
-            # SIGTERM once the daemon holds them all: one worker runs them one after the other
+            # SIGTERM once the daemon holds them all and at least two still wait in the queue
+            # (one worker runs them one after the other), so some are in flight at SIGTERM
+            # however slowly this loop polls on a loaded machine
             deadline = time.monotonic() + 30
-            while (_metric(d.url, "edgekit_queue_depth", model=SLOW_NAME)
-                   + _metric(d.url, "edgekit_requests_total", model=SLOW_NAME)) < n - 1:
+            while True:
+                depth = _metric(d.url, "edgekit_queue_depth", model=SLOW_NAME)
+                if depth >= 2 and depth + _metric(d.url, "edgekit_requests_total", model=SLOW_NAME) >= n - 1:
+                    break
                 assert time.monotonic() < deadline, d.log()
                 time.sleep(0.005)
             sigterm_at = time.monotonic()
