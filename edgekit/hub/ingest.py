@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgekit.errors import BadInputError, EdgekitError
 from edgekit.files import write_atomic
+from edgekit.hub.chunk_requests import REQUEST_FILTER, answer_request, chunks_topic, device_of_request_topic
 from edgekit.hub.db import Database
 from edgekit.hub.store import HubStore, IngestResult
 from edgekit.sync.wire import WireFormatError, decode_batch, encode_ack
@@ -60,6 +61,8 @@ class IngestCounters:
     records_new: int = 0
     duplicates: int = 0
     malformed: int = 0
+    chunks_served: int = 0       # update chunks answered over MQTT (docs/sync-protocol.md)
+    chunks_refused: int = 0      # chunk requests for updates not offered to the device, or malformed
 
     def add(self, result: IngestResult) -> None:
         self.batches += 1
@@ -111,6 +114,10 @@ class MqttIngestWorker:
     @property
     def subscription(self) -> str:
         return f"$share/{self.group}/{UPLINK_FILTER}"
+
+    @property
+    def chunk_subscription(self) -> str:
+        return f"$share/{self.group}/{REQUEST_FILTER}"
 
     def _connect_properties(self):
         from paho.mqtt.packettypes import PacketTypes
@@ -173,7 +180,7 @@ class MqttIngestWorker:
             log.error("MQTT broker %s:%s refused %s: %s", self.host, self.port, self.client_id, reason_code)
             return
         # Subscribing again on every connect: harmless with a kept session, needed without one.
-        client.subscribe(self.subscription, qos=1)
+        client.subscribe([(self.subscription, 1), (self.chunk_subscription, 1)])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if all(not rc.is_failure for rc in reason_codes):
@@ -184,6 +191,10 @@ class MqttIngestWorker:
     def _on_message(self, client, userdata, message) -> None:
         if self.fatal is not None or self._stopped.is_set():
             return  # unacknowledged: the broker sends it again when this session reconnects
+        chunk_device = device_of_request_topic(message.topic)
+        if chunk_device is not None:
+            self._answer_chunk_request(client, message, chunk_device)
+            return
         device = device_of_topic(message.topic)
         try:
             if device is None:
@@ -201,6 +212,28 @@ class MqttIngestWorker:
             return
         self.counters.add(result)
         client.publish(ack_topic(device), ack, qos=1)
+        client.ack(message.mid, message.qos)
+
+
+    def _answer_chunk_request(self, client, message, device: str) -> None:
+        try:
+            answers = answer_request(self.store, device, bytes(message.payload))
+        except BadInputError as exc:  # ChunkFormatError: the same bytes would fail again
+            self.counters.chunks_refused += 1
+            log.warning("malformed chunk request on %s dropped: %s", message.topic, exc)
+            client.ack(message.mid, message.qos)
+            return
+        except Exception as exc:  # the database: unacknowledged, the device asks again after its timeout
+            self.fatal = exc
+            log.error("ingest worker %s: answering a chunk request of %s failed: %s", self.client_id, device, exc)
+            return
+        for payload, served in answers:
+            if served:
+                self.counters.chunks_served += 1
+            else:
+                self.counters.chunks_refused += 1
+                log.warning("chunk request of %s refused", device)
+            client.publish(chunks_topic(device), payload, qos=1)
         client.ack(message.mid, message.qos)
 
 
