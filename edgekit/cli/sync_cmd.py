@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from edgekit.cli.common import make_console, output_dir
+from edgekit.cli.sync_run_updates import check_update_options, log_notice, make_installer, update_options
 from edgekit.errors import BadInputError
 
 console = make_console()
@@ -160,7 +161,7 @@ def status(queue_path, as_json) -> None:
 
 
 def _transport(device_id, mqtt, http, protocol, tls_ca, tls_cert, tls_key, username, password_file, token_file,
-               groups):
+               groups, hub_url=None):
     """The transport the options ask for, every option checked first."""
     if (mqtt is None) == (http is None):
         raise BadInputError("give one link to the hub: --mqtt HOST:PORT or --http URL")
@@ -175,8 +176,8 @@ def _transport(device_id, mqtt, http, protocol, tls_ca, tls_cert, tls_key, usern
 
         token = _read_secret(token_file, "--token-file") if token_file else None
         return HttpTransport(http, device_id, token=token, ca_file=tls_ca)
-    if token_file:
-        raise BadInputError("--token-file is for --http; an MQTT broker takes --username/--password-file")
+    if token_file and not hub_url:
+        raise BadInputError("--token-file is for --http or --hub-url; an MQTT broker takes --username/--password-file")
     if password is not None and username is None:
         raise BadInputError("--password-file needs --username")
     host, port = parse_host_port(mqtt)
@@ -216,11 +217,14 @@ def _summary(result: dict) -> str:
 @click.option("--tls-key", metavar="FILE", help="Private key of --tls-cert.")
 @click.option("--username", help="MQTT user name.")
 @click.option("--password-file", metavar="FILE", help="File holding the MQTT password (one line).")
-@click.option("--token-file", metavar="FILE", help="File holding the hub's bearer token for --http (one line).")
+@click.option("--token-file", metavar="FILE",
+              help="File holding the hub's bearer token for --http or --hub-url (one line).")
 @click.option("--group", "groups", multiple=True, metavar="NAME",
               help="Also listen for update notices sent to this device group (MQTT; repeatable).")
+@update_options
 def run(queue_path, device_id, mqtt, http, rate, daily_bytes, max_batch_bytes, ack_timeout_s, backoff_s, once,
-        protocol, tls_ca, tls_cert, tls_key, username, password_file, token_file, groups) -> None:
+        protocol, tls_ca, tls_cert, tls_key, username, password_file, token_file, groups, trust_dir, repository_dir,
+        state_dir, targets, hub_url) -> None:
     """Forward the queue to the hub until SIGTERM (or once with --once): most urgent first,
     in zstd batches, within --rate and --daily-bytes; a record is deleted only when the
     hub's ack names it.
@@ -228,6 +232,8 @@ def run(queue_path, device_id, mqtt, http, rate, daily_bytes, max_batch_bytes, a
     \b
     edgekit sync run --queue /var/lib/edgekit/sync.db --device-id pump-7 --mqtt hub.local:1883 --rate 8k
     edgekit sync run --queue q.db --device-id pump-7 --http https://hub.example.com --token-file tok --once
+    edgekit sync run --queue q.db --device-id pump-7 --mqtt hub.local --group field \\
+        --trust /etc/edgekit/trust --repository models --state-dir updates --target rpi4
     """
     _check_installed()
     from edgekit.sync.forwarder import Forwarder
@@ -244,13 +250,21 @@ def run(queue_path, device_id, mqtt, http, rate, daily_bytes, max_batch_bytes, a
     path = Path(queue_path)
     if path.is_dir():
         raise BadInputError(f"--queue {queue_path}: is a folder; give the queue's file")
+    installs = check_update_options(trust_dir, repository_dir, state_dir, targets, hub_url)
     transport = _transport(device_id, mqtt, http, protocol, tls_ca, tls_cert, tls_key, username, password_file,
-                           token_file, groups)
-    queue = forwarder = None
+                           token_file, groups, hub_url)
+    queue = forwarder = installer = None
     try:
         queue = _open_queue(path)
+        on_downlink = log_notice
+        if installs:
+            installer = _installer(device_id, queue, trust_dir, repository_dir, state_dir, targets, hub_url, http,
+                                   mqtt, tls_ca, tls_cert, tls_key, username, password_file, token_file,
+                                   ack_timeout_s, backoff_s)
+            on_downlink = installer.put
         forwarder = Forwarder(queue, transport, device_id, rate_bytes_s=rate_bytes_s, daily_bytes=daily,
-                              max_batch_bytes=batch_bytes, backoff=tuple(backoff_s), ack_timeout_s=ack_timeout_s)
+                              max_batch_bytes=batch_bytes, backoff=tuple(backoff_s), ack_timeout_s=ack_timeout_s,
+                              on_downlink=on_downlink)
         if once:
             if mqtt is not None:  # the first connection is made in the background: give it the ack timeout
                 transport.wait_connected(ack_timeout_s)
@@ -258,18 +272,70 @@ def run(queue_path, device_id, mqtt, http, rate, daily_bytes, max_batch_bytes, a
             console.print(_summary(result), markup=False, highlight=False)
             if result["stopped"] == "link down":
                 raise SystemExit(1)
+            if installer is not None and _install_once(forwarder, installer, mqtt is not None):
+                raise SystemExit(1)
             return
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        worker = None
+        if installer is not None:  # installs in its own thread: forwarding goes on while chunks come
+            worker = threading.Thread(target=installer.run, args=(stop,), name="edgekit-updates", daemon=True)
+            worker.start()
         forwarder.run(stop)
+        if worker is not None:
+            worker.join(60)
     finally:
         if forwarder is not None:
             forwarder.close()
+        if installer is not None and hasattr(installer.source, "close"):
+            installer.source.close()
         transport.close()
         if queue is not None:
             queue.close()
+
+
+# retained notices arrive just after the subscription: how long --once listens for them
+ONCE_NOTICE_WAIT_S = 2.0
+
+
+def _install_once(forwarder, installer, over_mqtt: bool) -> bool:
+    """--once with the update options: take the notices there are now, install them, and
+    send the deploy records up. True when one was not installed (rejected or pending)."""
+    from edgekit.sync.transports import LinkDownError
+
+    try:
+        forwarder.deliver_downlink(timeout_s=ONCE_NOTICE_WAIT_S if over_mqtt else 0.0)
+    except LinkDownError as exc:
+        console.print(f"update notices could not be read: {exc}", markup=False, highlight=False)
+        return True
+    results = [r for _, r in installer.install_waiting()]
+    if not results:
+        console.print("no new update", markup=False, highlight=False)
+    for r in results:
+        what = f"{r.model} {r.version}" if r.model else "unreadable manifest"
+        console.print(f"update {r.update_id or '-'}  {what}: {r.state}" + (f" ({r.reason})" if r.reason else ""),
+                      markup=False, highlight=False)
+    if results:
+        console.print(_summary(forwarder.run_once()), markup=False, highlight=False)   # the deploy records
+    return any(r.state != "installed" for r in results)
+
+
+def _installer(device_id, queue, trust_dir, repository_dir, state_dir, targets, hub_url, http, mqtt, tls_ca,
+               tls_cert, tls_key, username, password_file, token_file, timeout_s, backoff_s):
+    mqtt_host_port = tls = password = None
+    if mqtt is not None and not hub_url:
+        from edgekit.sync.transports.mqtt import MqttTls
+
+        mqtt_host_port = parse_host_port(mqtt)
+        tls = MqttTls(tls_ca, tls_cert, tls_key) if (tls_ca or tls_cert or tls_key) else None
+        password = _read_secret(password_file, "--password-file") if password_file else None
+    token = _read_secret(token_file, "--token-file") if token_file else None
+    return make_installer(device_id, trust_dir=trust_dir, repository_dir=repository_dir, state_dir=state_dir,
+                          targets=targets, hub_url=hub_url, http=http, mqtt_host_port=mqtt_host_port, tls=tls,
+                          username=username, password=password, token=token, tls_ca=tls_ca, queue=queue,
+                          timeout_s=timeout_s, backoff=tuple(backoff_s))
 
 
 # ---------------------------------------------------------------------------- files

@@ -185,3 +185,63 @@ def test_no_hub_answering_is_a_pending_update_not_an_error(tmp_path, mosquitto_b
     finally:
         source.close()
 
+
+
+# -- edgekit sync run with the update options ---------------------------------------------
+
+
+def _sync_run(*args):
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import _register, cli
+
+    _register()
+    return CliRunner().invoke(cli, ["sync", "run", *map(str, args)], catch_exceptions=False,
+                              env={"COLUMNS": "300"})
+
+
+def test_sync_run_once_installs_the_notice_over_mqtt_and_sends_the_deploy_records(tmp_path, mosquitto_broker, hub):
+    store, m, bundle, trust = hub
+    worker = _worker(store, mosquitto_broker)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    queue_path = tmp_path / "queue.db"
+    SyncQueue(queue_path).close()
+    common = ["--queue", queue_path, "--device-id", "dev-1", "--mqtt",
+              f"{mosquitto_broker.host}:{mosquitto_broker.port}", "--group", "field", "--once", "--ack-timeout", "10"]
+    update = ["--trust", trust, "--repository", repo, "--state-dir", tmp_path / "state", "--target", "x86_64"]
+    try:
+        # without the update options the notice is left alone
+        r = _sync_run(*common)
+        assert r.exit_code == 0, r.output
+        assert list(repo.iterdir()) == []
+        r = _sync_run(*common, *update)
+        assert r.exit_code == 0, r.output
+        assert f"update {m['update_id']}  tiny 7: installed" in r.output
+        assert (repo / "tiny-7.ekb").read_bytes() == bundle
+        assert worker.counters.chunks_served >= len(m["chunks"])
+        assert [d["state"] for d in rollouts.rollout_status(store, m["update_id"])] == ["installed"]
+        # the retained notice comes again: this device already has an outcome for it
+        r = _sync_run(*common, *update)
+        assert r.exit_code == 0 and "no new update" in r.output, r.output
+    finally:
+        worker.stop()
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--trust", "T"], ["--repository", "--state-dir", "--target"]),
+    (["--hub-url", "http://h"], ["--hub-url", "needs --trust"]),
+    (["--trust", "T", "--repository", "R", "--state-dir", "S", "--target", "x86_64", "--hub-url", "ftp://h"],
+     ["--hub-url", "http://"]),
+    (["--trust", "missing", "--repository", "R", "--state-dir", "S", "--target", "x86_64"],
+     ["--trust", "missing: no such folder"]),
+])
+def test_sync_run_update_options_are_checked_before_anything_opens(tmp_path, extra, words):
+    for d in ("T", "R"):
+        (tmp_path / d).mkdir(exist_ok=True)
+    extra = [str(tmp_path / e) if e in ("T", "R", "S", "missing") else e for e in extra]
+    r = _sync_run("--queue", tmp_path / "q.db", "--device-id", "d1", "--mqtt", "127.0.0.1:1", *extra)
+    assert r.exit_code == 2, r.output
+    for w in words:
+        assert w in r.output, r.output
+    assert not (tmp_path / "q.db").exists() and not (tmp_path / "S").exists()
