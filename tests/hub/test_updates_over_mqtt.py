@@ -245,3 +245,40 @@ def test_sync_run_update_options_are_checked_before_anything_opens(tmp_path, ext
     for w in words:
         assert w in r.output, r.output
     assert not (tmp_path / "q.db").exists() and not (tmp_path / "S").exists()
+
+
+def test_daemon_installer_retries_a_pending_update_after_the_backoff(tmp_path, mosquitto_broker, hub):
+    """What `sync run` (no --once) runs in its update thread: no hub answers at first (the
+    update is pending), then a worker starts and the retry after the backoff installs it."""
+    import threading
+
+    from edgekit.cli.sync_run_updates import NoticeInstaller
+
+    store, m, bundle, trust = hub
+    source = MqttUpdateSource(mosquitto_broker.host, mosquitto_broker.port, "dev-1", timeout_s=0.5)
+    client, repo = _client(tmp_path, trust, RecordingQueue())
+    installer = NoticeInstaller(client, source, backoff=(0.5, 1.0))
+    installer.put(b"not an update notice")
+    installer.put(rollouts_manifest_bytes(m))
+    stop = threading.Event()
+    thread = threading.Thread(target=installer.run, args=(stop,), daemon=True)
+    thread.start()
+    worker = None
+    try:
+        deadline = time.monotonic() + 10
+        while not installer.results:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert installer.results[0].state == "pending"
+        worker = _worker(store, mosquitto_broker)
+        while not (repo / "tiny-7.ekb").exists():
+            assert time.monotonic() < deadline, installer.results
+            time.sleep(0.05)
+        assert (repo / "tiny-7.ekb").read_bytes() == bundle
+    finally:
+        stop.set()
+        thread.join(5)
+        source.close()
+        if worker is not None:
+            worker.stop()
+    assert [r.state for r in installer.results][-1] == "installed"
