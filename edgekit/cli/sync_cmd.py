@@ -260,7 +260,7 @@ def run(queue_path, device_id, mqtt, http, rate, daily_bytes, max_batch_bytes, a
         if installs:
             installer = _installer(device_id, queue, trust_dir, repository_dir, state_dir, targets, hub_url, http,
                                    mqtt, tls_ca, tls_cert, tls_key, username, password_file, token_file,
-                                   ack_timeout_s, backoff_s)
+                                   ack_timeout_s, backoff_s, 5 if protocol == "5" else 311)
             on_downlink = installer.put
         forwarder = Forwarder(queue, transport, device_id, rate_bytes_s=rate_bytes_s, daily_bytes=daily,
                               max_batch_bytes=batch_bytes, backoff=tuple(backoff_s), ack_timeout_s=ack_timeout_s,
@@ -323,7 +323,7 @@ def _install_once(forwarder, installer, over_mqtt: bool) -> bool:
 
 
 def _installer(device_id, queue, trust_dir, repository_dir, state_dir, targets, hub_url, http, mqtt, tls_ca,
-               tls_cert, tls_key, username, password_file, token_file, timeout_s, backoff_s):
+               tls_cert, tls_key, username, password_file, token_file, timeout_s, backoff_s, mqtt_protocol):
     mqtt_host_port = tls = password = None
     if mqtt is not None and not hub_url:
         from edgekit.sync.transports.mqtt import MqttTls
@@ -335,7 +335,7 @@ def _installer(device_id, queue, trust_dir, repository_dir, state_dir, targets, 
     return make_installer(device_id, trust_dir=trust_dir, repository_dir=repository_dir, state_dir=state_dir,
                           targets=targets, hub_url=hub_url, http=http, mqtt_host_port=mqtt_host_port, tls=tls,
                           username=username, password=password, token=token, tls_ca=tls_ca, queue=queue,
-                          timeout_s=timeout_s, backoff=tuple(backoff_s))
+                          timeout_s=timeout_s, backoff=tuple(backoff_s), protocol=mqtt_protocol)
 
 
 # ---------------------------------------------------------------------------- files

@@ -121,7 +121,7 @@ class NoticeInstaller:
 
 
 def make_installer(device_id, *, trust_dir, repository_dir, state_dir, targets, hub_url, http, mqtt_host_port,
-                   tls, username, password, token, tls_ca, queue, timeout_s, backoff):
+                   tls, username, password, token, tls_ca, queue, timeout_s, backoff, protocol=5):
     """The UpdateClient and its chunk source: HTTP from --hub-url (or the --http link),
     otherwise MQTT on the same broker as the batches."""
     from edgekit.sync.updates import HttpUpdateSource, UpdateClient
@@ -135,5 +135,5 @@ def make_installer(device_id, *, trust_dir, repository_dir, state_dir, targets, 
 
         host, port = mqtt_host_port
         source = MqttUpdateSource(host, port, device_id, tls=tls, username=username, password=password,
-                                  timeout_s=timeout_s)
+                                  timeout_s=timeout_s, protocol=protocol)
     return NoticeInstaller(client, source, backoff=backoff)

@@ -42,12 +42,14 @@ class MqttUpdateSource:
 
     def __init__(self, host: str, port: int, device_id: str, *, tls=None, username: Optional[str] = None,
                  password: Optional[str] = None, timeout_s: float = 30.0, prefetch: int = 4,
-                 connect_timeout_s: float = 10.0):
+                 connect_timeout_s: float = 10.0, protocol: int = 5):
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
             raise BadInputError("update chunks over MQTT need paho-mqtt: pip install 'edgekit[sync]'") from None
         check_device_id(device_id)
+        if protocol not in (5, 311):
+            raise BadInputError(f"MQTT protocol {protocol!r}: expected 5 or 311 (3.1.1)")
         self.device_id = device_id
         self.host, self.port = host, int(port)
         self.timeout_s = timeout_s
@@ -60,8 +62,10 @@ class MqttUpdateSource:
         self._pending = set()        # asked for, not answered yet
         self._cond = threading.Condition()
         self._connected = threading.Event()
+        v5 = protocol == 5
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device_id}-updates",
-                                   protocol=mqtt.MQTTv5)
+                                   clean_session=None if v5 else True,
+                                   protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
         if username is not None:
             self._client.username_pw_set(username, password)
         if tls is not None:
@@ -75,7 +79,8 @@ class MqttUpdateSource:
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._client.reconnect_delay_set(1, 10)
-        self._client.connect_async(self.host, self.port, keepalive=30, clean_start=True)
+        self._client.connect_async(self.host, self.port, keepalive=30,
+                                   clean_start=True if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY)
         self._client.loop_start()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:

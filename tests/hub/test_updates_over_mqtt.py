@@ -200,7 +200,9 @@ def _sync_run(*args):
                               env={"COLUMNS": "300"})
 
 
-def test_sync_run_once_installs_the_notice_over_mqtt_and_sends_the_deploy_records(tmp_path, mosquitto_broker, hub):
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_sync_run_once_installs_the_notice_over_mqtt_and_sends_the_deploy_records(tmp_path, mosquitto_broker, hub,
+                                                                                   protocol):
     store, m, bundle, trust = hub
     worker = _worker(store, mosquitto_broker)
     repo = tmp_path / "repo"
@@ -208,7 +210,8 @@ def test_sync_run_once_installs_the_notice_over_mqtt_and_sends_the_deploy_record
     queue_path = tmp_path / "queue.db"
     SyncQueue(queue_path).close()
     common = ["--queue", queue_path, "--device-id", "dev-1", "--mqtt",
-              f"{mosquitto_broker.host}:{mosquitto_broker.port}", "--group", "field", "--once", "--ack-timeout", "10"]
+              f"{mosquitto_broker.host}:{mosquitto_broker.port}", "--group", "field", "--once", "--ack-timeout", "10",
+              "--mqtt-protocol", protocol]
     update = ["--trust", trust, "--repository", repo, "--state-dir", tmp_path / "state", "--target", "x86_64"]
     try:
         # without the update options the notice is left alone
