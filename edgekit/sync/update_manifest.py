@@ -113,10 +113,14 @@ def check_manifest(m) -> dict:
         raise UpdateFormatError("update manifest: created_ms is negative")
     sig = _field(m, "signature", str, "a base64 string")
     try:
-        if len(base64.b64decode(sig.encode("ascii"), validate=True)) != 64:
-            raise UpdateFormatError("update manifest: signature is not 64 bytes")
+        raw_sig = base64.b64decode(sig.encode("ascii"), validate=True)
     except (ValueError, UnicodeEncodeError):
         raise UpdateFormatError("update manifest: signature is not valid base64") from None
+    if len(raw_sig) != 64:
+        raise UpdateFormatError("update manifest: signature is not 64 bytes")
+    # one spelling per signature: base64's unused low bits must be zero (no second valid form)
+    if base64.b64encode(raw_sig).decode("ascii") != sig:
+        raise UpdateFormatError("update manifest: signature is not in canonical base64")
     if not isinstance(m.get("key_chain", []), list):
         raise UpdateFormatError("update manifest: key_chain is not a list")
     bundle = _field(m, "bundle", dict, "an object")
