@@ -38,6 +38,44 @@ class OpType(str, Enum):
     DEQUANTIZE = "DEQUANTIZE"
     TRANSPOSE = "TRANSPOSE"
     BATCH_NORM = "BATCH_NORM"  # float only; folded into the conv before quantization
+    # data movement
+    SLICE = "SLICE"
+    STRIDED_SLICE = "STRIDED_SLICE"
+    SPLIT = "SPLIT"
+    SQUEEZE = "SQUEEZE"
+    EXPAND_DIMS = "EXPAND_DIMS"
+    GATHER = "GATHER"
+    PACK = "PACK"
+    UNPACK = "UNPACK"
+    DEPTH_TO_SPACE = "DEPTH_TO_SPACE"
+    SPACE_TO_DEPTH = "SPACE_TO_DEPTH"
+    CAST = "CAST"
+    # elementwise
+    HARD_SWISH = "HARD_SWISH"
+    LEAKY_RELU = "LEAKY_RELU"
+    PRELU = "PRELU"
+    ABS = "ABS"
+    NEG = "NEG"
+    EXP = "EXP"
+    LOG = "LOG"
+    SQRT = "SQRT"
+    RSQRT = "RSQRT"
+    GELU = "GELU"
+    MAXIMUM = "MAXIMUM"
+    MINIMUM = "MINIMUM"
+    DIV = "DIV"
+    SQUARED_DIFFERENCE = "SQUARED_DIFFERENCE"
+    # reductions, normalization, matrix products
+    REDUCE_MAX = "REDUCE_MAX"
+    SUM = "SUM"
+    ARG_MAX = "ARG_MAX"
+    ARG_MIN = "ARG_MIN"
+    L2_NORMALIZATION = "L2_NORMALIZATION"
+    BATCH_MATMUL = "BATCH_MATMUL"
+    # resampling and transposed convolution
+    RESIZE_NEAREST_NEIGHBOR = "RESIZE_NEAREST_NEIGHBOR"
+    RESIZE_BILINEAR = "RESIZE_BILINEAR"
+    TRANSPOSE_CONV = "TRANSPOSE_CONV"
 
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
@@ -63,6 +101,7 @@ class OpDef:
     attrs: dict[str, Attr] = field(default_factory=dict)
     num_outputs: int = 1
     variadic: bool = False  # any number (>=1) of inputs, e.g. CONCATENATION
+    variadic_outputs: bool = False  # any number (>=1) of outputs, e.g. SPLIT
 
     @property
     def min_inputs(self) -> int:
@@ -107,6 +146,52 @@ OP_DEFS: dict[OpType, OpDef] = {
     OpType.DEQUANTIZE: OpDef(("input",)),
     OpType.TRANSPOSE: OpDef(("input",), {"perm": Attr("ints")}),
     OpType.BATCH_NORM: OpDef(("input", "scale", "bias", "mean", "var"), {"epsilon": Attr("float", 1e-5)}),
+    # Data movement. Axes are non-negative after import; begin/end/size are resolved per axis.
+    OpType.SLICE: OpDef(("input",), {"begin": Attr("ints"), "size": Attr("ints")}),
+    OpType.STRIDED_SLICE: OpDef(("input",), {
+        "begin": Attr("ints"), "end": Attr("ints"), "strides": Attr("ints"),
+        "shrink_axis_mask": Attr("int", 0)}),
+    OpType.SPLIT: OpDef(("input",), {"axis": Attr("int"), "sizes": Attr("ints")}, variadic_outputs=True),
+    OpType.SQUEEZE: OpDef(("input",), {"axes": Attr("ints")}),
+    OpType.EXPAND_DIMS: OpDef(("input",), {"axis": Attr("int")}),
+    OpType.GATHER: OpDef(("input", "indices"), {"axis": Attr("int", 0), "batch_dims": Attr("int", 0)}),
+    OpType.PACK: OpDef(("input",), {"axis": Attr("int", 0)}, variadic=True),
+    OpType.UNPACK: OpDef(("input",), {"axis": Attr("int", 0)}, variadic_outputs=True),
+    OpType.DEPTH_TO_SPACE: OpDef(("input",), {"block_size": Attr("int")}),
+    OpType.SPACE_TO_DEPTH: OpDef(("input",), {"block_size": Attr("int")}),
+    OpType.CAST: OpDef(("input",)),  # to the output tensor's dtype
+    # Elementwise.
+    OpType.HARD_SWISH: OpDef(("input",)),
+    OpType.LEAKY_RELU: OpDef(("input",), {"alpha": Attr("float", 0.2)}),
+    OpType.PRELU: OpDef(("input", "alpha")),
+    OpType.ABS: OpDef(("input",)),
+    OpType.NEG: OpDef(("input",)),
+    OpType.EXP: OpDef(("input",)),
+    OpType.LOG: OpDef(("input",)),
+    OpType.SQRT: OpDef(("input",)),
+    OpType.RSQRT: OpDef(("input",)),
+    OpType.GELU: OpDef(("input",), {"approximate": Attr("bool", False)}),
+    OpType.MAXIMUM: OpDef(("a", "b")),
+    OpType.MINIMUM: OpDef(("a", "b")),
+    OpType.DIV: OpDef(("a", "b"), {"activation": _ACT}),
+    OpType.SQUARED_DIFFERENCE: OpDef(("a", "b")),
+    # Reductions, normalization, matrix products.
+    OpType.REDUCE_MAX: OpDef(("input",), {"axes": Attr("ints"), "keep_dims": Attr("bool", False)}),
+    OpType.SUM: OpDef(("input",), {"axes": Attr("ints"), "keep_dims": Attr("bool", False)}),
+    OpType.ARG_MAX: OpDef(("input",), {"axis": Attr("int")}),  # output int32
+    OpType.ARG_MIN: OpDef(("input",), {"axis": Attr("int")}),
+    OpType.L2_NORMALIZATION: OpDef(("input",), {"activation": _ACT}),  # over the last axis
+    OpType.BATCH_MATMUL: OpDef(("a", "b"), {"adj_x": Attr("bool", False), "adj_y": Attr("bool", False)}),
+    # Resampling (NHWC) and transposed convolution (filter [Cout, KH, KW, Cin] as TFLite stores it).
+    OpType.RESIZE_NEAREST_NEIGHBOR: OpDef(("input",), {
+        "size": Attr("ints", _REQUIRED, 2), "align_corners": Attr("bool", False),
+        "half_pixel_centers": Attr("bool", False)}),
+    OpType.RESIZE_BILINEAR: OpDef(("input",), {
+        "size": Attr("ints", _REQUIRED, 2), "align_corners": Attr("bool", False),
+        "half_pixel_centers": Attr("bool", False)}),
+    OpType.TRANSPOSE_CONV: OpDef(("input", "filter", "bias?"), {
+        "output_shape": Attr("ints", _REQUIRED, 4), "strides": Attr("ints", (1, 1), 2),
+        "pads": Attr("ints", (0, 0, 0, 0), 4), "activation": _ACT}),
 }
 
 # Ops that work elementwise on one input: candidates for in-place execution.

@@ -95,7 +95,11 @@ def _check_op(graph: Graph, op: Op, where: str, bad) -> None:
     if any(not op.inputs[i] for i in range(d.min_inputs if not d.variadic else n_in)):
         bad(f"{where}: a required input is missing")
         return
-    if len(op.outputs) != d.num_outputs:
+    if d.variadic_outputs:
+        if not op.outputs:
+            bad(f"{where}: needs at least one output")
+            return
+    elif len(op.outputs) != d.num_outputs:
         bad(f"{where}: has {len(op.outputs)} outputs, expected {d.num_outputs}")
         return
     try:

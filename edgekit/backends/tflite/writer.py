@@ -58,7 +58,10 @@ _TENSOR_TYPES = {
     DType.BOOL: TensorType.BOOL,
 }
 
-SUPPORTED_IR_OPS = tuple(t.value for t in OpType if t is not OpType.BATCH_NORM)
+# Extended by each op family as its writer lands; BATCH_NORM is folded before writing.
+SUPPORTED_IR_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+                    "ADD", "SUB", "MUL", "RESHAPE", "SOFTMAX", "RELU", "RELU6", "PAD", "CONCATENATION",
+                    "MEAN", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE")
 
 # Options slots (tflite/schema.fbs).
 _CONV_SLOTS = {"padding": 0, "stride_w": 1, "stride_h": 2, "act": 3, "dil_w": 4, "dil_h": 5}
