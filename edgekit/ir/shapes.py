@@ -7,6 +7,10 @@ from typing import Tuple
 import numpy as np
 
 from edgekit.ir.ops import OpType
+from edgekit.ir.shapes_recurrent import RECURRENT_OPS, infer_recurrent_shapes, recurrent_macs
+from edgekit.ir.shapes_movement import MOVEMENT_OPS, movement_shapes
+from edgekit.ir.shapes_reduction import REDUCTION_OPS, reduction_macs, reduction_shapes
+from edgekit.ir.shapes_elementwise import ELEMENTWISE_OPS, elementwise_macs, elementwise_shapes
 
 # typing.Tuple: `edgekit device infer` loads this module (through edgekit.reference.inputs) on
 # the device images' Python 3.8, where tuple[...] outside an annotation is a TypeError.
@@ -118,7 +122,57 @@ def infer_op_shapes(op_type: OpType, in_shapes: list[Shape | None], attrs: dict)
         if sorted(perm) != list(range(len(x))):
             raise ValueError(f"perm {list(perm)} is not a permutation of rank {len(x)}")
         return [tuple(x[p] for p in perm)]
+    if op_type in MOVEMENT_OPS:
+        return movement_shapes(op_type, in_shapes, attrs)
+    if op_type in RECURRENT_OPS:
+        return infer_recurrent_shapes(op_type, in_shapes, attrs)
+    if op_type in REDUCTION_OPS:
+        return reduction_shapes(op_type, in_shapes, attrs)
+    if op_type in ELEMENTWISE_OPS:
+        return elementwise_shapes(op_type, in_shapes, attrs)
+    if op_type in (OpType.RESIZE_NEAREST_NEIGHBOR, OpType.RESIZE_BILINEAR):
+        return [_resize_shape(x, attrs)]
+    if op_type is OpType.TRANSPOSE_CONV:
+        return [_transpose_conv_shape(x, in_shapes[1], in_shapes[2] if len(in_shapes) > 2 else None, attrs)]
     raise ValueError(f"no shape rule for {op_type.value}")
+
+
+def _resize_shape(x: Shape, attrs: dict) -> Shape:
+    if len(x) != 4:
+        raise ValueError(f"expects a 4-D NHWC input, got {list(x)}")
+    oh, ow = attrs["size"]
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"output size must be positive, got {[oh, ow]}")
+    if attrs["align_corners"] and attrs["half_pixel_centers"]:
+        raise ValueError("align_corners and half_pixel_centers cannot both be set")
+    return (x[0], oh, ow, x[3])
+
+
+def _transpose_conv_shape(x: Shape, w: Shape, b: Shape | None, attrs: dict) -> Shape:
+    """pads (top, left, bottom, right) crop the full (H - 1) * stride + K result; a
+    negative bottom/right adds rows/columns that only get the bias (ONNX output_padding)."""
+    if len(x) != 4 or len(w) != 4:
+        raise ValueError(f"expects 4-D input and filter [Cout, KH, KW, Cin], got {list(x)} and {list(w)}")
+    cout, kh, kw, cin = w
+    if cin != x[3]:
+        raise ValueError(f"filter has {cin} input channels, input has {x[3]}")
+    if b is not None and tuple(b) != (cout,):
+        raise ValueError(f"bias shape {list(b)} does not match {cout} output channels")
+    (sh, sw), (top, left, bottom, right) = attrs["strides"], attrs["pads"]
+    if sh < 1 or sw < 1:
+        raise ValueError(f"strides must be positive, got {[sh, sw]}")
+    if top < 0 or left < 0:
+        raise ValueError(f"top/left pads must be >= 0, got {list(attrs['pads'])}")
+    oh = (x[1] - 1) * sh + kh - top - bottom
+    ow = (x[2] - 1) * sw + kw - left - right
+    want = (x[0], oh, ow, cout)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"pads {list(attrs['pads'])} leave no output for input {list(x)}")
+    if tuple(attrs["output_shape"])[1:] != want[1:]:
+        raise ValueError(f"output_shape {list(attrs['output_shape'])} does not match input {list(x)}, "
+                         f"filter {list(w)}, strides {[sh, sw]} and pads {list(attrs['pads'])} "
+                         f"(which give {list(want)})")
+    return want
 
 
 def resolve_reshape(x: Shape, shape) -> Shape:
@@ -150,5 +204,14 @@ def op_macs(op_type: OpType, in_shapes: list[Shape | None], out_shapes: list[Sha
         return int(np.prod(out)) // cout * cout * k
     if op_type in (OpType.MUL, OpType.BATCH_NORM):
         return int(np.prod(out))
+    if op_type is OpType.TRANSPOSE_CONV:  # every input pixel meets every filter tap
+        cout, kh, kw, cin = in_shapes[1]
+        return int(np.prod(in_shapes[0][:3])) * kh * kw * cin * cout
+    if op_type in RECURRENT_OPS:
+        return recurrent_macs(op_type, in_shapes, attrs)
+    if op_type in REDUCTION_OPS:
+        return reduction_macs(op_type, in_shapes, out_shapes, attrs)
+    if op_type in ELEMENTWISE_OPS:
+        return elementwise_macs(op_type, out_shapes)
     # Pools, adds and data movement: no multiplies (counted as MLPerf Tiny counts MACs).
     return 0

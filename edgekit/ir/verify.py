@@ -13,6 +13,8 @@ from edgekit.ir.dtypes import DType
 from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import OP_DEFS, OpType, normalize_attrs
 from edgekit.ir.shapes import infer_op_shapes
+from edgekit.ir.shapes_movement import MOVEMENT_OPS
+from edgekit.ir.movement_types import check_movement_types
 
 _WEIGHTED = {OpType.CONV_2D: 0, OpType.DEPTHWISE_CONV_2D: 3, OpType.FULLY_CONNECTED: 0}
 # Fixed output quantization TFLite Micro requires for int8 outputs of these ops.
@@ -152,6 +154,9 @@ def _check_types(graph: Graph, op: Op, where: str, bad) -> None:
         if out.dtype is not DType.FLOAT32 or x.dtype not in (DType.INT8, DType.INT16):
             bad(f"{where}: converts int8/int16 to float32, got {x.dtype.value} -> {out.dtype.value}")
         return
+    if t in MOVEMENT_OPS:
+        check_movement_types(graph, op, where, bad)
+        return
     if t is OpType.BATCH_NORM and x.dtype is not DType.FLOAT32:
         bad(f"{where}: BATCH_NORM is float only; fold it into the conv before quantizing")
         return
@@ -185,6 +190,13 @@ def _check_types(graph: Graph, op: Op, where: str, bad) -> None:
                         bad(f"{where}: bias scale must be input_scale * weight_scale")
             return
         bad(f"{where}: unsupported input type {x.dtype.value}")
+        return
+
+    if t in (OpType.ARG_MAX, OpType.ARG_MIN):
+        if out.dtype is not DType.INT32:
+            bad(f"{where}: the output holds indices and must be int32, is {out.dtype.value}")
+        if x.dtype not in (DType.FLOAT32, DType.INT8):
+            bad(f"{where}: input must be float32 or int8, is {x.dtype.value}")
         return
 
     # Everything else: inputs and output share one element type.

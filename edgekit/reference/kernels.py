@@ -9,8 +9,12 @@ from edgekit.errors import BadInputError
 from edgekit.ir.dtypes import DType
 from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import OpType
+from edgekit.ir.shapes_movement import MOVEMENT_OPS
 from edgekit.reference import float_kernels as fk
 from edgekit.reference import int8_kernels as ik
+from edgekit.reference import reduction_kernels as red
+from edgekit.reference import movement_kernels as mk
+from edgekit.reference import elementwise_kernels as ew
 
 _CONV_KW = ("strides", "dilations", "pads", "activation")
 
@@ -61,7 +65,19 @@ def run_op(graph: Graph, op: Op, attrs: dict, args: list, batch: int | None) -> 
         return [ik.quantize(x, oq)]
     if t is OpType.DEQUANTIZE:
         return [ik.dequantize(x, xq)]
+    if t in MOVEMENT_OPS:
+        return mk.run_movement(graph, op, attrs, args)
 
+    if t in _RESAMPLE_OPS:
+        return [_run_resample(graph, op, attrs, args)]
+    if t.value in red.OPS:
+        return [_run_reduction(graph, op, attrs, args)]
+    if t.value in ew.OPS:
+        return [_run_elementwise(graph, op, attrs, args)]
+    if t in (OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, OpType.SVDF):
+        from edgekit.reference.recurrent_kernels import run_recurrent
+
+        return run_recurrent(graph, op, attrs, args)
     if xt.dtype is DType.FLOAT32:
         return [_run_float(graph, op, attrs, args)]
     if xt.dtype is DType.INT8:
@@ -168,3 +184,65 @@ def _run_int8(graph: Graph, op: Op, attrs: dict, args: list) -> np.ndarray:
     if t is OpType.MEAN:
         return ik.mean(x, q[0], oq, axes=attrs["axes"], keep_dims=attrs["keep_dims"])
     raise BadInputError(f"op {op.name!r}: no int8 kernel for {t.value}")
+
+
+_RESAMPLE_OPS = (OpType.RESIZE_NEAREST_NEIGHBOR, OpType.RESIZE_BILINEAR, OpType.TRANSPOSE_CONV)
+
+
+def _run_resample(graph: Graph, op: Op, attrs: dict, args: list) -> np.ndarray:
+    """RESIZE_* and TRANSPOSE_CONV (edgekit.reference.resample_kernels), float32 and int8."""
+    from edgekit.reference import resample_kernels as rk
+
+    t = op.type
+    x = args[0]
+    xt = graph.tensor(op.inputs[0])
+    q = [graph.tensor(i).quant if i else None for i in op.inputs]
+    oq = graph.tensor(op.outputs[0]).quant
+    if xt.dtype not in (DType.FLOAT32, DType.INT8):
+        raise BadInputError(f"op {op.name!r} ({t.value}): {xt.dtype.value} inputs are not supported")
+    int8 = xt.dtype is DType.INT8
+    flags = {"align_corners": attrs.get("align_corners", False),
+             "half_pixel_centers": attrs.get("half_pixel_centers", False)}
+    if t is OpType.RESIZE_NEAREST_NEIGHBOR:
+        if int8:
+            rk.same_quant(q[0], oq, f"op {op.name!r} (RESIZE_NEAREST_NEIGHBOR)")
+        return rk.resize_nearest_neighbor(x, attrs["size"], **flags)
+    if t is OpType.RESIZE_BILINEAR:
+        if int8:
+            return rk.resize_bilinear_int8(x, attrs["size"], q[0], oq, **flags)
+        return rk.resize_bilinear(x, attrs["size"], **flags)
+    w, b = args[1], args[2] if len(args) > 2 else None
+    kw = {"strides": attrs["strides"], "pads": attrs["pads"], "activation": attrs["activation"]}
+    if int8:
+        return rk.transpose_conv_int8(x, w, b, q[0], q[1], oq, **kw)
+    if graph.tensor(op.inputs[1]).dtype is DType.INT8:
+        raise BadInputError(f"op {op.name!r}: hybrid TRANSPOSE_CONV (int8 filter, float input) is not supported")
+    return rk.transpose_conv(x, w, b, **kw)
+
+
+def _run_reduction(graph: Graph, op: Op, attrs: dict, args: list) -> np.ndarray:
+    """REDUCE_MAX, SUM, ARG_MAX/MIN, L2_NORMALIZATION, BATCH_MATMUL (reduction_kernels)."""
+    xt = graph.tensor(op.inputs[0])
+    try:
+        if xt.dtype is DType.FLOAT32:
+            return red.run_float(op.type, attrs, args)
+        if xt.dtype is DType.INT8:
+            q = [graph.tensor(i).quant if i else None for i in op.inputs]
+            return red.run_int8(op.type, attrs, args, q, graph.tensor(op.outputs[0]).quant)
+    except BadInputError as exc:
+        raise BadInputError(f"op {op.name!r} ({op.type.value}): {exc}") from None
+    raise BadInputError(f"op {op.name!r} ({op.type.value}): {xt.dtype.value} inputs are not supported")
+
+
+def _run_elementwise(graph: Graph, op: Op, attrs: dict, args: list) -> np.ndarray:
+    """HARD_SWISH ... SQUARED_DIFFERENCE (edgekit.reference.elementwise_kernels)."""
+    xt = graph.tensor(op.inputs[0])
+    try:
+        if xt.dtype is DType.FLOAT32:
+            return ew.run_float(op.type.value, attrs, args)
+        if xt.dtype is DType.INT8:
+            q = [graph.tensor(i).quant if i else None for i in op.inputs]
+            return ew.run_int8(op.type.value, attrs, args, q, graph.tensor(op.outputs[0]).quant)
+    except BadInputError as exc:
+        raise BadInputError(f"op {op.name!r} ({op.type.value}): {exc}") from None
+    raise BadInputError(f"op {op.name!r} ({op.type.value}): {xt.dtype.value} inputs are not supported")

@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.backends.tflite.flatbuf import ModelSpec, OperatorSpec, QuantSpec, TensorSpec, serialize
+from edgekit.backends.tflite.resample import RESAMPLE_OPS, lower_resample
+from edgekit.backends.tflite.writer_recurrent import lower_recurrent
+from edgekit.backends.tflite.writer_reduction import REDUCTION_IR_OPS, lower_reduction
 from edgekit.errors import BadInputError, EdgekitError
 from edgekit.files import write_atomic
 from edgekit.frontends.tflite.schema_enums import (
@@ -46,6 +49,8 @@ from edgekit.frontends.tflite.schema_enums import (
 from edgekit.ir import DType, Graph, Op, OpType, QuantParams, verify
 from edgekit.ir.ops import normalize_attrs
 from edgekit.ir.shapes import conv_output_hw, same_pads
+from edgekit.ir.shapes_movement import MOVEMENT_OPS
+from edgekit.backends.tflite.movement import lower_movement
 
 __all__ = ["tflite_bytes", "write_tflite", "SUPPORTED_IR_OPS"]
 
@@ -61,7 +66,12 @@ _TENSOR_TYPES = {
 # Extended by each op family as its writer lands; BATCH_NORM is folded before writing.
 SUPPORTED_IR_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
                     "ADD", "SUB", "MUL", "RESHAPE", "SOFTMAX", "RELU", "RELU6", "PAD", "CONCATENATION",
-                    "MEAN", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE")
+                    "MEAN", "LOGISTIC", "TANH", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE",
+                    # data movement
+                    "SLICE", "STRIDED_SLICE", "SPLIT", "SQUEEZE", "EXPAND_DIMS", "GATHER", "PACK", "UNPACK",
+                    "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "CAST") + REDUCTION_IR_OPS
+SUPPORTED_IR_OPS += tuple(t.value for t in RESAMPLE_OPS)
+SUPPORTED_IR_OPS += ("UNIDIRECTIONAL_SEQUENCE_LSTM",)
 
 # Options slots (tflite/schema.fbs).
 _CONV_SLOTS = {"padding": 0, "stride_w": 1, "stride_h": 2, "act": 3, "dil_w": 4, "dil_h": 5}
@@ -377,7 +387,13 @@ def _lower_op(low: _Lowering, op: Op) -> None:
     x = op.inputs[0]
     out = [low.tensor(o) for o in op.outputs]
 
-    if t in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D):
+    if t.value in REDUCTION_IR_OPS:
+        lower_reduction(low, op, a)
+    elif t in RESAMPLE_OPS:
+        lower_resample(low, op, a)
+    elif t is OpType.UNIDIRECTIONAL_SEQUENCE_LSTM:
+        lower_recurrent(low, op, a)
+    elif t in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D):
         _lower_conv(low, op, a)
     elif t is OpType.FULLY_CONNECTED:
         _lower_fc(low, op, a)
@@ -435,6 +451,8 @@ def _lower_op(low: _Lowering, op: Op) -> None:
         perm = low.const(f"{op.name}/perm", np.asarray(a["perm"], np.int32), DType.INT32)
         version = 2 if int8 else (3 if xdt is DType.INT16 else 1)
         low.emit(BuiltinOperator.TRANSPOSE, version, [low.tensor(x), perm], out, BuiltinOptions.TransposeOptions, [])
+    elif t in MOVEMENT_OPS:
+        lower_movement(low, op, a)
     else:  # pragma: no cover - every IR op is handled above
         raise BadInputError(f"{_where(op)}: no TFLite lowering for this op")
 

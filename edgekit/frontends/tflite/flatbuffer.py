@@ -285,6 +285,14 @@ _OPTION_FIELDS: dict[int, tuple[_Field, ...]] = {
     BuiltinOptions.SplitOptions: (("num_splits", 0, "i32", 0),),
     BuiltinOptions.PackOptions: (("values_count", 0, "i32", 0), ("axis", 1, "i32", 0)),
     BuiltinOptions.UnpackOptions: (("num", 0, "i32", 0), ("axis", 1, "i32", 0)),
+    BuiltinOptions.StridedSliceOptions: (
+        ("begin_mask", 0, "i32", 0), ("end_mask", 1, "i32", 0), ("ellipsis_mask", 2, "i32", 0),
+        ("new_axis_mask", 3, "i32", 0), ("shrink_axis_mask", 4, "i32", 0), ("offset", 5, "bool", False),
+    ),
+    BuiltinOptions.SplitVOptions: (("num_splits", 0, "i32", 0),),
+    BuiltinOptions.DepthToSpaceOptions: (("block_size", 0, "i32", 0),),
+    BuiltinOptions.SpaceToDepthOptions: (("block_size", 0, "i32", 0),),
+    BuiltinOptions.CastOptions: (("in_data_type", 0, "i8", 0), ("out_data_type", 1, "i8", 0)),
     BuiltinOptions.ResizeBilinearOptions: (
         ("align_corners", 2, "bool", False),
         ("half_pixel_centers", 3, "bool", False),
@@ -299,6 +307,9 @@ _OPTION_FIELDS: dict[int, tuple[_Field, ...]] = {
         ("adj_y", 1, "bool", False),
         ("asymmetric_quantize_inputs", 2, "bool", False),
     ),
+    BuiltinOptions.L2NormOptions: _ACT_ONLY,
+    BuiltinOptions.ArgMaxOptions: (("output_type", 0, "i8", 2),),  # 2: INT32
+    BuiltinOptions.ArgMinOptions: (("output_type", 0, "i8", 2),),
     # Tables without fields: decoded as {} like every table not listed here.
     BuiltinOptions.PadOptions: (),
     BuiltinOptions.PadV2Options: (),

@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import BadInputError, ModelFormatError, UnsupportedOpError
+from edgekit.frontends.tflite.import_resample import RESAMPLE_MIN_INPUTS, RESAMPLE_TFLITE, resample_attrs
+from edgekit.frontends.tflite.movement import MIN_INPUTS as MOVEMENT_MIN_INPUTS
+from edgekit.frontends.tflite.movement import MULTI_OUTPUT, TFLITE_MOVEMENT, convert_movement
 from edgekit.frontends.tflite.flatbuffer import TFLiteModel, read_tflite, read_tflite_file
 from edgekit.frontends.tflite.schema_enums import TensorType, builtin_name, numpy_dtype
 from edgekit.ir import DType, Graph, OpType, QuantParams, verify
@@ -53,7 +56,15 @@ _DIRECT = {
     "QUANTIZE": OpType.QUANTIZE,
     "DEQUANTIZE": OpType.DEQUANTIZE,
     "TRANSPOSE": OpType.TRANSPOSE,
+    "REDUCE_MAX": OpType.REDUCE_MAX,
+    "SUM": OpType.SUM,
+    "ARG_MAX": OpType.ARG_MAX,
+    "ARG_MIN": OpType.ARG_MIN,
+    "L2_NORMALIZATION": OpType.L2_NORMALIZATION,
+    "BATCH_MATMUL": OpType.BATCH_MATMUL,
 }
+_DIRECT.update(RESAMPLE_TFLITE)
+_DIRECT.update(TFLITE_MOVEMENT)
 SUPPORTED_TFLITE_OPS = tuple(sorted(_DIRECT))
 _ACTIVATIONS = {"NONE", "RELU", "RELU6", "RELU_N1_TO_1"}
 
@@ -168,14 +179,22 @@ def _convert(fb: TFLiteModel, source: str) -> Graph:
 
 # Inputs each TFLite op needs (constant operands such as PAD's paddings included).
 _MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "SUB": 2, "MUL": 2,
-               "PAD": 2, "PADV2": 2, "MEAN": 2, "TRANSPOSE": 2}
+               "PAD": 2, "PADV2": 2, "MEAN": 2, "TRANSPOSE": 2,
+               "REDUCE_MAX": 2, "SUM": 2, "ARG_MAX": 2, "ARG_MIN": 2, "BATCH_MATMUL": 2}
+
+
+_MIN_INPUTS.update(RESAMPLE_MIN_INPUTS)
+_MIN_INPUTS.update(MOVEMENT_MIN_INPUTS)
 
 
 def _check_arity(b: _Builder, op, opname: str, node: str) -> None:
     need = _MIN_INPUTS.get(opname, 1)
     if len(op.inputs) < need or any(i < 0 for i in op.inputs[:need]):
         raise b.fail(f"{node}: needs {need} input(s), has {[i for i in op.inputs]}")
-    if len(op.outputs) != 1 or op.outputs[0] < 0:
+    if opname in MULTI_OUTPUT:  # SPLIT, SPLIT_V, UNPACK: one or more outputs
+        if not op.outputs or any(o < 0 for o in op.outputs):
+            raise b.fail(f"{node}: needs one or more outputs, has {list(op.outputs)}")
+    elif len(op.outputs) != 1 or op.outputs[0] < 0:
         raise b.fail(f"{node}: needs exactly one output, has {list(op.outputs)}")
 
 
@@ -190,6 +209,8 @@ def _convert_op(b: _Builder, op, opname: str, node: str, name: str) -> None:
     g = b.g
     opts = op.options
     ir = _DIRECT[opname]
+    if opname in TFLITE_MOVEMENT:
+        return convert_movement(b, op, opname, node, name, SUPPORTED_TFLITE_OPS)
     shape_of = lambda i: tuple(b.sg.tensors[op.inputs[i]].shape)  # noqa: E731
     ins = [b.tensor(i) if i >= 0 else "" for i in op.inputs]
     outs = [b.tensor(o) for o in op.outputs]
@@ -251,4 +272,12 @@ def _convert_op(b: _Builder, op, opname: str, node: str, name: str) -> None:
         perm = b.const_input(op, 1, f"{node} permutation").astype(np.int64).reshape(-1)
         attrs = {"perm": tuple(int(a) for a in perm)}
         ins = ins[:1]
+    elif ir in (OpType.REDUCE_MAX, OpType.SUM, OpType.ARG_MAX, OpType.ARG_MIN, OpType.L2_NORMALIZATION,
+                OpType.BATCH_MATMUL):
+        from edgekit.frontends.tflite.importer_reduction import reduction_attrs
+
+        ins, attrs = reduction_attrs(b, op, ir, node, ins, shape_of(0))
+    elif opname in RESAMPLE_TFLITE:
+        act = _act(opts, node, opname) if ir is OpType.TRANSPOSE_CONV else "NONE"
+        ins, attrs = resample_attrs(b, op, ir, node, ins, act)
     g.add_op(ir, ins, outs, attrs, name)
