@@ -76,6 +76,9 @@ class OpType(str, Enum):
     RESIZE_NEAREST_NEIGHBOR = "RESIZE_NEAREST_NEIGHBOR"
     RESIZE_BILINEAR = "RESIZE_BILINEAR"
     TRANSPOSE_CONV = "TRANSPOSE_CONV"
+    # recurrent
+    UNIDIRECTIONAL_SEQUENCE_LSTM = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+    SVDF = "SVDF"
 
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
@@ -192,6 +195,20 @@ OP_DEFS: dict[OpType, OpDef] = {
     OpType.TRANSPOSE_CONV: OpDef(("input", "filter", "bias?"), {
         "output_shape": Attr("ints", _REQUIRED, 4), "strides": Attr("ints", (1, 1), 2),
         "pads": Attr("ints", (0, 0, 0, 0), 4), "activation": _ACT}),
+    # Recurrent. LSTM: input [B, T, I] ([T, B, I] when time_major), gates in TFLite's order
+    # (input, forget, cell, output), weights [H, I] and recurrent weights [H, H], biases [H];
+    # states start at zero; output [B, T, H]. int8: the cell state is int16 with scale
+    # 2^cell_state_exponent, the hidden state shares the output's parameters.
+    OpType.UNIDIRECTIONAL_SEQUENCE_LSTM: OpDef(
+        ("input", "w_input_gate", "w_forget_gate", "w_cell_gate", "w_output_gate",
+         "r_input_gate", "r_forget_gate", "r_cell_gate", "r_output_gate",
+         "b_input_gate", "b_forget_gate", "b_cell_gate", "b_output_gate"),
+        {"time_major": Attr("bool", False), "cell_clip": Attr("float", 0.0),
+         "cell_state_exponent": Attr("int", 0)}),
+    # SVDF: input [B, I], weights_feature [F, I], weights_time [F, M], bias [F / rank]?;
+    # state [B, M * F] starts at zero; output [B, F / rank]. int8: the state is int16.
+    OpType.SVDF: OpDef(("input", "weights_feature", "weights_time", "bias?"),
+                       {"rank": Attr("int"), "activation": _ACT, "state_scale": Attr("float", 0.0)}),
 }
 
 # Ops that work elementwise on one input: candidates for in-place execution.

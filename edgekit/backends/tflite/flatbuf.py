@@ -30,7 +30,7 @@ _MODEL = {"version": 0, "operator_codes": 1, "subgraphs": 2, "description": 3, "
           "metadata": 6}
 _OPCODE = {"deprecated_builtin_code": 0, "version": 2, "builtin_code": 3}
 _SUBGRAPH = {"tensors": 0, "inputs": 1, "outputs": 2, "operators": 3, "name": 4}
-_TENSOR = {"shape": 0, "type": 1, "buffer": 2, "name": 3, "quantization": 4}
+_TENSOR = {"shape": 0, "type": 1, "buffer": 2, "name": 3, "quantization": 4, "is_variable": 5}
 _QUANT = {"scale": 2, "zero_point": 3, "quantized_dimension": 6}
 _BUFFER = {"data": 0}
 _METADATA = {"name": 0, "buffer": 1}
@@ -52,6 +52,7 @@ class TensorSpec:
     type: int  # schema TensorType
     buffer: int = 0
     quant: QuantSpec | None = None
+    is_variable: bool = False  # a state tensor the runtime keeps between invocations (LSTM, SVDF)
 
 
 @dataclass
@@ -166,6 +167,8 @@ def serialize(model: ModelSpec) -> bytes:
                                                 (_QUANT["quantized_dimension"], "i32",
                                                  t.quant.quantized_dimension)])
             fields.append((_TENSOR["quantization"], "off", q))
+        if t.is_variable:
+            fields.append((_TENSOR["is_variable"], "bool", True))
         tensor_offsets.append(fb.table(_n_slots(_TENSOR), fields))
     tensors_vec = fb.tables(tensor_offsets)
 
