@@ -19,7 +19,7 @@ from edgekit.ir.dtypes import QuantParams
 from edgekit.ir.graph import Graph
 from edgekit.ir.ops import OpType, normalize_attrs
 from edgekit.quantize.calibrate import Range, activation_tensors
-from edgekit.quantize.scheme import (FIXED_OUTPUT, SHARES_INPUT, activation_qparams, fixed_qparams,
+from edgekit.quantize.scheme import (FIXED_OUTPUT, PACKS_INPUTS, SHARES_INPUT, activation_qparams, fixed_qparams,
                                      representable_range)
 
 
@@ -55,14 +55,15 @@ def plan_activations(graph: Graph, ranges: dict[str, Range]) -> ActivationPlan:
     groups = _Groups(acts)
     for op in graph.ops:
         if op.type in SHARES_INPUT and not graph.tensor(op.inputs[0]).is_const:
-            groups.union(op.inputs[0], op.outputs[0])
+            for out in op.outputs:  # SPLIT / UNPACK: every output
+                groups.union(op.inputs[0], out)
     fixed: dict[str, QuantParams] = {}
     for op in graph.ops:
         if op.type in FIXED_OUTPUT:
             fixed[groups.find(op.outputs[0])] = fixed_qparams(op.type)
     plan = ActivationPlan()
     for op in graph.ops:
-        if op.type is not OpType.CONCATENATION:
+        if op.type not in PACKS_INPUTS:
             continue
         for j, name in enumerate(op.inputs):
             if not name or graph.tensor(name).is_const:
@@ -74,7 +75,7 @@ def plan_activations(graph: Graph, ranges: dict[str, Range]) -> ActivationPlan:
     # A root may have moved under another by a concatenation union; re-key fixed params.
     fixed = {groups.find(r): q for r, q in fixed.items()}
 
-    derived = SHARES_INPUT | {OpType.CONCATENATION}
+    derived = SHARES_INPUT | PACKS_INPUTS
     members: dict[str, list[str]] = {}
     for n in acts:
         members.setdefault(groups.find(n), []).append(n)

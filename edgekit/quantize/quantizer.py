@@ -195,6 +195,8 @@ def _build(g: Graph, plan: ActivationPlan, weights: dict[str, _Weights], io: str
                 ins.append(name)
             elif op.type in scheme.WEIGHT_AXIS and j in (1, 2):
                 ins.append(_weight_or_bias(q, op, j, weights[op.name]))
+            elif op.type is OpType.GATHER and j == 1:  # integer indices stay as they are
+                ins.append(q.add_const(name, g.const(name), dtype=g.tensor(name).dtype).name)
             elif g.tensor(name).is_const:
                 ins.append(_const_input(q, g, op, name, plan))
             elif (op.name, j) in plan.requantize:
@@ -238,7 +240,7 @@ def _const_input(q: Graph, g: Graph, op: Op, name: str, plan: ActivationPlan) ->
     """A constant operand of a non-weighted op: int8 with its own range, or with the
     op's shared parameters (CONCATENATION, PAD, ...)."""
     data = g.const(name).astype(np.float32)
-    if op.type is OpType.CONCATENATION or op.type in scheme.SHARES_INPUT:
+    if op.type in scheme.PACKS_INPUTS or op.type in scheme.SHARES_INPUT:
         qp = plan.qparams[op.outputs[0]]
     else:
         qp = scheme.activation_qparams(float(data.min()) if data.size else 0.0,

@@ -15,16 +15,33 @@ import numpy as np
 from edgekit.ir.dtypes import QuantParams
 from edgekit.ir.ops import OpType
 
-WEIGHT_AXIS = {OpType.CONV_2D: 0, OpType.DEPTHWISE_CONV_2D: 3, OpType.FULLY_CONNECTED: 0}
+WEIGHT_AXIS = {OpType.CONV_2D: 0, OpType.DEPTHWISE_CONV_2D: 3, OpType.FULLY_CONNECTED: 0,
+               OpType.TRANSPOSE_CONV: 0}
 FIXED_OUTPUT = {OpType.SOFTMAX: (1.0 / 256, -128), OpType.LOGISTIC: (1.0 / 256, -128),
                 OpType.TANH: (1.0 / 128, 0)}
 # Output takes the input's parameters (TFLite Micro: equal in/out, or a raw copy).
 SHARES_INPUT = {OpType.MAX_POOL_2D, OpType.AVERAGE_POOL_2D, OpType.RESHAPE, OpType.TRANSPOSE,
                 OpType.PAD, OpType.RELU6}
+# Resizing copies (nearest) or interpolates (bilinear) raw int8 values: TFLite Micro
+# never requantizes them, so the output shares the input's parameters.
+SHARES_INPUT |= {OpType.RESIZE_NEAREST_NEIGHBOR, OpType.RESIZE_BILINEAR}
+# Data movement copies raw int8 values (TFLite Micro never requantizes there): every
+# output shares the input's parameters. PACK joins its inputs like CONCATENATION (PACKS_INPUTS).
+SHARES_INPUT |= {OpType.SLICE, OpType.STRIDED_SLICE, OpType.SPLIT, OpType.SQUEEZE, OpType.EXPAND_DIMS,
+                 OpType.GATHER, OpType.UNPACK, OpType.DEPTH_TO_SPACE, OpType.SPACE_TO_DEPTH}
+PACKS_INPUTS = {OpType.CONCATENATION, OpType.PACK}
 # Output range of its own (from calibration).
 OWN_RANGE = {OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED, OpType.ADD,
              OpType.SUB, OpType.MUL, OpType.MEAN, OpType.RELU}
-QUANTIZABLE = set(WEIGHT_AXIS) | set(FIXED_OUTPUT) | SHARES_INPUT | OWN_RANGE | {OpType.CONCATENATION}
+OWN_RANGE |= {OpType.TRANSPOSE_CONV}
+# Reductions and matrix products: REDUCE_MAX keeps its input's parameters (TFLM requires
+# it), L2_NORMALIZATION has TFLite's fixed 1/128 output, SUM and BATCH_MATMUL their own
+# range; ARG_MAX/MIN output int32 indices that stay int32 (INDEX_OUTPUT).
+SHARES_INPUT |= {OpType.REDUCE_MAX}
+FIXED_OUTPUT[OpType.L2_NORMALIZATION] = (1.0 / 128, 0)
+OWN_RANGE |= {OpType.SUM, OpType.BATCH_MATMUL}
+INDEX_OUTPUT = {OpType.ARG_MAX, OpType.ARG_MIN}
+QUANTIZABLE = set(WEIGHT_AXIS) | set(FIXED_OUTPUT) | SHARES_INPUT | OWN_RANGE | PACKS_INPUTS | INDEX_OUTPUT
 
 INT32_MAX = 2 ** 31 - 1
 MIN_RANGE = 1e-8  # a range narrower than this holds only zeros: give it a harmless width
