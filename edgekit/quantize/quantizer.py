@@ -18,7 +18,7 @@ from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import OpType, normalize_attrs
 from edgekit.ir.passes import run_passes
 from edgekit.ir.verify import verify
-from edgekit.quantize import scheme
+from edgekit.quantize import recurrent, scheme
 from edgekit.quantize.calibrate import METHODS, Range, activation_tensors, as_input_list, calibrate
 from edgekit.quantize.plan import ActivationPlan, plan_activations
 from edgekit.reference import int8_kernels as ik
@@ -95,8 +95,12 @@ def _unquantizable(g: Graph, op: Op) -> str:
         if not name:
             continue
         tensor = g.tensor(name)
+        if t in scheme.INDEX_OUTPUT and name in op.outputs and tensor.dtype is DType.INT32:
+            continue  # int32 indices, not an activation
         if not tensor.is_const and tensor.dtype is not DType.FLOAT32:
             return f"tensor {name!r} is {tensor.dtype.value}; only float32 activations can be quantized"
+    if t in recurrent.RECURRENT_QUANTIZABLE:
+        return recurrent.unquantizable_reason(g, op)
     if t in scheme.WEIGHT_AXIS:
         if not g.tensor(op.inputs[1]).is_const:
             return "its weights are not constant"
@@ -182,6 +186,11 @@ def _build(g: Graph, plan: ActivationPlan, weights: dict[str, _Weights], io: str
     for n in acts:
         t = g.tensor(n)
         q.add_tensor(names[n], t.shape, DType.INT8, plan.qparams[n])
+    for op in g.ops:  # integer outputs (ARG_MAX's indices) keep their type and name
+        for o in op.outputs:
+            if o not in acts and not g.tensor(o).is_const:
+                q.add_tensor(o, g.tensor(o).shape, g.tensor(o).dtype)
+                names[o] = o
     if io == "float":
         for n in g.inputs:
             t = g.tensor(n)
@@ -189,6 +198,11 @@ def _build(g: Graph, plan: ActivationPlan, weights: dict[str, _Weights], io: str
             q.add_op(OpType.QUANTIZE, [n], [names[n]], name=q.unique_name(f"quantize_{n}", ops=True))
 
     for op in g.ops:
+        if op.type in recurrent.RECURRENT_QUANTIZABLE:
+            ins = recurrent.lstm_operands(q, g, op, plan.qparams[op.inputs[0]].scale[0])
+            ins[0] = names[op.inputs[0]]
+            q.add_op(op.type, ins, [names[o] for o in op.outputs], dict(op.attrs), op.name)
+            continue
         ins: list[str] = []
         for j, name in enumerate(op.inputs):
             if not name:
@@ -212,7 +226,7 @@ def _build(g: Graph, plan: ActivationPlan, weights: dict[str, _Weights], io: str
 
     if io == "float":
         for n in g.outputs:
-            if n in g.inputs:
+            if n in g.inputs or g.tensor(n).dtype is not DType.FLOAT32:
                 continue
             t = g.tensor(n)
             q.add_tensor(n, t.shape, DType.FLOAT32)
@@ -220,7 +234,7 @@ def _build(g: Graph, plan: ActivationPlan, weights: dict[str, _Weights], io: str
     else:
         q.metadata["io_quant"] = {
             n: {"dtype": "int8", "scale": plan.qparams[n].scale[0], "zero_point": plan.qparams[n].zero_point[0]}
-            for n in list(g.inputs) + [o for o in g.outputs if o not in g.inputs]}
+            for n in list(g.inputs) + [o for o in g.outputs if o not in g.inputs] if n in plan.qparams}
     q.inputs = list(g.inputs)
     q.outputs = list(g.outputs)
     q.toposort()
@@ -242,6 +256,9 @@ def _const_input(q: Graph, g: Graph, op: Op, name: str, plan: ActivationPlan) ->
     data = g.const(name).astype(np.float32)
     if op.type in scheme.PACKS_INPUTS or op.type in scheme.SHARES_INPUT:
         qp = plan.qparams[op.outputs[0]]
+    elif op.type is OpType.BATCH_MATMUL:  # a constant operand is a weight: symmetric, per tensor
+        qp = QuantParams.per_tensor(float(scheme.weight_scales(data, None)[0]), 0)
+        return q.add_const(name, scheme.quantize_weights(data, [qp.scale[0]], None), qp, DType.INT8).name
     else:
         qp = scheme.activation_qparams(float(data.min()) if data.size else 0.0,
                                        float(data.max()) if data.size else 0.0)
@@ -281,6 +298,7 @@ def quantize(graph: Graph, calib, *, method: str = "minmax", per_channel: bool =
         calib_ranges = _normalize_ranges(ranges)
     cal_seconds = time.perf_counter() - t_cal
     plan = plan_activations(fg, calib_ranges)
+    recurrent.set_cell_state_exponents(fg, arrays, batch_size)
     weights = _quantize_weights(fg, plan, per_channel)
     corrected: dict[str, float] = {}
     t_bc = time.perf_counter()
