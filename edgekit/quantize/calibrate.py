@@ -41,12 +41,13 @@ class Range:
 
 
 def activation_tensors(graph: Graph) -> list[str]:
-    """Graph inputs and float op outputs, in execution order."""
+    """Graph inputs and float op outputs, in execution order (integer outputs such as
+    ARG_MAX's int32 indices are not activations: they stay as they are)."""
     names = list(graph.inputs)
     for op in graph.ops:
         for o in op.outputs:
             t = graph.tensor(o)
-            if not t.is_const and o not in names:
+            if not t.is_const and o not in names and t.dtype is DType.FLOAT32:
                 names.append(o)
     return names
 
