@@ -323,6 +323,11 @@ def device_reset(port: str, timeout: float, retries: int, baudrate: int) -> None
 @click.option("--limit", type=click.IntRange(1), help="Use the first N vectors.")
 @click.option("--junit", "junit_path", metavar="FILE.xml", help="Write JUnit XML (one case per vector).")
 @click.option("--json", "json_path", metavar="FILE.json", help="Write the result as JSON.")
+@click.option("--html", "html_path", metavar="FILE.html",
+              help="Write an HTML report (with --profile: the per-op table).")
+@click.option("--profile", is_flag=True,
+              help="Per-op instructions (QEMU; timer ticks on a board), MACs and instructions per MAC; "
+                   "--device builds the firmware with --profile, --port needs such a firmware.")
 @click.option("--max-mismatches", type=click.IntRange(0), default=10, show_default=True,
               help="Mismatches to record in detail.")
 @click.option("--firmware", "firmware_elf", metavar="ELF", type=click.Path(dir_okay=False),
@@ -330,8 +335,9 @@ def device_reset(port: str, timeout: float, retries: int, baudrate: int) -> None
 @quantize_inputs_option
 @_link_options
 def hil(model: str, device_spec: str | None, port: str | None, vectors: str, limit: int | None,
-        junit_path: str | None, json_path: str | None, max_mismatches: int,
-        firmware_elf: str | None, quantize_inputs: bool, timeout: float, retries: int, baudrate: int) -> None:
+        junit_path: str | None, json_path: str | None, html_path: str | None, profile: bool,
+        max_mismatches: int, firmware_elf: str | None, quantize_inputs: bool, timeout: float, retries: int,
+        baudrate: int) -> None:
     """Flash MODEL, run every vector on the device and compare with the reference
     interpreter bit for bit. Exit status 1 when any output differs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -346,6 +352,7 @@ def hil(model: str, device_spec: str | None, port: str | None, vectors: str, lim
                             "(use --port for a real board)")
     junit_file = output_file(junit_path, "--junit") if junit_path else None
     json_file = output_file(json_path, "--json") if json_path else None
+    html_file = output_file(html_path, "--html") if html_path else None
     if firmware_elf:
         if device_spec is None:
             raise BadInputError("--firmware runs an ELF on an emulated board: it needs --device qemu:TARGET")
@@ -378,21 +385,45 @@ def hil(model: str, device_spec: str | None, port: str | None, vectors: str, lim
             with QemuBoard(tname, firmware_elf) as board:
                 result = run_hil(graph, board, data, target=tname, progress=progress,
                                  max_mismatches=max_mismatches, client_options=opts,
-                                 quantize_floats=quantize_inputs)
+                                 quantize_floats=quantize_inputs, profile=profile)
                 result.device = device_spec
         else:
             result = run_hil(graph, device_spec or port, data, progress=progress,
                              max_mismatches=max_mismatches, client_options=opts,
-                             quantize_floats=quantize_inputs)
+                             quantize_floats=quantize_inputs, profile=profile)
     _print_hil(result)
+    if result.profile is not None:
+        _print_profile(result)
     if junit_file:
         write_atomic(junit_file, lambda f: junit_tree(result).write(f, encoding="utf-8", xml_declaration=True))
         console.print(f"wrote {junit_file}")
     if json_file:
         write_text_atomic(json_file, json.dumps(result.to_dict(), indent=1) + "\n")
         console.print(f"wrote {json_file}")
+    if html_file:
+        from edgekit.hil.report import html_report
+
+        write_text_atomic(html_file, html_report(result))
+        console.print(f"wrote {html_file}")
     if not result.passed:
         raise click.exceptions.Exit(1)
+
+
+def _print_profile(r) -> None:
+    unit = "instructions" if r.instructions_per_tick else "ticks"
+    t = Table(title=f"per-op profile ({unit}: median of {len(r.op_ticks)} vectors)")
+    for col in ("#", "op", "type", "kernel", unit, "%", "MACs", f"{unit}/MAC"):
+        t.add_column(col, justify="left" if col in ("op", "type", "kernel") else "right")
+    costs = [row.instructions if r.instructions_per_tick else row.ticks for row in r.profile]
+    total = sum(costs) or 1.0
+    for row, cost in zip(r.profile, costs):
+        per_mac = cost / row.macs if row.macs else None
+        t.add_row(str(row.index), row.name, row.op_type, row.kernel, f"{cost:,.0f}", f"{100 * cost / total:.1f}",
+                  f"{row.macs:,}" if row.macs else "", f"{per_mac:.2f}" if per_mac is not None else "")
+    macs = sum(row.macs for row in r.profile)
+    t.add_row("", "all ops", "", "", f"{sum(costs):,.0f}", "100.0", f"{macs:,}",
+              f"{sum(costs) / macs:.2f}" if macs else "", style="bold")
+    console.print(t)
 
 
 def _print_hil(r) -> None:

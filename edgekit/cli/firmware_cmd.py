@@ -23,9 +23,12 @@ console = make_console()
 @click.option("--board", metavar="BOARD", help="Board port, when several exist for the target.")
 @click.option("--variant", type=click.Choice(["auto", "portable", "dsp"]), default="auto",
               show_default=True, help="Kernel variant: by target features, portable C, or Arm DSP.")
+@click.option("--profile", is_flag=True,
+              help="Time every op (edgekit hil --profile reads the per-op counts); a few "
+                   "instructions per op more.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
 @input_shape_option
-def build_firmware_cmd(target, model, out_dir, board, variant, as_json, input_shapes):
+def build_firmware_cmd(target, model, out_dir, board, variant, profile, as_json, input_shapes):
     """Build the edgekit firmware (firmware/) for TARGET with its cross compiler: an
     ELF that answers the serial protocol of docs/serial-protocol.md."""
     from edgekit.firmware.build import build_firmware_info
@@ -35,7 +38,8 @@ def build_firmware_cmd(target, model, out_dir, board, variant, as_json, input_sh
     graph = None
     if model:
         graph, _ = load_model_cli(model, input_shapes)
-    result = build_firmware_info(port.target, out, model=graph, variant=variant, board=port.name)
+    result = build_firmware_info(port.target, out, model=graph, variant=variant, board=port.name,
+                                 profile=profile)
     if as_json:
         click.echo(json.dumps(result.to_dict() | {"qemu_machine": port.qemu_machine}, indent=1))
         return

@@ -429,6 +429,27 @@ class DeviceClient:
     def device_stats(self) -> P.DeviceStats:
         return self._parse("STATS", P.parse_stats, self.request(P.STATS))
 
+    def profile(self) -> list[int]:
+        """The timer ticks of every op of the last inference, in the order the model runs
+        them (PROFILE, in as many requests as the frames need). Needs firmware built with
+        ``--profile`` (HELLO capability CAP_PROFILE)."""
+        if not self.hello.profiles_ops:
+            raise DeviceError(f"the firmware on {self.port_name} ({self.hello.board}, firmware "
+                              f"{self.hello.firmware}) does not time ops: build it with "
+                              "`edgekit build-firmware --profile`")
+        ticks: list[int] = []
+        while True:
+            page = self._parse("PROFILE", P.parse_profile_response,
+                               self.request(P.PROFILE, P.pack_profile_request(len(ticks))))
+            if page.first != len(ticks):
+                raise ProtocolError(f"PROFILE: asked for op {len(ticks)}, the device answered from "
+                                    f"op {page.first}")
+            ticks += page.ticks
+            if len(ticks) >= page.ops:
+                return ticks
+            if not page.ticks:
+                raise ProtocolError(f"PROFILE: no progress at op {len(ticks)} of {page.ops}")
+
     def infer(self, data: bytes, timeout: float | None = None, *,
               output_bytes: int | None = None) -> tuple[bytes, int]:
         """Run the active model on ``data`` (the input tensor's bytes). Returns the output

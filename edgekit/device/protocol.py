@@ -25,6 +25,8 @@ INFER_BEGIN = 0x21
 INFER_CHUNK = 0x22
 INFER_RUN = 0x23
 OUTPUT_READ = 0x24
+# Per-op ticks of the last inference (profiling firmware; HELLO capability CAP_PROFILE)
+PROFILE = 0x25
 RESET = 0x30
 RESPONSE = 0x80
 ERROR = 0x7F
@@ -34,11 +36,12 @@ NAK_SEQ = 0xFFFF  # the seq a NAK carries; hosts never use it for a request
 TYPE_NAMES = {HELLO: "HELLO", INFO: "INFO", STATS: "STATS", UPLOAD_BEGIN: "UPLOAD_BEGIN",
               UPLOAD_CHUNK: "UPLOAD_CHUNK", UPLOAD_COMMIT: "UPLOAD_COMMIT",
               UPLOAD_ABORT: "UPLOAD_ABORT", INFER: "INFER", INFER_BEGIN: "INFER_BEGIN",
-              INFER_CHUNK: "INFER_CHUNK", INFER_RUN: "INFER_RUN", OUTPUT_READ: "OUTPUT_READ",
+              INFER_CHUNK: "INFER_CHUNK", INFER_RUN: "INFER_RUN", OUTPUT_READ: "OUTPUT_READ", PROFILE: "PROFILE",
               RESET: "RESET", ERROR: "ERROR", NAK: "NAK"}
 
 # HELLO capabilities (a trailing field since firmware 0.2.0; absent: none)
 CAP_CHUNKED_TENSORS = 0x1
+CAP_PROFILE = 0x2  # PROFILE: firmware built with --profile (0.3.0 on)
 
 E_VERSION, E_UNKNOWN, E_STATE, E_OFFSET, E_TOO_LARGE, E_CRC, E_HEADER, E_NO_MODEL, E_INFER, \
     E_BUSY, E_PAYLOAD = range(1, 12)
@@ -114,6 +117,10 @@ class HelloInfo:
     @property
     def chunked_tensors(self) -> bool:
         return bool((self.capabilities or 0) & CAP_CHUNKED_TENSORS)
+
+    @property
+    def profiles_ops(self) -> bool:
+        return bool((self.capabilities or 0) & CAP_PROFILE)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -351,6 +358,36 @@ def pack_output_read(offset: int, length: int) -> bytes:
 def parse_output_read(payload: bytes) -> tuple[int, int]:
     _need(payload, _OUTPUT_READ.size, "OUTPUT_READ request")
     return _OUTPUT_READ.unpack_from(payload)
+
+
+# --------------------------------------------------------------------------- PROFILE
+
+_PROFILE_RESP = struct.Struct("<III")
+
+
+@dataclass(frozen=True)
+class ProfilePage:
+    ops: int             # ops timed in the last inference
+    first: int           # the op index of ticks[0]
+    ticks: tuple[int, ...]
+
+
+def pack_profile_request(first: int = 0) -> bytes:
+    return struct.pack("<I", first)
+
+
+def pack_profile_response(ops: int, first: int, ticks) -> bytes:
+    ticks = list(ticks)
+    return _PROFILE_RESP.pack(ops, first, len(ticks)) + struct.pack(f"<{len(ticks)}I", *ticks)
+
+
+def parse_profile_response(payload: bytes) -> ProfilePage:
+    _need(payload, _PROFILE_RESP.size, "PROFILE")
+    ops, first, count = _PROFILE_RESP.unpack_from(payload)
+    _need(payload, _PROFILE_RESP.size + 4 * count, "PROFILE")
+    if first + count > ops:
+        raise ValueError(f"PROFILE names ops {first}..{first + count - 1} of {ops}")
+    return ProfilePage(ops, first, struct.unpack_from(f"<{count}I", payload, _PROFILE_RESP.size))
 
 
 _ERROR = struct.Struct("<BI")

@@ -34,8 +34,12 @@ APT_HINT = {
     "gcc": "sudo apt-get install -y gcc",
 }
 SLOT_APP = ("ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_tensor.c", "ek_slots.c", "ek_package.c",
-            "ek_sha256.c", "ek_model_slots.c", "main.c")
-LINKED_APP = ("ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_tensor.c", "ek_model_linked.c", "main.c")
+            "ek_sha256.c", "ek_model_slots.c", "ek_profile.c", "main.c")
+LINKED_APP = ("ek_crc32.c", "ek_cobs.c", "ek_proto.c", "ek_tensor.c", "ek_model_linked.c", "ek_profile.c",
+              "main.c")
+# Profiling builds (--profile): the model code reads the timer after every op and the
+# PROFILE message returns the per-op ticks (firmware/app/ek_profile.h).
+PROFILE_DEFINES = ("-DEDGEKIT_PROFILE=1",)
 
 
 class ToolchainMissingError(EdgekitError):
@@ -191,22 +195,23 @@ def _c_string(s: str) -> str:
 
 
 def build_firmware(target, out_dir, *, model=None, variant: str = "auto", board: str | None = None,
-                   name: str | None = None, extra_cflags=()) -> Path:
+                   name: str | None = None, extra_cflags=(), profile: bool = False) -> Path:
     """Build the firmware for ``target`` (a target name such as ``cortex-m4``, a board
     name such as ``mps2-an386``, or a ``Target``) into ``out_dir``; returns the ELF.
 
     ``model=None``: the model-slot firmware. ``model=<int8 IR graph>``: the graph is
     compiled to C by ``edgekit.backends.c.compile_model`` and linked into the image.
     ``variant``: kernel variant ("auto", "portable", "dsp"). ``board``: the board port
-    when several exist for one target.
+    when several exist for one target. ``profile``: time every op (the PROFILE message;
+    a few instructions per op more).
     """
     return build_firmware_info(target, out_dir, model=model, variant=variant, board=board,
-                               name=name, extra_cflags=extra_cflags).elf
+                               name=name, extra_cflags=extra_cflags, profile=profile).elf
 
 
 def build_firmware_info(target, out_dir, *, model=None, variant: str = "auto",
                         board: str | None = None, name: str | None = None,
-                        extra_cflags=()) -> FirmwareBuild:
+                        extra_cflags=(), profile: bool = False) -> FirmwareBuild:
     """``build_firmware`` returning what was built (sizes, variant, command)."""
     from edgekit.targets import Target, load_target
 
@@ -222,7 +227,7 @@ def build_firmware_info(target, out_dir, *, model=None, variant: str = "auto",
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    defines: list[str] = []
+    defines: list[str] = list(PROFILE_DEFINES) if profile else []
     includes = [app, *port.include_dirs]
     if model is None:
         kind = "slots"

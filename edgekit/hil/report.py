@@ -64,3 +64,44 @@ def write_junit(result: HilResult, path: str | Path) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     junit_tree(result).write(p, encoding="utf-8", xml_declaration=True)
     return p
+
+
+def html_report(result: HilResult) -> str:
+    """A self-contained HTML page: the verdict and device facts, the mismatches, and with
+    a profile the per-op table and a chart of where the instructions (or ticks) go."""
+    from edgekit.report.svg import bar_chart, html_page, html_table
+
+    verdict = "PASS" if result.passed else "FAIL"
+    facts = [("result", f"{verdict}: {result.vectors - result.failed} of {result.vectors} vectors bit-exact"),
+             ("device", f"{result.device} ({result.board}, target {result.target}, firmware {result.firmware})"),
+             ("package", f"{result.package_bytes:,} B (sha256 {result.package_hash})"),
+             ("arena", f"{result.arena_used:,} of {result.arena_size:,} B"),
+             ("stack", f"{result.stack_high_water:,} of {result.stack_size:,} B (high water)")]
+    if result.ticks:
+        line = f"{result.ticks_median:,.0f} ticks median at {result.tick_hz:,} Hz"
+        if result.instructions_median is not None:
+            line += f" = {result.instructions_median:,.0f} instructions"
+        facts.append(("per inference", line))
+    if result.error:
+        facts.append(("error", result.error))
+    sections = [("Run", html_table(("", ""), facts))]
+    if result.mismatches:
+        sections.append(("Mismatches", html_table(("vector", "output", "differing", "message"), [
+            (m.index, m.output, m.differing, m.describe()) for m in result.mismatches])))
+    if result.profile is not None:
+        unit = "instructions" if result.instructions_per_tick else "ticks"
+        costs = [row.instructions if result.instructions_per_tick else row.ticks for row in result.profile]
+        total = sum(costs) or 1.0
+        rows = [(row.index, row.name, row.op_type, row.kernel, f"{cost:,.0f}", f"{100 * cost / total:.1f}",
+                 f"{row.macs:,}" if row.macs else "", f"{cost / row.macs:.2f}" if row.macs else "")
+                for row, cost in zip(result.profile, costs)]
+        macs = sum(row.macs for row in result.profile)
+        rows.append(("", "all ops", "", "", f"{sum(costs):,.0f}", "100.0", f"{macs:,}",
+                     f"{sum(costs) / macs:.2f}" if macs else ""))
+        note = (f"<p>Median of {len(result.op_ticks)} vectors; the ops timed are those that run code, in run "
+                "order. The whole inference also copies the inputs in and the outputs out.</p>")
+        chart = bar_chart([f"{row.index} {row.op_type}" for row in result.profile], {unit: costs},
+                          title=f"{unit} per op")
+        sections.append(("Per-op profile", note + html_table(
+            ("#", "op", "type", "kernel", unit, "%", "MACs", f"{unit}/MAC"), rows) + chart))
+    return html_page(f"edgekit hil: {result.model} on {result.device}", sections)

@@ -75,6 +75,8 @@ class HilResult:
     stack_high_water: int = 0
     run_seconds: float = 0.0
     error: str | None = None  # a failure that stopped the run (flash or device error)
+    op_ticks: list[list[int]] = field(default_factory=list)  # per vector, per op (profile=True)
+    profile: list | None = None  # OpProfile rows (edgekit.hil.profile), medians over the vectors
 
     @property
     def passed(self) -> bool:
@@ -103,6 +105,10 @@ class HilResult:
         d["instructions_median"] = self.instructions_median
         d["device_seconds_median"] = self.seconds_per_inference_on_device
         d["mismatches"] = [asdict(m) | {"message": m.describe()} for m in self.mismatches]
+        d.pop("op_ticks")
+        d["profile"] = None if self.profile is None else {
+            "ops": [row.to_dict() for row in self.profile],
+            "ticks_sum_per_vector": [sum(v) for v in self.op_ticks]}
         return d
 
 
@@ -185,10 +191,14 @@ def run_hil(graph, device, vectors, *, target=None, package: bytes | None = None
             name: str | None = None, expected: Mapping[str, np.ndarray] | None = None,
             max_mismatches: int = 10, progress: Progress | None = None,
             firmware_dir: str | Path | None = None, client_options: dict | None = None,
-            flash: bool = True, quantize_floats: bool = True) -> HilResult:
+            flash: bool = True, quantize_floats: bool = True, profile: bool = False) -> HilResult:
     """Flash ``graph`` on ``device``, run every vector there and compare with the reference
     interpreter, bit for bit. Returns a HilResult; device and link failures after the
-    connection raise EdgekitError."""
+    connection raise EdgekitError.
+
+    ``profile=True`` also reads the ticks of every op after each inference
+    (``result.profile``: edgekit.hil.profile); with ``qemu:TARGET`` the firmware is built
+    with ``--profile``, any other device must run such a firmware."""
     from edgekit.device.client import DeviceClient
     from edgekit.device.qemu import QemuBoard, parse_device_spec
 
@@ -197,24 +207,25 @@ def run_hil(graph, device, vectors, *, target=None, package: bytes | None = None
     opts = dict(client_options or {})
     qemu_target = parse_device_spec(device) if isinstance(device, str) else None
     if qemu_target is not None:
-        elf = slot_firmware(qemu_target, firmware_dir)
+        elf = slot_firmware(qemu_target, firmware_dir, profile=profile)
         with QemuBoard(qemu_target, elf) as board:
             with DeviceClient(board, **opts) as client:
                 return _run(graph, client, feeds, want, device, target or qemu_target, package, name,
-                            max_mismatches, progress, flash, True)
+                            max_mismatches, progress, flash, True, profile)
     ipt = isinstance(device, QemuBoard) and device.icount
     if isinstance(device, DeviceClient):
         return _run(graph, device, feeds, want, device.port_name, target, package, name,
-                    max_mismatches, progress, flash, ipt)
+                    max_mismatches, progress, flash, ipt, profile)
     label = device if isinstance(device, str) else repr(device)
     with DeviceClient(device, **opts) as client:
         return _run(graph, client, feeds, want, label, target, package, name, max_mismatches,
-                    progress, flash, ipt)
+                    progress, flash, ipt, profile)
 
 
-def slot_firmware(target: str, out_dir: str | Path | None = None) -> Path:
+def slot_firmware(target: str, out_dir: str | Path | None = None, *, profile: bool = False) -> Path:
     """The model-slot firmware ELF for ``target``, built once per content of its sources
-    (firmware/, runtimes/micro/, the target file) and reused from a cache folder."""
+    (firmware/, runtimes/micro/, the target file) and reused from a cache folder.
+    ``profile``: the build that times every op (PROFILE)."""
     import hashlib
     import tempfile
 
@@ -223,9 +234,9 @@ def slot_firmware(target: str, out_dir: str | Path | None = None) -> Path:
     from edgekit.targets import load_target
 
     if out_dir is not None:
-        return build_firmware(target, out_dir)
+        return build_firmware(target, out_dir, profile=profile)
     roots = [firmware_dir(), micro_runtime_dir()]
-    h = hashlib.sha256(target.encode())
+    h = hashlib.sha256(target.encode() + (b"+profile" if profile else b""))
     for root in roots:
         for f in sorted(root.rglob("*")):
             if f.is_file() and f.suffix in (".c", ".h", ".ld", ".json", ".S", ".s"):
@@ -247,13 +258,13 @@ def slot_firmware(target: str, out_dir: str | Path | None = None) -> Path:
             elf = Path(marker.read_text().strip())
             if elf.is_file():
                 return elf
-        elf = build_firmware(target, cache)
+        elf = build_firmware(target, cache, profile=profile)
         marker.write_text(str(elf))
     return elf
 
 
 def _run(graph, client, feeds, want, device_label, target, package, name, max_mismatches,
-         progress, flash, instructions_per_tick) -> HilResult:
+         progress, flash, instructions_per_tick, profile=False) -> HilResult:
     hello = client.hello
     tname = target.name if hasattr(target, "name") else (target or hello.target)
     model_name = name or graph.name
@@ -269,6 +280,9 @@ def _run(graph, client, feeds, want, device_label, target, package, name, max_mi
     if flash and len(package) > hello.slot_size:
         raise BadInputError(f"the package of {model_name!r} is {len(package):,} bytes; the slots of "
                             f"{hello.board} on {device_label} hold {hello.slot_size:,}")
+    if profile and not hello.profiles_ops:
+        raise BadInputError(f"the firmware on {device_label} ({hello.board}, firmware {hello.firmware}) "
+                            "does not time ops: run one built with `edgekit build-firmware --profile`")
     import hashlib
 
     result = HilResult(model=model_name, device=device_label, target=tname, board=hello.board,
@@ -288,6 +302,8 @@ def _run(graph, client, feeds, want, device_label, target, package, name, max_mi
         data = b"".join(feeds[k][i].tobytes() for k in graph.inputs)
         out, ticks = client.infer(data, output_bytes=out_bytes)
         result.ticks.append(ticks)
+        if profile:
+            result.op_ticks.append(client.profile())
         bad = len(out) != out_bytes
         pos = 0
         for oname, dtype, shape in out_sizes:
@@ -326,4 +342,8 @@ def _run(graph, client, feeds, want, device_label, target, package, name, max_mi
                                     if instructions_per_tick and stats.tick_hz else None)
     result.arena_size, result.arena_used = info.arena_size, info.arena_used
     result.stack_size, result.stack_high_water = info.stack_size, info.stack_high_water
+    if profile:
+        from edgekit.hil.profile import build_profile
+
+        result.profile = build_profile(graph, result.op_ticks, result.instructions_per_tick)
     return result

@@ -7,6 +7,9 @@
  * with a reason instead of crashing the firmware.
  */
 #include "ek_package.h"
+#ifdef EDGEKIT_PROFILE
+#include "ek_profile.h"
+#endif
 
 #include <string.h>
 
@@ -957,10 +960,16 @@ int ek_pkg_run(const ek_pkg *pkg, uint8_t *arena, const uint8_t *input, uint8_t 
   }
   r.pkg = p;
   r.arena = arena;
+#ifdef EDGEKIT_PROFILE
+  edgekit_profile_start();
+#endif
   for (i = 0; i < pkg->num_ops; i++) {
     const uint8_t *e = p + pkg->op_table + i * EK_PKG_OP_ENTRY_BYTES;
     r.w = p + ek_rd32(e + 4);
     run_op(&r, ek_rd16(e));
+#ifdef EDGEKIT_PROFILE
+    edgekit_profile_mark();
+#endif
   }
   for (i = 0; i < pkg->num_outputs; i++) {
     const uint8_t *e = p + pkg->io_table + (pkg->num_inputs + i) * EK_PKG_IO_ENTRY_BYTES;

@@ -8,6 +8,7 @@
 #include "ek_crc32.h"
 #include "ek_model.h"
 #include "ek_package.h"
+#include "ek_profile.h"
 #include "ek_tensor.h"
 #include "ek_version.h"
 #ifdef EK_LINKED_MODEL
@@ -135,7 +136,11 @@ static void cmd_hello(reply *r, const uint8_t *req, uint32_t n) {
   put32(p + 12, ek_model_arena_capacity());
   put_text(p + 16, EK_TARGET_NAME, 16);
   put_text(p + 32, EK_BOARD_NAME, 16);
+#ifdef EDGEKIT_PROFILE
+  put32(p + 48, EK_CAP_CHUNKED_TENSORS | EK_CAP_PROFILE);
+#else
   put32(p + 48, EK_CAP_CHUNKED_TENSORS);
+#endif
   put32(p + 52, EK_IO_BYTES); /* tensor_bytes: the chunked input and output fit in it */
   r->n = HELLO_BYTES;
 }
@@ -293,6 +298,30 @@ static void cmd_infer_run(reply *r) {
   }
 }
 
+#ifdef EDGEKIT_PROFILE
+/* Request: first op u32 (optional, 0 when absent). Response: ops u32 (timed in the
+ * last inference), first u32, count u32, then count ticks u32 from op first on, as
+ * many as fit in a frame. */
+static void cmd_profile(reply *r, const uint8_t *req, uint32_t n) {
+  uint8_t *p = payload();
+  const uint32_t ops = ek_profile_ops();
+  const uint32_t first = n >= 4u ? ek_rd32(req) : 0u;
+  uint32_t count = 0;
+  if (first > ops) {
+    error_reply(r, EK_E_OFFSET, ops, "PROFILE: first op past the ops timed");
+    return;
+  }
+  while (first + count < ops && 12u + 4u * (count + 1u) <= EK_MAX_PAYLOAD) {
+    put32(p + 12u + 4u * count, ek_profile_ticks(first + count));
+    count++;
+  }
+  put32(p, ops);
+  put32(p + 4, first);
+  put32(p + 8, count);
+  r->n = 12u + 4u * count;
+}
+#endif
+
 /* Request: offset u32, length u32. Response: offset u32, then the bytes. */
 static void cmd_output_read(reply *r, const uint8_t *req, uint32_t n) {
   const uint8_t *data = 0;
@@ -415,6 +444,11 @@ static void dispatch(uint8_t type, uint16_t seq, const uint8_t *req, uint32_t n)
     case EK_MSG_OUTPUT_READ:
       cmd_output_read(&r, req, n);
       break;
+#ifdef EDGEKIT_PROFILE
+    case EK_MSG_PROFILE:
+      cmd_profile(&r, req, n);
+      break;
+#endif
     case EK_MSG_RESET:
       r.reset = 1;
       break;

@@ -36,6 +36,7 @@ enum {
   EK_MSG_INFER_CHUNK = 0x22,
   EK_MSG_INFER_RUN = 0x23,
   EK_MSG_OUTPUT_READ = 0x24,
+  EK_MSG_PROFILE = 0x25, /* per-op ticks of the last inference: profiling builds */
   EK_MSG_RESET = 0x30,
   EK_MSG_NAK = 0x7E,
   EK_MSG_ERROR = 0x7F,
@@ -59,6 +60,7 @@ enum {
 /* HELLO capabilities (a trailing field): what this firmware does beyond protocol v1's
  * first message set. */
 #define EK_CAP_CHUNKED_TENSORS 0x1u /* INFER_BEGIN, INFER_CHUNK, INFER_RUN, OUTPUT_READ */
+#define EK_CAP_PROFILE 0x2u /* PROFILE: built with EDGEKIT_PROFILE (edgekit build-firmware --profile) */
 
 typedef struct {
   uint32_t frames_ok, frames_bad, naks, duplicates, inferences, last_ticks;

@@ -131,6 +131,16 @@ def _io(graph: Graph, name: str, plan: MemoryPlan) -> _IOInfo:
                    scale, zp)
 
 
+def runs_code(graph: Graph, plan: MemoryPlan, call: KernelCall | None, op) -> bool:
+    """Whether ``op`` emits code: everything but a RESHAPE the plan made an alias. These
+    are the ops a profiling build times (``edgekit_profile_mark`` after each), in the
+    model package as in model.c."""
+    if call is not None:
+        return True
+    src, dst = op.inputs[0], op.outputs[0]
+    return graph.tensor(src).is_const or plan.offsets.get(src) != plan.offsets.get(dst)
+
+
 class _Emitter:
     def __init__(self, graph: Graph, plan: MemoryPlan, calls: dict[str, KernelCall | None],
                  variants: dict[str, str], name: str, target: str):
@@ -234,9 +244,11 @@ class _Emitter:
         g, plan = self.g, self.plan
         inp = _io(g, g.inputs[0], plan)
         out = _io(g, g.outputs[0], plan)
-        body = []
+        body = ["  EK_PROFILE_START();"]
         for idx, name in enumerate(plan.order):
             body += self.op_code(idx, name)
+            if runs_code(g, plan, self.calls[name], self.ops[name]):
+                body.append("  EK_PROFILE_MARK();")
         arena = max(plan.arena_bytes, 1)
         layer_rows = []
         for idx, name in enumerate(plan.order):
@@ -267,6 +279,17 @@ class _Emitter:
             "#define EK_WEIGHTS",
             "#define EK_PARAMS",
             "#define EK_ARENA",
+            "#endif",
+            "",
+            "/* Profiling builds (-DEDGEKIT_PROFILE) read the timer after every op. */",
+            "#ifdef EDGEKIT_PROFILE",
+            "void edgekit_profile_start(void);",
+            "void edgekit_profile_mark(void);",
+            "#define EK_PROFILE_START() edgekit_profile_start()",
+            "#define EK_PROFILE_MARK() edgekit_profile_mark()",
+            "#else",
+            "#define EK_PROFILE_START() ((void)0)",
+            "#define EK_PROFILE_MARK() ((void)0)",
             "#endif",
             "",
             f"static uint8_t ek_arena[{arena}] EK_ARENA;",
