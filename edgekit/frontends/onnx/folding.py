@@ -204,3 +204,125 @@ def _f_quantize(c, node, a, v):
         raise c.unsupported(f"quantization to {dt}")
     axis = c.norm_axis(a.get("axis", 1), max(x.ndim, 1)) if scale.size > 1 else None
     return [onnx_quantize(x, scale, 0 if zp is None else zp, axis, dt)]
+
+
+# -- comparisons, logic and elementwise math on constants ----------------------------
+# (masks and index arithmetic of exported attention / normalization graphs)
+
+_COMPARE = {"Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
+            "GreaterOrEqual": np.greater_equal}
+_LOGIC = {"And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}
+_UNARY = {"Neg": np.negative, "Abs": np.abs, "Sqrt": np.sqrt, "Exp": np.exp, "Log": np.log,
+          "Reciprocal": np.reciprocal, "Floor": np.floor, "Ceil": np.ceil, "Sign": np.sign, "Erf": None}
+
+
+@folder(*_COMPARE)
+def _f_compare(c, node, a, v):
+    return [_COMPARE[node.op_type](np.asarray(v[0]), np.asarray(v[1]))]
+
+
+@folder(*_LOGIC)
+def _f_logic(c, node, a, v):
+    return [_LOGIC[node.op_type](np.asarray(v[0], bool), np.asarray(v[1], bool))]
+
+
+@folder("Not")
+def _f_not(c, node, a, v):
+    return [np.logical_not(np.asarray(v[0], bool))]
+
+
+@folder(*_UNARY)
+def _f_unary(c, node, a, v):
+    x = np.asarray(v[0])
+    if node.op_type == "Erf":
+        from math import erf
+        return [np.vectorize(erf, otypes=[np.float64])(x).astype(x.dtype)]
+    return [np.asarray(_UNARY[node.op_type](x)).astype(x.dtype)]
+
+
+@folder("Max", "Min", "Sum", "Mean")
+def _f_variadic(c, node, a, v):
+    arrs = [np.asarray(x) for x in v if x is not None]
+    if not arrs:
+        raise c.malformed("needs at least one input")
+    fn = {"Max": np.maximum, "Min": np.minimum, "Sum": np.add, "Mean": np.add}[node.op_type]
+    r = arrs[0]
+    for x in arrs[1:]:
+        r = fn(r, x)
+    if node.op_type == "Mean":
+        r = r / len(arrs)
+    return [np.asarray(r).astype(arrs[0].dtype)]
+
+
+@folder("Pow")
+def _f_pow(c, node, a, v):
+    x, y = np.asarray(v[0]), np.asarray(v[1])
+    return [np.power(x, y).astype(x.dtype)]
+
+
+@folder("Mod")
+def _f_mod(c, node, a, v):
+    x, y = np.asarray(v[0]), np.asarray(v[1])
+    if x.dtype.kind in "iu" and np.any(y == 0):
+        raise c.malformed("integer modulo by zero")
+    if a.get("fmod", 0):
+        return [np.fmod(x, y).astype(x.dtype)]
+    if x.dtype.kind == "f":
+        raise c.malformed("Mod of floating-point values needs fmod=1")
+    return [np.mod(x, y).astype(x.dtype)]
+
+
+@folder("Where")
+def _f_where(c, node, a, v):
+    x = np.asarray(v[1])
+    return [np.where(np.asarray(v[0], bool), x, np.asarray(v[2])).astype(x.dtype)]
+
+
+@folder("Expand")
+def _f_expand(c, node, a, v):
+    x = np.asarray(v[0])
+    shape = [int(s) for s in np.asarray(v[1]).reshape(-1)]
+    out = np.broadcast_shapes(x.shape, tuple(shape))
+    if int(np.prod(out, dtype=np.float64)) > MAX_CONST_ELEMENTS:
+        raise c.malformed("constant result too large")
+    return [np.broadcast_to(x, out).copy()]
+
+
+@folder("CastLike")
+def _f_cast_like(c, node, a, v):
+    dt = np.asarray(v[1]).dtype
+    if dt.kind not in "fiub":
+        raise c.unsupported(f"CastLike to {dt}")
+    return [np.asarray(v[0]).astype(dt)]
+
+
+@folder("Identity")
+def _f_identity(c, node, a, v):
+    return [np.asarray(v[0])]
+
+
+@folder("Trilu")
+def _f_trilu(c, node, a, v):
+    x = np.asarray(v[0])
+    k = 0 if len(v) < 2 or v[1] is None else int(np.asarray(v[1]).reshape(-1)[0])
+    if x.ndim < 2:
+        raise c.malformed("Trilu needs a tensor of rank 2 or more")
+    return [np.triu(x, k) if a.get("upper", 1) else np.tril(x, k)]
+
+
+@folder("ReduceSum", "ReduceMax", "ReduceMin", "ReduceMean", "ReduceProd")
+def _f_reduce(c, node, a, v):
+    x = np.asarray(v[0])
+    since = 13 if node.op_type == "ReduceSum" else 18
+    if c.opset >= since:
+        axes = None if len(v) < 2 or v[1] is None else [int(s) for s in np.asarray(v[1]).reshape(-1)]
+    else:
+        axes = a.get("axes")
+    if not axes:
+        if a.get("noop_with_empty_axes", 0):
+            return [x]
+        axes = list(range(x.ndim))
+    axes = tuple(c.norm_axis(ax, x.ndim) for ax in axes)
+    fn = {"ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min, "ReduceMean": np.mean,
+          "ReduceProd": np.prod}[node.op_type]
+    return [np.asarray(fn(x, axis=axes, keepdims=bool(a.get("keepdims", 1)))).astype(x.dtype)]

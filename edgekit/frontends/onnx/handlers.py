@@ -119,43 +119,17 @@ def _clip(c: Converter, node, a):
             prod.attrs["activation"] = "RELU_N1_TO_1"
             c.set_out(node, 0, Act(x))
             return
-        raise c.unsupported("Clip(-1, 1) is imported as the fused activation RELU_N1_TO_1 and needs a "
-                            "producer that takes one (conv, fully connected, add, pool, ...) with no other reader")
-    raise c.unsupported(f"Clip({lo:g}, {hi:g}); supported bounds are (0, 6), (0, inf) and (-1, 1)")
+    # Any other bounds: max(x, lo) then min(., hi), as np.clip computes them.
+    y = x
+    if lo != -np.inf:
+        y = c.emit(OpType.MAXIMUM, [y, c.const(np.float32(lo), f"{c.node_name()}_min")],
+                   out=out if hi == np.inf else None)
+    if hi != np.inf:
+        y = c.emit(OpType.MINIMUM, [y, c.const(np.float32(hi), f"{c.node_name()}_max")], out=out)
+    c.set_out(node, 0, Act(y))
 
 
-@handler("Softmax")
-def _softmax(c: Converter, node, a):
-    x = c.act_inp(node, 0)
-    shape = c.sshape(x)
-    r = len(shape)
-    if r == 0:
-        raise c.unsupported("softmax of a scalar")
-    out = c.out_name(node.output[0])
-    if c.opset >= 13:
-        axis = c.norm_axis(a.get("axis", -1), r)
-    else:
-        axis = c.norm_axis(a.get("axis", 1), r)
-        if axis != r - 1 and any(d != 1 for d in shape[axis + 1:]):
-            # Before opset 13 Softmax flattens to 2-D at ``axis``: a reshape pair around it.
-            if r == 4:
-                raise c.unsupported(f"softmax over axes {axis}.. of a 4-D tensor (opset {c.opset} semantics)")
-            two = flatten_shape(c, shape, axis)
-            flat = c.emit(OpType.RESHAPE, [x], {"shape": two})
-            sm = c.emit(OpType.SOFTMAX, [flat], {"beta": 1.0})
-            c.set_out(node, 0, Act(c.emit(OpType.RESHAPE, [sm], {"shape": shape}, out=out)))
-            return
-        if axis != r - 1:
-            # The dims after ``axis`` are all 1: the same as a softmax over ``axis`` alone.
-            if ir_axis(axis, r) != r - 1:
-                raise c.unsupported(f"softmax over source axis {axis} of a rank-{r} tensor; only the "
-                                    "innermost axis of the NHWC layout is supported")
-            c.set_out(node, 0, Act(c.emit(OpType.SOFTMAX, [x], {"beta": 1.0}, out=out)))
-            return
-    if ir_axis(axis, r) != r - 1:
-        raise c.unsupported(f"softmax over axis {axis} of a rank-{r} tensor; only the last axis of the IR "
-                            "layout is supported (for 4-D NCHW tensors that is the channel axis 1)")
-    c.set_out(node, 0, Act(c.emit(OpType.SOFTMAX, [x], {"beta": 1.0}, out=out)))
+# Softmax and LogSoftmax: handlers_composite.
 
 
 @handler("Add", "Sub", "Mul", "Div")

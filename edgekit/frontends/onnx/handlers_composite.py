@@ -1,0 +1,400 @@
+"""ONNX ops imported as exact compositions of IR ops, and ops taken only on constants.
+
+Each composition follows the arithmetic of ONNX's own definition step by step in
+float32, so it matches onnxruntime / the ONNX reference to rounding:
+
+- HardSigmoid ``min(1, relu(x * alpha + beta))``; Softplus ``log(exp(x) + 1)``;
+  Softsign ``x / (1 + |x|)``; Elu ``relu(x) + (exp(min(x, 0)) - 1) * alpha``;
+  Selu ``relu(x) * gamma + (exp(min(x, 0)) - 1) * alpha * gamma``;
+  Celu ``relu(x) + min(0, (exp(x / alpha) - 1) * alpha)``; Mish ``x * tanh(log(exp(x) + 1))``.
+- LogSoftmax ``(x - max) - log(sum(exp(x - max)))``, and Softmax over an axis that is
+  not the IR's last one ``exp(x - max) / sum(exp(x - max))`` (the last one is SOFTMAX).
+- ReduceL1 ``sum(|x|)``, ReduceL2 ``sqrt(sum(x * x))``, ReduceSumSquare ``sum(x * x)``,
+  ReduceLogSum ``log(sum(x))``, ReduceLogSumExp ``log(sum(exp(x)))`` (no max shift,
+  as ONNX defines it), ReduceMin ``-max(-x)``.
+- Sum (a chain of Add), Mean (Sum, then Div by the count), Expand of a run-time tensor
+  (Mul by ones of the broadcast shape: exact, -0.0, infinities and NaN included).
+- Where with a constant condition: ``x * c + y * (1 - c)`` with the constant side
+  folded (``x * c + where(c, 0, y)``). Exact for finite run-time values; an infinite
+  or NaN run-time value where the condition does not pick it becomes NaN (the mask
+  multiplies it by zero), so a model that feeds infinities through Where should
+  compute its mask on constants.
+- Comparisons, logic, Mod and Trilu exist only to be evaluated on constants (the
+  masks and index arithmetic of exported attention and normalization graphs);
+  ``folding`` computes them; on a run-time tensor they are rejected.
+- Trilu of a run-time tensor: Mul by the constant 0/1 triangle (exact for finite values).
+
+Parts that are themselves ONNX ops (Add, Mul, Div for broadcasting, Cast) are handed
+to their own converters as sub-nodes, so NCHW -> NHWC broadcasting has one rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgekit.errors import UnsupportedOpError
+from edgekit.frontends.onnx import convert
+from edgekit.frontends.onnx.convert import Converter, axes_input_or_attr, handler
+from edgekit.frontends.onnx.values import Act, QConst, ir_axis, ir_perm
+from edgekit.ir.dtypes import DType
+from edgekit.ir.ops import OpType
+
+# ONNX ops edgekit evaluates only when all their inputs are constants.
+CONST_ONLY_OPS = ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
+                  "Mod")
+
+
+@handler(*CONST_ONLY_OPS)
+def _const_only(c: Converter, node, a):
+    raise c.unsupported("evaluated only at compile time, on constant inputs (edgekit has no run-time "
+                        "boolean or integer tensors for it); here an input is computed at run time")
+
+
+# -- small builders ---------------------------------------------------------------------
+
+def _scalar(c: Converter, value: float, what: str) -> str:
+    return c.const(np.asarray([value], np.float32), f"{c.node_name()}_{what}", ir_layout=True)
+
+
+def _e(c: Converter, op: OpType, inputs: list[str], out: str | None = None, attrs: dict | None = None) -> str:
+    return c.emit(op, inputs, attrs, out=out, dtype=DType.FLOAT32)
+
+
+def _out(c: Converter, node) -> str:
+    return c.out_name(node.output[0])
+
+
+def _sub_node(c: Converter, node, op_type: str, inputs: list, out: str | None = None, **attrs) -> str:
+    """Convert one ONNX node (opset 18 form) made up for part of ``node``; returns its
+    output's ONNX name. ``inputs`` are ONNX names or numpy constants."""
+    from onnx import helper
+
+    names = []
+    for i, v in enumerate(inputs):
+        if isinstance(v, str):
+            names.append(v)
+        else:
+            name = _fresh(c, f"{c.node_name(node)}_{op_type.lower()}_c{i}")
+            c.env[name] = np.asarray(v)
+            names.append(name)
+    out = out or _fresh(c, f"{c.node_name(node)}_{op_type.lower()}")
+    sub = helper.make_node(op_type, names, [out], name=f"{c.node_name(node)}/{op_type}", **attrs)
+    saved_node, saved_opset = c.node, c.opset
+    c.node, c.opset = sub, 18
+    try:
+        c.convert_node(sub)
+    except UnsupportedOpError as exc:
+        c.node, c.opset = saved_node, saved_opset
+        detail = exc.args[0].split('. Supported:')[0]
+        raise c.unsupported(f"imported as a composition that needs {op_type} ({detail})") from None
+    finally:
+        c.node, c.opset = saved_node, saved_opset
+    return out
+
+
+def _fresh(c: Converter, base: str) -> str:
+    name = c.new_name(base)
+    while name in c.env:
+        name = c.new_name(base + "_")
+    c.reserved.add(name)
+    return name
+
+
+def _float_act(c: Converter, node, i: int) -> str:
+    return c.act_inp(node, i)
+
+
+# -- activations ----------------------------------------------------------------------
+
+@handler("HardSigmoid")
+def _hard_sigmoid(c: Converter, node, a):
+    x = _float_act(c, node, 0)
+    y = _e(c, OpType.MUL, [x, _scalar(c, float(a.get("alpha", 0.2)), "alpha")])
+    y = _e(c, OpType.ADD, [y, _scalar(c, float(a.get("beta", 0.5)), "beta")])
+    y = _e(c, OpType.RELU, [y])
+    c.set_out(node, 0, Act(_e(c, OpType.MINIMUM, [y, _scalar(c, 1.0, "one")], out=_out(c, node))))
+
+
+def _softplus_of(c: Converter, x: str, out: str | None = None) -> str:
+    e = _e(c, OpType.EXP, [x])
+    return _e(c, OpType.LOG, [_e(c, OpType.ADD, [e, _scalar(c, 1.0, "one")])], out=out)
+
+
+@handler("Softplus")
+def _softplus(c: Converter, node, a):
+    c.set_out(node, 0, Act(_softplus_of(c, _float_act(c, node, 0), _out(c, node))))
+
+
+@handler("Softsign")
+def _softsign(c: Converter, node, a):
+    x = _float_act(c, node, 0)
+    d = _e(c, OpType.ADD, [_e(c, OpType.ABS, [x]), _scalar(c, 1.0, "one")])
+    c.set_out(node, 0, Act(_e(c, OpType.DIV, [x, d], out=_out(c, node))))
+
+
+def _expm1_of_negative_part(c: Converter, x: str) -> str:
+    """exp(min(x, 0)) - 1."""
+    neg = _e(c, OpType.MINIMUM, [x, _scalar(c, 0.0, "zero")])
+    return _e(c, OpType.SUB, [_e(c, OpType.EXP, [neg]), _scalar(c, 1.0, "one")])
+
+
+@handler("Elu")
+def _elu(c: Converter, node, a):
+    x = _float_act(c, node, 0)
+    n = _e(c, OpType.MUL, [_expm1_of_negative_part(c, x), _scalar(c, float(a.get("alpha", 1.0)), "alpha")])
+    c.set_out(node, 0, Act(_e(c, OpType.ADD, [_e(c, OpType.RELU, [x]), n], out=_out(c, node))))
+
+
+@handler("Selu")
+def _selu(c: Converter, node, a):
+    x = _float_act(c, node, 0)
+    alpha = float(a.get("alpha", 1.67326319217681884765625))
+    gamma = float(a.get("gamma", 1.05070102214813232421875))
+    p = _e(c, OpType.MUL, [_e(c, OpType.RELU, [x]), _scalar(c, gamma, "gamma")])
+    n = _e(c, OpType.MUL, [_expm1_of_negative_part(c, x), _scalar(c, alpha, "alpha")])
+    n = _e(c, OpType.MUL, [n, _scalar(c, gamma, "gamma")])
+    c.set_out(node, 0, Act(_e(c, OpType.ADD, [p, n], out=_out(c, node))))
+
+
+@handler("Celu")
+def _celu(c: Converter, node, a):
+    x = _float_act(c, node, 0)
+    alpha = float(a.get("alpha", 1.0))
+    if alpha == 0:
+        raise c.malformed("alpha must not be 0")
+    s = _e(c, OpType.DIV, [x, _scalar(c, alpha, "alpha")])
+    n = _e(c, OpType.SUB, [_e(c, OpType.EXP, [s]), _scalar(c, 1.0, "one")])
+    n = _e(c, OpType.MINIMUM, [_e(c, OpType.MUL, [n, _scalar(c, alpha, "alpha")]), _scalar(c, 0.0, "zero")])
+    c.set_out(node, 0, Act(_e(c, OpType.ADD, [_e(c, OpType.RELU, [x]), n], out=_out(c, node))))
+
+
+@handler("Mish")
+def _mish(c: Converter, node, a):
+    x = _float_act(c, node, 0)
+    t = _e(c, OpType.TANH, [_softplus_of(c, x)])
+    c.set_out(node, 0, Act(_e(c, OpType.MUL, [x, t], out=_out(c, node))))
+
+
+# -- softmax family ---------------------------------------------------------------------
+
+def _softmax_axes(c: Converter, node, a, rank: int) -> list[int]:
+    """Source axes the (Log)Softmax normalizes over: one axis from opset 13, before
+    that every axis from ``axis`` on (the input is flattened to 2-D there)."""
+    if rank == 0:
+        raise c.unsupported("softmax of a scalar")
+    if c.opset >= 13:
+        return [c.norm_axis(a.get("axis", -1), rank)]
+    axis = c.norm_axis(a.get("axis", 1), rank)
+    return list(range(axis, rank))
+
+
+def _reduce_keep(c: Converter, op: OpType, x: str, src_axes, out: str | None = None) -> str:
+    r = c.g.tensor(x).rank
+    axes = tuple(sorted(ir_axis(ax, r) for ax in src_axes))
+    return c.emit(op, [x], {"axes": axes, "keep_dims": True}, out=out, dtype=DType.FLOAT32)
+
+
+@handler("Softmax", "LogSoftmax")
+def _softmax(c: Converter, node, a):
+    x = _float_act(c, node, 0)
+    r = c.g.tensor(x).rank
+    src_axes = _softmax_axes(c, node, a, r)
+    out = _out(c, node)
+    ir_axes = sorted(ir_axis(ax, r) for ax in src_axes)
+    dims = c.g.tensor(x).shape
+    # SOFTMAX normalizes over the IR's last axis: the same when every other axis
+    # normalized over has size 1 (and the last is one of them, or has size 1 too).
+    if node.op_type == "Softmax" and all(dims[ax] == 1 for ax in ir_axes if ax != r - 1) \
+            and (r - 1 in ir_axes or dims[r - 1] == 1):
+        c.set_out(node, 0, Act(c.emit(OpType.SOFTMAX, [x], {"beta": 1.0}, out=out)))
+        return
+    m = _reduce_keep(c, OpType.REDUCE_MAX, x, src_axes)
+    s = _e(c, OpType.SUB, [x, m])
+    e = _e(c, OpType.EXP, [s])
+    total = _reduce_keep(c, OpType.SUM, e, src_axes)
+    if node.op_type == "Softmax":
+        y = _e(c, OpType.DIV, [e, total], out=out)
+    else:
+        y = _e(c, OpType.SUB, [s, _e(c, OpType.LOG, [total])], out=out)
+    c.set_out(node, 0, Act(y))
+
+
+# -- reductions -------------------------------------------------------------------------
+
+def _reduce(c: Converter, node, a, x: str, op: OpType, since: int, out: str | None) -> str | None:
+    """One IR reduction over the node's axes, with its keepdims; None when the node
+    reduces nothing (empty axes with noop_with_empty_axes)."""
+    r = c.g.tensor(x).rank
+    axes = axes_input_or_attr(c, node, a, 1, since)
+    if not axes:
+        if a.get("noop_with_empty_axes", 0) or r == 0:
+            return None
+        axes = list(range(r))
+    src = sorted({c.norm_axis(ax, r) for ax in axes})
+    ir_axes = tuple(sorted(ir_axis(ax, r) for ax in src))
+    if a.get("keepdims", 1):
+        return c.emit(op, [x], {"axes": ir_axes, "keep_dims": True}, out=out, dtype=DType.FLOAT32)
+    remaining = [p for i, p in enumerate(ir_perm(r)) if i not in ir_axes]  # source axes in IR order
+    q = tuple(remaining.index(s) for s in sorted(remaining))
+    final_rank = len(remaining)
+    direct = q == tuple(range(final_rank)) and final_rank != 4
+    y = c.emit(op, [x], {"axes": ir_axes, "keep_dims": False}, out=out if direct else None, dtype=DType.FLOAT32)
+    if not direct:
+        if q != tuple(range(final_rank)):
+            y = c.emit(OpType.TRANSPOSE, [y], {"perm": q}, out=out if final_rank != 4 else None)
+        y = c.from_src(y, out)
+    return y
+
+
+_SQUARE = ("ReduceL2", "ReduceSumSquare")
+
+
+@handler("ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "ReduceMin")
+def _reductions(c: Converter, node, a):
+    x = _float_act(c, node, 0)
+    op = node.op_type
+    out = _out(c, node)
+    since = 18
+    if op == "ReduceL1":
+        pre = _e(c, OpType.ABS, [x])
+    elif op in _SQUARE:
+        pre = _e(c, OpType.MUL, [x, x])
+    elif op == "ReduceLogSumExp":
+        pre = _e(c, OpType.EXP, [x])
+    elif op == "ReduceMin":
+        pre = _e(c, OpType.NEG, [x])
+    else:
+        pre = x
+    post = {"ReduceL2": OpType.SQRT, "ReduceLogSum": OpType.LOG, "ReduceLogSumExp": OpType.LOG,
+            "ReduceMin": OpType.NEG}.get(op)
+    red = OpType.REDUCE_MAX if op == "ReduceMin" else OpType.SUM
+    y = _reduce(c, node, a, pre, red, since, None if post else out)
+    if y is None:  # nothing reduced (noop_with_empty_axes): the elementwise parts alone
+        y = pre if post is None else _e(c, post, [pre], out=out)
+        c.set_out(node, 0, Act(y))
+        return
+    if post is not None:
+        y = _e(c, post, [y], out=out)
+    c.set_out(node, 0, Act(y))
+
+
+# -- variadic arithmetic, broadcasting ----------------------------------------------------
+
+def _chain_add(c: Converter, node, names: list[str], out: str | None) -> str:
+    acc = names[0]
+    for k, n in enumerate(names[1:], start=1):
+        acc = _sub_node(c, node, "Add", [acc, n], out=out if k == len(names) - 1 else None)
+    return acc
+
+
+@handler("Sum", "Mean")
+def _sum_mean(c: Converter, node, a):
+    names = [n for n in node.input if n]
+    if not names:
+        raise c.malformed("needs at least one input")
+    for n in names:
+        c.inp(node, list(node.input).index(n))
+    if len(names) == 1:
+        v = c.env[names[0]]
+        if isinstance(v, Act):
+            _float_act(c, node, 0)
+        c.set_out(node, 0, v)
+        return
+    if node.op_type == "Sum":
+        _chain_add(c, node, names, node.output[0])
+        return
+    total = _chain_add(c, node, names, None)
+    _sub_node(c, node, "Div", [total, np.float32(len(names))], out=node.output[0])
+
+
+@handler("Expand")
+def _expand(c: Converter, node, a):
+    x = c.inp(node, 0)
+    shape = [int(s) for s in np.asarray(c.const_inp(node, 1, "the shape")).reshape(-1)]
+    xshape = c.sshape(x.name) if isinstance(x, Act) else np.shape(x.q if isinstance(x, QConst) else x)
+    try:
+        out_shape = np.broadcast_shapes(tuple(xshape), tuple(shape))
+    except ValueError:
+        raise c.malformed(f"cannot expand {list(xshape)} to {shape}") from None
+    _float_act(c, node, 0)
+    if tuple(out_shape) == tuple(xshape):
+        c.set_out(node, 0, x)
+        return
+    _sub_node(c, node, "Mul", [node.input[0], np.ones(out_shape, np.float32)], out=node.output[0])
+
+
+@handler("Where")
+def _where(c: Converter, node, a):
+    cond = c.const_inp(node, 0, "the condition")
+    cond = np.asarray(cond).astype(bool)
+    vx, vy = c.inp(node, 1), c.inp(node, 2)
+
+    def shape_of(v):
+        return c.sshape(v.name) if isinstance(v, Act) else np.shape(v.q if isinstance(v, QConst) else v)
+
+    for i, v in ((1, vx), (2, vy)):
+        if isinstance(v, Act):
+            _float_act(c, node, i)
+    try:
+        out_shape = np.broadcast_shapes(cond.shape, tuple(shape_of(vx)), tuple(shape_of(vy)))
+    except ValueError:
+        raise c.malformed("condition, X and Y do not broadcast together") from None
+    ones = np.ones(out_shape, np.float32)
+    if cond.all() or not cond.any():
+        pick = node.input[1] if cond.all() else node.input[2]
+        _sub_node(c, node, "Mul", [pick, ones], out=node.output[0])
+        return
+    mask = np.broadcast_to(cond, out_shape).astype(np.float32)
+
+    def value(v):
+        return v.value() if isinstance(v, QConst) else np.asarray(v, np.float32)
+
+    if isinstance(vx, Act) and isinstance(vy, Act):
+        px = _sub_node(c, node, "Mul", [node.input[1], mask])
+        py = _sub_node(c, node, "Mul", [node.input[2], (1 - mask).astype(np.float32)])
+        _sub_node(c, node, "Add", [px, py], out=node.output[0])
+    elif isinstance(vx, Act):
+        rest = np.where(cond, np.float32(0), value(vy)).astype(np.float32)
+        px = _sub_node(c, node, "Mul", [node.input[1], mask])
+        _sub_node(c, node, "Add", [px, np.broadcast_to(rest, out_shape).copy()], out=node.output[0])
+    else:
+        rest = np.where(cond, value(vx), np.float32(0)).astype(np.float32)
+        py = _sub_node(c, node, "Mul", [node.input[2], (1 - mask).astype(np.float32)])
+        _sub_node(c, node, "Add", [py, np.broadcast_to(rest, out_shape).copy()], out=node.output[0])
+
+
+@handler("CastLike")
+def _cast_like(c: Converter, node, a):
+    from onnx import helper
+
+    target = c.inp(node, 1)
+    if isinstance(target, Act):
+        dt = c.g.tensor(target.name).dtype.np
+    else:
+        dt = (target.q if isinstance(target, QConst) else np.asarray(target)).dtype
+        if isinstance(target, QConst):
+            dt = np.dtype(np.float32)
+    x = c.inp(node, 0)
+    if not isinstance(x, Act):  # a constant cast like a run-time tensor: only the constant's type changes
+        c.set_out(node, 0, (x.value() if isinstance(x, QConst) else np.asarray(x)).astype(dt))
+        return
+    if np.dtype(dt) == np.float32 and isinstance(x, Act) and c.g.tensor(x.name).dtype is DType.FLOAT32:
+        c.set_out(node, 0, x)
+        return
+    cast = convert._HANDLERS.get("Cast")
+    if cast is None:
+        raise c.unsupported(f"a run-time cast to {np.dtype(dt)}")
+    cast(c, node, {"to": helper.np_dtype_to_tensor_dtype(np.dtype(dt))})
+
+
+@handler("Trilu")
+def _trilu(c: Converter, node, a):
+    x = _float_act(c, node, 0)
+    shape = c.sshape(x)
+    if len(shape) < 2:
+        raise c.malformed("Trilu needs a tensor of rank 2 or more")
+    k = c.const_inp(node, 1, "k", required=False)
+    k = 0 if k is None else int(np.asarray(k).reshape(-1)[0])
+    ones = np.ones(shape[-2:], np.float32)
+    mask = np.triu(ones, k) if a.get("upper", 1) else np.tril(ones, k)
+    _sub_node(c, node, "Mul", [node.input[0], mask], out=node.output[0])
