@@ -186,6 +186,9 @@ OP_DEFS: dict[OpType, OpDef] = {
     OpType.L2_NORMALIZATION: OpDef(("input",), {"activation": _ACT}),  # over the last axis
     OpType.BATCH_MATMUL: OpDef(("a", "b"), {"adj_x": Attr("bool", False), "adj_y": Attr("bool", False)}),
     # Resampling (NHWC) and transposed convolution (filter [Cout, KH, KW, Cin] as TFLite stores it).
+    # TRANSPOSE_CONV: pads (top, left, bottom, right) are cropped from the full (H-1)*stride+K
+    # result; bottom/right may be negative (extra rows/columns holding the bias alone, ONNX's
+    # output_padding); output_shape must equal what they give.
     OpType.RESIZE_NEAREST_NEIGHBOR: OpDef(("input",), {
         "size": Attr("ints", _REQUIRED, 2), "align_corners": Attr("bool", False),
         "half_pixel_centers": Attr("bool", False)}),
