@@ -1325,4 +1325,11 @@ def _native_dropout(im, node, a):
     return (im.act(a["input"]), _Unusable(str(node.target), 1))
 
 
+# Recurrent layers (nn.LSTM, nn.GRU): edgekit.frontends.torch_recurrent.
+from edgekit.frontends import torch_recurrent as _recurrent  # noqa: E402
+
+_handles("aten.lstm")(_recurrent.lstm)
+_handles("aten.gru")(_recurrent.gru)
+
 SUPPORTED_TORCH_OPS: tuple[str, ...] = tuple(sorted(set(_HANDLERS) | _IDENTITY))
+
