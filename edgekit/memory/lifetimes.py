@@ -63,7 +63,8 @@ minimum shift of 0 is true in-place execution (same offset). ``min_shift`` compu
 - PAD, CONCATENATION, TRANSPOSE: from the exact index map of the copy; e.g. a concat
   output may start at its first input (shift 0 for that input), and a later input may sit
   inside the output where the copy puts it.
-- RESHAPE is an alias, not a copy. MEAN and anything else: never shares.
+- RESHAPE (and SQUEEZE, EXPAND_DIMS) is an alias, not a copy. MEAN and anything else
+  (SPLIT/UNPACK, whose several outputs are not modeled, included): never shares.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ _ELEMENTWISE = {OpType.RELU, OpType.RELU6, OpType.LOGISTIC, OpType.TANH, OpType.
                 OpType.DEQUANTIZE, OpType.BATCH_NORM}
 _BINARY = {OpType.ADD, OpType.SUB, OpType.MUL}
 _WINDOWED = {OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D}
+# Ops that only relabel the shape: their output is an alias of their input's bytes.
+RESHAPES = frozenset({OpType.RESHAPE, OpType.SQUEEZE, OpType.EXPAND_DIMS})
 
 
 class MemoryPlanError(EdgekitError):
@@ -307,7 +310,7 @@ class MemoryModel:
                 if not is_activation(n) or n in self.root:
                     continue
                 src = op.inputs[0] if op.inputs else ""
-                if (alias_reshape and op.type is OpType.RESHAPE and is_activation(src)
+                if (alias_reshape and op.type in RESHAPES and is_activation(src)
                         and tensors[src].nbytes == tensors[n].nbytes):
                     self.root[n] = self.root[src]
                 else:

@@ -27,6 +27,12 @@ STRUCTS: dict[str, list[tuple[str, int]]] = {
                             ("act_min", 0), ("act_max", 0)],
     "ek_fc_params": [("input_offset", 0), ("filter_offset", 0), ("output_offset", 0),
                      ("act_min", 0), ("act_max", 0), ("per_channel", 0)],
+    "ek_conv_packed_params": [("stride_h", 0), ("stride_w", 0), ("dilation_h", 0),
+                              ("dilation_w", 0), ("pad_top", 0), ("pad_left", 0),
+                              ("input_zero_point", 0), ("output_offset", 0), ("act_min", 0),
+                              ("act_max", 0), ("fast_requant", 0)],
+    "ek_fc_packed_params": [("output_offset", 0), ("act_min", 0), ("act_max", 0),
+                            ("per_channel", 0), ("fast_requant", 0)],
     "ek_pool_params": [("stride_h", 0), ("stride_w", 0), ("filter_h", 0), ("filter_w", 0),
                        ("pad_top", 0), ("pad_left", 0), ("act_min", 0), ("act_max", 0)],
     "ek_add_params": [("input1_offset", 0), ("input2_offset", 0), ("left_shift", 0),
@@ -37,6 +43,7 @@ STRUCTS: dict[str, list[tuple[str, int]]] = {
     "ek_mul_params": [("input1_offset", 0), ("input2_offset", 0), ("output_multiplier", 0),
                       ("output_shift", 0), ("output_offset", 0), ("act_min", 0), ("act_max", 0)],
     "ek_pad_params": [("before", 4), ("after", 4), ("value", 0)],
+    "ek_resize_bilinear_params": [("scale_10_h", 0), ("scale_10_w", 0), ("half_pixel_centers", 0)],
     "ek_mean_params": [("input_offset", 0), ("output_offset", 0), ("multiplier", 0),
                        ("shift", 0)],
     "ek_softmax_params": [("input_multiplier", 0), ("input_left_shift", 0), ("diff_min", 0)],
@@ -44,11 +51,18 @@ STRUCTS: dict[str, list[tuple[str, int]]] = {
                           ("input_range_radius", 0)],
     "ek_requant_params": [("input_offset", 0), ("output_offset", 0), ("multiplier", 0),
                           ("shift", 0), ("act_min", 0), ("act_max", 0)],
+    "ek_batch_matmul_params": [("lhs_offset", 0), ("rhs_offset", 0), ("output_offset", 0),
+                               ("multiplier", 0), ("shift", 0), ("adj_x", 0), ("adj_y", 0)],
+    "ek_slice_params": [("begin", 4), ("stride", 4), ("size", 4)],
+    "ek_gather_params": [("batch_size", 0), ("outer_size", 0), ("axis_size", 0), ("inner_size", 0),
+                         ("num_indices", 0)],
 }
 
 # Argument kinds: "S:<struct>" pointer to a struct, "i32" / "f32" scalars,
 # "A:<ctype>" const array (NULL allowed), "P" const int8_t *const * (array of arrays),
-# "O:<ctype>" the output buffer.
+# "O:<ctype>" the output buffer, "Q" int8_t *const * (several int8 outputs: the call's
+# argument is the list of their byte sizes; they are consecutive parts of ``expected``),
+# "W:<ctype>" a work buffer the kernel may use (the call's argument is its size in bytes).
 FUNCTIONS: dict[str, list[str]] = {
     "ek_conv2d_s8": ["S:ek_conv_params", "A:int32_t", "A:int32_t", "S:ek_dims4", "A:int8_t",
                      "S:ek_dims4", "A:int8_t", "A:int32_t", "S:ek_dims4", "O:int8_t"],
@@ -57,6 +71,12 @@ FUNCTIONS: dict[str, list[str]] = {
                                "O:int8_t"],
     "ek_fully_connected_s8": ["S:ek_fc_params", "A:int32_t", "A:int32_t", "i32", "i32", "i32",
                               "A:int8_t", "A:int8_t", "A:int32_t", "O:int8_t"],
+    "ek_conv2d_packed_s8": ["S:ek_conv_packed_params", "A:int32_t", "A:int32_t", "S:ek_dims4",
+                            "A:int8_t", "S:ek_dims4", "A:int8_t", "A:int32_t", "S:ek_dims4",
+                            "O:int8_t", "W:int16_t"],
+    "ek_fully_connected_packed_s8": ["S:ek_fc_packed_params", "A:int32_t", "A:int32_t", "i32",
+                                     "i32", "i32", "A:int8_t", "A:int8_t", "A:int32_t",
+                                     "O:int8_t"],
     "ek_avg_pool2d_s8": ["S:ek_pool_params", "S:ek_dims4", "A:int8_t", "S:ek_dims4", "O:int8_t"],
     "ek_max_pool2d_s8": ["S:ek_pool_params", "S:ek_dims4", "A:int8_t", "S:ek_dims4", "O:int8_t"],
     "ek_add_s8": ["S:ek_add_params", "S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t",
@@ -66,9 +86,26 @@ FUNCTIONS: dict[str, list[str]] = {
     "ek_mul_s8": ["S:ek_mul_params", "S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t",
                   "S:ek_strides4", "O:int8_t"],
     "ek_pad_s8": ["S:ek_pad_params", "S:ek_dims4", "A:int8_t", "O:int8_t"],
+    "ek_resize_nearest_s8": ["S:ek_dims4", "A:int32_t", "A:int32_t", "S:ek_dims4", "A:int8_t", "O:int8_t"],
+    "ek_resize_bilinear_s8": ["S:ek_resize_bilinear_params", "S:ek_dims4", "S:ek_dims4", "A:int8_t",
+                              "O:int8_t"],
+    "ek_transpose_conv_s8": ["S:ek_conv_params", "A:int32_t", "A:int32_t", "S:ek_dims4", "A:int8_t",
+                             "S:ek_dims4", "A:int8_t", "A:int32_t", "S:ek_dims4", "O:int8_t"],
     "ek_concatenation_s8": ["i32", "P", "A:int32_t", "i32", "i32", "O:int8_t"],
     "ek_transpose_s8": ["S:ek_dims4", "A:int32_t", "A:int8_t", "O:int8_t"],
+    "ek_slice_s8": ["S:ek_slice_params", "S:ek_dims4", "A:int8_t", "O:int8_t"],
+    "ek_split_s8": ["i32", "Q", "A:int32_t", "i32", "i32", "A:int8_t"],
+    "ek_gather_s8": ["S:ek_gather_params", "A:int32_t", "A:int8_t", "O:int8_t"],
+    "ek_depth_to_space_s8": ["S:ek_dims4", "i32", "A:int8_t", "O:int8_t"],
+    "ek_space_to_depth_s8": ["S:ek_dims4", "i32", "A:int8_t", "O:int8_t"],
+    "ek_cast_s8_f32": ["i32", "A:int8_t", "O:float"],
+    "ek_cast_f32_s8": ["i32", "A:float", "O:int8_t"],
     "ek_mean_s8": ["S:ek_mean_params", "S:ek_dims4", "i32", "A:int8_t", "O:int8_t"],
+    "ek_reduce_max_s8": ["S:ek_dims4", "i32", "A:int8_t", "O:int8_t"],
+    "ek_arg_min_max_s8": ["i32", "i32", "i32", "i32", "A:int8_t", "O:int32_t"],
+    "ek_l2_normalization_s8": ["i32", "i32", "i32", "A:int8_t", "O:int8_t"],
+    "ek_batch_matmul_s8": ["S:ek_batch_matmul_params", "S:ek_dims4", "A:int8_t", "S:ek_dims4", "A:int8_t",
+                           "S:ek_dims4", "O:int8_t"],
     "ek_softmax_s8": ["S:ek_softmax_params", "i32", "i32", "A:int8_t", "O:int8_t"],
     "ek_logistic_s8": ["S:ek_sigmoid_params", "i32", "A:int8_t", "O:int8_t"],
     "ek_tanh_s8": ["S:ek_sigmoid_params", "i32", "A:int8_t", "O:int8_t"],
@@ -102,11 +139,11 @@ class KernelCall:
 
     def check(self) -> None:
         sig = FUNCTIONS[self.function]
-        inputs = [k for k in sig if not k.startswith("O:")]
+        inputs = [k for k in sig if not k.startswith("O:")]  # "Q" takes the output sizes
         if len(inputs) != len(self.args):
             raise AssertionError(
                 f"{self.function} takes {len(inputs)} inputs, got {len(self.args)}")
-        out_ctype = next(k for k in sig if k.startswith("O:"))[2:]
+        out_ctype = next((k for k in sig if k.startswith("O:")), "O:int8_t")[2:]
         if self.expected.dtype != NP_DTYPE[out_ctype]:
             raise AssertionError(
                 f"{self.function} writes {out_ctype}, expected is {self.expected.dtype}")
@@ -135,7 +172,7 @@ def _argtype(kind: str):
         return ctypes.c_int32
     if kind == "f32":
         return ctypes.c_float
-    if kind == "P":
+    if kind in ("P", "Q"):
         return ctypes.POINTER(ctypes.c_void_p)
     return ctypes.c_void_p  # arrays and the output
 
@@ -166,6 +203,18 @@ def call(lib: ctypes.CDLL, kc: KernelCall) -> np.ndarray:
             cargs.append(out.ctypes.data)
             continue
         a = next(it)
+        if kind.startswith("W:"):
+            work = np.zeros(max(int(a), 1) + 8, dtype=np.uint8)
+            keep.append(work)
+            cargs.append(work.ctypes.data + (-work.ctypes.data) % 8)
+            continue
+        if kind == "Q":
+            out = np.full(kc.expected.nbytes + GUARD, CANARY, dtype=np.uint8)
+            starts = np.concatenate([[0], np.cumsum(a)[:-1]]).astype(int)
+            ptrs = (ctypes.c_void_p * len(a))(*[out.ctypes.data + int(s) for s in starts])
+            keep.append(ptrs)
+            cargs.append(ctypes.cast(ptrs, ctypes.POINTER(ctypes.c_void_p)))
+            continue
         if kind.startswith("S:"):
             st = CSTRUCTS[kind[2:]]()
             for f, k in STRUCTS[kind[2:]]:

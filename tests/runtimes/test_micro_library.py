@@ -96,9 +96,13 @@ def test_python_abi_matches_the_header():
                 kinds.append(f"S:{m.group(1)}")
             elif re.fullmatch(r"const int8_t \*const \*\w+", p):
                 kinds.append("P")
+            elif re.fullmatch(r"int8_t \*const \*\w+", p):
+                kinds.append("Q")
             elif m := re.fullmatch(r"const (int8_t|int32_t|float) \*\w+", p):
                 kinds.append(f"A:{m.group(1)}")
-            elif m := re.fullmatch(r"(int8_t|float) \*\w+", p):
+            elif re.fullmatch(r"int16_t \*\w+", p):
+                kinds.append("W:int16_t")
+            elif m := re.fullmatch(r"(int8_t|int32_t|float) \*\w+", p):
                 kinds.append(f"O:{m.group(1)}")
             elif re.fullmatch(r"int32_t \w+", p):
                 kinds.append("i32")

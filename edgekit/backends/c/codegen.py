@@ -27,7 +27,7 @@ from edgekit.memory import MemoryPlan
 
 WEIGHTS_SECTION = ".rodata.edgekit_weights"
 ARENA_SECTION = ".bss.edgekit_arena"
-_CTYPE = {DType.INT8: "int8_t", DType.FLOAT32: "float"}
+_CTYPE = {DType.INT8: "int8_t", DType.FLOAT32: "float", DType.INT32: "int32_t"}
 
 
 # ----------------------------------------------------------------------------- literals
@@ -193,7 +193,7 @@ class _Emitter:
     # -- arguments -----------------------------------------------------------
     def tensor(self, ref: TensorRef) -> str:
         off = self.plan.offsets[ref.name]
-        macro = "EK_F32" if ref.ctype == "float" else "EK_I8"
+        macro = {"float": "EK_F32", "int32_t": "EK_I32"}.get(ref.ctype, "EK_I8")
         return f"{macro}({off})"
 
     def arg(self, idx: int, a, op: str, pre: list[str]) -> str:
@@ -208,6 +208,10 @@ class _Emitter:
         if isinstance(a, PointerList):
             items = [self.const_array(idx, i, op) if isinstance(i, ConstArray) else self.tensor(i)
                      for i in a.items]
+            if a.output:  # SPLIT / UNPACK: the kernel writes through these
+                local = f"ek_outputs{idx}"
+                pre.append(f"int8_t *const {local}[{len(items)}] = {{{', '.join(items)}}};")
+                return local
             local = f"ek_inputs{idx}"
             pre.append(f"const int8_t *const {local}[{len(items)}] = {{{', '.join(items)}}};")
             return local
@@ -296,6 +300,7 @@ class _Emitter:
             "",
             "#define EK_I8(offset) ((int8_t *)(void *)&ek_arena[(offset)])",
             "#define EK_F32(offset) ((float *)(void *)&ek_arena[(offset)])",
+            "#define EK_I32(offset) ((int32_t *)(void *)&ek_arena[(offset)])",
             "",
             *self.defs,
             "",

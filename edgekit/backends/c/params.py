@@ -27,6 +27,7 @@ from edgekit.errors import UnsupportedOpError
 from edgekit.ir.dtypes import DType, QuantParams
 from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import OpType, normalize_attrs
+from edgekit.ir.shapes_movement import MOVEMENT_OPS
 from edgekit.reference import fixedpoint as fp
 
 ADD_LEFT_SHIFT = 20  # TFLM's left shift of int8 ADD / SUB
@@ -35,7 +36,15 @@ SUPPORTED_OPS = (
     OpType.MAX_POOL_2D, OpType.ADD, OpType.SUB, OpType.MUL, OpType.RESHAPE, OpType.SOFTMAX,
     OpType.RELU, OpType.RELU6, OpType.PAD, OpType.CONCATENATION, OpType.MEAN, OpType.LOGISTIC,
     OpType.TANH, OpType.QUANTIZE, OpType.DEQUANTIZE, OpType.TRANSPOSE,
+    # resampling (edgekit/backends/c/lower_resample.py)
+    OpType.RESIZE_NEAREST_NEIGHBOR, OpType.RESIZE_BILINEAR, OpType.TRANSPOSE_CONV,
+    # data movement (edgekit/backends/c/lower_movement.py)
+    OpType.SLICE, OpType.STRIDED_SLICE, OpType.SPLIT, OpType.SQUEEZE, OpType.EXPAND_DIMS, OpType.GATHER,
+    OpType.PACK, OpType.UNPACK, OpType.DEPTH_TO_SPACE, OpType.SPACE_TO_DEPTH, OpType.CAST,
+    # reductions, matrix products (edgekit/backends/c/lower_reduction.py)
+    OpType.REDUCE_MAX, OpType.SUM, OpType.ARG_MAX, OpType.ARG_MIN, OpType.L2_NORMALIZATION, OpType.BATCH_MATMUL,
 )
+_REDUCTION_OPS = ("REDUCE_MAX", "SUM", "ARG_MAX", "ARG_MIN", "L2_NORMALIZATION", "BATCH_MATMUL")
 SOFTMAX_OUT = (np.float32(1.0 / 256), -128)
 LOGISTIC_OUT = SOFTMAX_OUT
 TANH_OUT = (np.float32(1.0 / 128), 0)
@@ -84,9 +93,11 @@ class F32:
 
 @dataclass
 class PointerList:
-    """``const int8_t *const name[]``: the inputs of CONCATENATION."""
+    """``const int8_t *const name[]``: the inputs of CONCATENATION; with ``output``,
+    ``int8_t *const name[]``: the outputs of SPLIT / UNPACK."""
 
     items: list  # TensorRef or ConstArray
+    output: bool = False
 
 
 Arg = Union[Struct, ConstArray, TensorRef, F32, PointerList, int, None]
@@ -280,6 +291,16 @@ def pad_value(value: float, out_qp) -> int:
     return int(np.clip(np.round(value / out_qp.scale[0]) + zp, -128, 127))
 
 
+def resize_bilinear_params(in_hw, out_hw, align_corners: bool, half_pixel_centers: bool) -> Struct:
+    """``ek_resize_bilinear_params``: TFLM's 10-bit size ratios."""
+    from edgekit.reference.resample_kernels import bilinear_scale_10
+
+    return Struct("ek_resize_bilinear_params", _ints({
+        "scale_10_h": bilinear_scale_10(in_hw[0], out_hw[0], align_corners),
+        "scale_10_w": bilinear_scale_10(in_hw[1], out_hw[1], align_corners),
+        "half_pixel_centers": int(bool(half_pixel_centers))}))
+
+
 def _ints(values: dict) -> dict:
     return {k: (int(v) if not isinstance(v, list) else [int(x) for x in v]) for k, v in values.items()}
 
@@ -360,8 +381,20 @@ class _Lowering:
         t = self.op.type
         if t not in SUPPORTED_OPS:
             raise self.unsupported("no MCU kernel for this operator")
+        if t in MOVEMENT_OPS:  # SPLIT / UNPACK write several outputs
+            from edgekit.backends.c.lower_movement import lower_movement
+
+            return lower_movement(self)
         if len(self.op.outputs) != 1:
             raise self.unsupported("ops with several outputs are not supported")
+        if t in (OpType.RESIZE_NEAREST_NEIGHBOR, OpType.RESIZE_BILINEAR, OpType.TRANSPOSE_CONV):
+            from edgekit.backends.c.lower_resample import lower_resample
+
+            return lower_resample(self)
+        if t.value in _REDUCTION_OPS:
+            from edgekit.backends.c.lower_reduction import lower_reduction
+
+            return lower_reduction(self)
         method = getattr(self, "_" + t.value.lower())
         return method()
 

@@ -181,4 +181,7 @@ def cases(seed: int = 7) -> dict[str, Graph]:
         qg.name = name
         out[name] = qg
     out["handmade"] = handmade_int8_graph(rng)
+    from tests.backends.c.graphs_movement import movement_cases
+
+    out.update(movement_cases(rng))
     return out

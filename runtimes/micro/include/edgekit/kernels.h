@@ -19,7 +19,7 @@
  * - Output dimensions are passed in (the compiler computed them); bottom and
  *   right padding are implied by them.
  * - No kernel allocates memory, uses libc beyond memcpy/memset, or touches
- *   float except ek_quantize_f32_s8 and ek_dequantize_s8_f32.
+ *   float except ek_quantize_f32_s8, ek_dequantize_s8_f32 and the CAST kernels.
  * - Accumulators are int32, as in TFLM: a convolution whose depth
  *   (KH * KW * Cin, or K) exceeds 65,000 could overflow, as it could in TFLM.
  *
@@ -119,6 +119,53 @@ void ek_fully_connected_s8(const ek_fc_params *params, const int32_t *mult, cons
                            const int8_t *input, const int8_t *filter, const int32_t *bias,
                            int8_t *output);
 
+/* ---- Packed convolution and fully connected (compile-time weight layout) ----
+ * The same bytes as ek_conv2d_s8 / ek_fully_connected_s8, from operands the compiler
+ * prepared (edgekit/backends/c/packed.py):
+ * - folded_bias[oc] = bias[oc] + input_offset * sum_k filter[oc, k] (int32, wrapping),
+ *   so the kernels sum filter * RAW input; taps in the padding read the input zero
+ *   point (input_zero_point), which then adds nothing. Always output_depth entries.
+ * - fast_requant = 1 is the compiler's proof that, for every channel, shift is in
+ *   [-31, -1] and |acc| < 2^29 for any input (acc: the true sum plus bias), where
+ *   MultiplyByQuantizedMultiplier equals its SMMULR form; 0 keeps the exact form. */
+typedef struct {
+  int32_t stride_h, stride_w;
+  int32_t dilation_h, dilation_w;
+  int32_t pad_top, pad_left;
+  int32_t input_zero_point; /* raw value of a padding tap */
+  int32_t output_offset;    /* output zero point */
+  int32_t act_min, act_max;
+  int32_t fast_requant;
+} ek_conv_packed_params;
+
+/* CONV_2D with packed filters. K = KH * KW * Cin in OHWI order, Kp = K rounded up to
+ * a multiple of 4. packed_filter holds the output channels in pairs (an odd Cout gets a
+ * zero channel): for pair j and group g < Kp / 4, the 4 bytes of channel 2j at
+ * k = 4g..4g+3, then those of channel 2j + 1 (k >= K: 0). filter_dims are the logical
+ * OHWI dimensions. scratch: 5 * Kp bytes, 4-byte aligned, for the kernel's use (the
+ * int16 columns of two output pixels and one gathered window). */
+void ek_conv2d_packed_s8(const ek_conv_packed_params *params, const int32_t *mult,
+                         const int32_t *shift, const ek_dims4 *input_dims, const int8_t *input,
+                         const ek_dims4 *filter_dims, const int8_t *packed_filter,
+                         const int32_t *folded_bias, const ek_dims4 *output_dims, int8_t *output,
+                         int16_t *scratch);
+
+typedef struct {
+  int32_t output_offset; /* output zero point */
+  int32_t act_min, act_max;
+  int32_t per_channel; /* 0: mult[0], shift[0] serve every output; 1: one per output */
+  int32_t fast_requant;
+} ek_fc_packed_params;
+
+/* FULLY_CONNECTED with packed weights (filter zero point 0). Rows in blocks of four (the
+ * last block padded with zero rows), K rounded up to a multiple of 4 with zeros: for
+ * block b and group g, the 4 bytes of rows 4b, 4b+1, 4b+2, 4b+3 at k = 4g..4g+3. */
+void ek_fully_connected_packed_s8(const ek_fc_packed_params *params, const int32_t *mult,
+                                  const int32_t *shift, int32_t batches, int32_t input_depth,
+                                  int32_t output_depth, const int8_t *input,
+                                  const int8_t *packed_filter, const int32_t *folded_bias,
+                                  int8_t *output);
+
 /* ------------------------------------------------------------------------ */
 /* Pooling                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -192,6 +239,41 @@ void ek_mul_s8(const ek_mul_params *params, const ek_dims4 *output_dims,
                int8_t *output);
 
 /* ------------------------------------------------------------------------ */
+/* Resampling and transposed convolution                                    */
+/* ------------------------------------------------------------------------ */
+
+/* RESIZE_NEAREST_NEIGHBOR, TFLM reference_ops::ResizeNearestNeighbor: output pixel
+ * (b, y, x) is input pixel (b, row_index[y], col_index[x]), copied whole. The compiler
+ * computes the tables with TFLM's float rule (align_corners, half_pixel_centers).
+ * Input and output share their quantization. */
+void ek_resize_nearest_s8(const ek_dims4 *input_dims, const int32_t *row_index,
+                          const int32_t *col_index, const ek_dims4 *output_dims,
+                          const int8_t *input, int8_t *output);
+
+typedef struct {
+  int32_t scale_10_h, scale_10_w; /* input / output size in 1/1024 (TFLM's integer rule) */
+  int32_t half_pixel_centers;     /* 0 or 1 */
+} ek_resize_bilinear_params;
+
+/* RESIZE_BILINEAR, TFLM reference_ops::ResizeBilinearInteger (double rounding):
+ * source position p = y * scale_10 (+ scale_10 / 2 - 512 with half-pixel centres),
+ * taps y0 = max(p / 1024, 0), y1 = min((p + 1023) / 1024, H - 1) (C division), the four
+ * taps weighted in 1/2^20, rounded half away from zero. No requantization. */
+void ek_resize_bilinear_s8(const ek_resize_bilinear_params *params, const ek_dims4 *input_dims,
+                           const ek_dims4 *output_dims, const int8_t *input, int8_t *output);
+
+/* TRANSPOSE_CONV, TFLM reference_integer_ops::TransposeConv: filter [Cout, KH, KW, Cin];
+ * input pixel (iy, ix) adds (input + input_offset) * filter[oc, ky, kx, ic] to output
+ * (iy * stride_h - pad_top + ky, ix * stride_w - pad_left + kx, oc) when inside the output;
+ * then bias, MBQM(mult[oc], shift[oc]), output_offset and clamp as ek_conv2d_s8. The
+ * dilation fields of params are unused (1). Output rows no tap reaches hold the bias. */
+void ek_transpose_conv_s8(const ek_conv_params *params, const int32_t *mult, const int32_t *shift,
+                          const ek_dims4 *input_dims, const int8_t *input,
+                          const ek_dims4 *filter_dims, const int8_t *filter,
+                          const int32_t *bias,
+                          const ek_dims4 *output_dims, int8_t *output);
+
+/* ------------------------------------------------------------------------ */
 /* Data movement                                                            */
 /* ------------------------------------------------------------------------ */
 
@@ -219,7 +301,57 @@ void ek_concatenation_s8(int32_t num_inputs, const int8_t *const *inputs,
 void ek_transpose_s8(const ek_dims4 *input_dims, const int32_t *perm,
                      const int8_t *input, int8_t *output);
 
-/* RESHAPE has no kernel: the bytes are unchanged (the planner aliases the buffers). */
+/* RESHAPE, SQUEEZE and EXPAND_DIMS have no kernel: the bytes are unchanged (the
+ * planner aliases the buffers). PACK is ek_concatenation_s8 (each input has size 1
+ * along the packed axis). */
+
+typedef struct {
+  int32_t begin[4];  /* first input index of each dimension */
+  int32_t stride[4]; /* step between selected indices (may be negative) */
+  int32_t size[4];   /* number of selected indices = output dimensions */
+} ek_slice_params;
+
+/* SLICE / STRIDED_SLICE, TFLM reference_ops::Slice / StridedSlice on 4-D, with the
+ * begin/end masks resolved by the compiler: output (i0, i1, i2, i3) = input
+ * (begin[0] + i0 * stride[0], ..., begin[3] + i3 * stride[3]). A shrunk axis has
+ * size 1 (it only changes the output's shape). Raw copies. */
+void ek_slice_s8(const ek_slice_params *params, const ek_dims4 *input_dims,
+                 const int8_t *input, int8_t *output);
+
+/* SPLIT / SPLIT_V / UNPACK, TFLM reference_ops::Split / Unpack: the mirror of
+ * ek_concatenation_s8. With the split axis a, outer_size is the product of the
+ * dimensions before a, inner_size of those after a, and axis_sizes[i] is output i's
+ * size along a (1 for UNPACK). Raw copies. */
+void ek_split_s8(int32_t num_outputs, int8_t *const *outputs, const int32_t *axis_sizes,
+                 int32_t outer_size, int32_t inner_size, const int8_t *input);
+
+typedef struct {
+  int32_t batch_size; /* product of the first batch_dims dimensions */
+  int32_t outer_size; /* product of the dimensions from batch_dims up to the axis */
+  int32_t axis_size;  /* the gathered dimension */
+  int32_t inner_size; /* product of the dimensions after the axis */
+  int32_t num_indices; /* indices per batch */
+} ek_gather_params;
+
+/* GATHER, TFLM gather.cc: for each batch b, outer o and index i, copies the inner
+ * block input[b, o, indices[b * num_indices + i], :] (indices are checked against
+ * axis_size by the compiler). Raw copies. */
+void ek_gather_s8(const ek_gather_params *params, const int32_t *indices,
+                  const int8_t *input, int8_t *output);
+
+/* DEPTH_TO_SPACE, TFLM reference_ops::DepthToSpace (NHWC, DCR order). */
+void ek_depth_to_space_s8(const ek_dims4 *input_dims, int32_t block_size,
+                          const int8_t *input, int8_t *output);
+
+/* SPACE_TO_DEPTH, TFLM reference_ops::SpaceToDepth (NHWC). */
+void ek_space_to_depth_s8(const ek_dims4 *input_dims, int32_t block_size,
+                          const int8_t *input, int8_t *output);
+
+/* CAST, TFLM cast.cc: static_cast of each raw value (quantization ignored). Float to
+ * int8 truncates toward zero, saturates outside [-128, 127] (undefined in C) and maps
+ * NaN to 0. */
+void ek_cast_s8_f32(int32_t size, const int8_t *input, float *output);
+void ek_cast_f32_s8(int32_t size, const float *input, int8_t *output);
 
 /* ------------------------------------------------------------------------ */
 /* Reductions                                                               */
@@ -240,6 +372,48 @@ typedef struct {
  * holds the kept dimensions in order (keep_dims does not change the bytes). */
 void ek_mean_s8(const ek_mean_params *params, const ek_dims4 *input_dims, int32_t axis_mask,
                 const int8_t *input, int8_t *output);
+
+/* SUM has no kernel of its own: it is ek_mean_s8 with (multiplier, shift) the plain
+ * double(s_in) / double(s_out) (TFLM's QuantizedMeanOrSum with compute_sum). */
+
+/* REDUCE_MAX, TFLM reduce_common.cc (EvalMinMaxHelper): the raw maximum over the
+ * dimensions whose bit is set in axis_mask (as ek_mean_s8); input and output share
+ * their quantization. */
+void ek_reduce_max_s8(const ek_dims4 *input_dims, int32_t axis_mask, const int8_t *input,
+                      int8_t *output);
+
+/* ARG_MAX / ARG_MIN, TFLM arg_min_max.cc: for input [outer_size, axis_size, inner_size],
+ * the int32 index along the middle axis of the largest raw value (the smallest when
+ * is_min); ties take the lowest index. */
+void ek_arg_min_max_s8(int32_t outer_size, int32_t axis_size, int32_t inner_size, int32_t is_min,
+                       const int8_t *input, int32_t *output);
+
+/* L2_NORMALIZATION, TFLM reference_integer_ops::L2Normalization: over rows of depth
+ * values, acc = sum (x + input_offset)^2, out = clamp(MBQM(x + input_offset, m, s + 7))
+ * with (m, s) TFLite's integer inverse square root of acc (GetInvSqrtQuantizedMultiplierExp);
+ * output scale 1/128, zero point 0. */
+void ek_l2_normalization_s8(int32_t input_offset, int32_t outer_size, int32_t depth,
+                            const int8_t *input, int8_t *output);
+
+/* ------------------------------------------------------------------------ */
+/* Matrix products                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+  int32_t lhs_offset;    /* -lhs zero point */
+  int32_t rhs_offset;    /* -rhs zero point */
+  int32_t output_offset; /* output zero point */
+  int32_t multiplier, shift; /* float32(s_lhs * s_rhs) / double(s_out) */
+  int32_t adj_x, adj_y;  /* 1: the operand is stored with its last two dimensions swapped */
+} ek_batch_matmul_params;
+
+/* BATCH_MATMUL, TFLM batch_matmul.cc (int8): operands as stored, their batch dimensions
+ * in n and h (size 1 broadcasts) and the matrix in w x c; the output is
+ * [n, h, rows, cols] with rows x depth times depth x cols:
+ *   out = clamp(MBQM(sum (lhs + lhs_offset) * (rhs + rhs_offset), m, s) + output_offset) */
+void ek_batch_matmul_s8(const ek_batch_matmul_params *params, const ek_dims4 *lhs_dims,
+                        const int8_t *lhs, const ek_dims4 *rhs_dims, const int8_t *rhs,
+                        const ek_dims4 *output_dims, int8_t *output);
 
 /* ------------------------------------------------------------------------ */
 /* Softmax and activations                                                  */
