@@ -1,0 +1,154 @@
+"""ONNX ops edgekit imports as compositions of IR ops (``handlers_composite``), and
+shapes/axes computed from constants (``folding``), against onnxruntime.
+
+Each case is a small float32 graph; edgekit's reference interpreter must give
+onnxruntime's outputs (rtol 1e-5, as the node conformance cases) on NCHW and plain
+tensors alike. Ops the bundled node cases cannot reach on float32 data (their cases
+take float64 or integer inputs) are covered here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from edgekit.errors import UnsupportedOpError  # noqa: E402
+from edgekit.frontends.onnx_importer import load_onnx  # noqa: E402
+from edgekit.reference.interpreter import Interpreter  # noqa: E402
+from tests.support.ort_oracle import exact_session  # noqa: E402
+
+OPSET = 18
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=OPSET):
+    g = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    # Declare the outputs' shapes as ONNX's shape inference finds them.
+    inferred = onnx.shape_inference.infer_shapes(m, strict_mode=True).graph
+    known = {vi.name: vi for vi in list(inferred.value_info) + list(inferred.output)}
+    for out in m.graph.output:
+        out.type.CopyFrom(known[out.name].type)
+    return m
+
+
+def _check(model, feeds, rtol=1e-5, atol=1e-6):
+    want = exact_session(model).run(None, feeds)
+    g = load_onnx(model)
+    got = Interpreter(g).run(feeds, layout="source")
+    outs = [got[n] for n in g.outputs]
+    assert len(outs) == len(want)
+    for a, e in zip(outs, want):
+        assert a.shape == e.shape
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=atol)
+    return g
+
+
+def _rand(shape, seed=0, scale=2.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+UNARY = [
+    ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}),
+    ("HardSigmoid", {}),
+    ("Softplus", {}),
+    ("Softsign", {}),
+    ("Elu", {"alpha": 0.7}),
+    ("Selu", {}),
+    ("Celu", {"alpha": 1.5}),
+    ("Mish", {}),
+]
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (3, 7)], ids=["nchw", "2d"])
+@pytest.mark.parametrize("op,attrs", UNARY, ids=[f"{o}{i}" for i, (o, _) in enumerate(UNARY)])
+def test_activation_compositions(op, attrs, shape):
+    m = _model([helper.make_node(op, ["x"], ["y"], **attrs)], [("x", shape)], ["y"])
+    _check(m, {"x": _rand(shape, 1)})
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("axis,opset", [(1, 18), (2, 18), (-1, 18), (0, 18), (1, 11), (2, 11)])
+def test_softmax_any_axis(op, axis, opset):
+    shape = (2, 3, 4, 5)
+    m = _model([helper.make_node(op, ["x"], ["y"], axis=axis)], [("x", shape)], ["y"], opset=opset)
+    _check(m, {"x": _rand(shape, 2, 4.0)})
+
+
+REDUCE = ["ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "ReduceMin"]
+
+
+@pytest.mark.parametrize("op", REDUCE)
+@pytest.mark.parametrize("axes,keep", [([1], 1), ([2, 3], 0), ([0, 2], 0), (None, 1)])
+def test_reductions(op, axes, keep):
+    shape = (2, 3, 4, 5)
+    x = _rand(shape, 3)
+    if op == "ReduceLogSum":
+        x = np.abs(x) + 0.1  # log of a positive sum
+    inits = [] if axes is None else [("axes", np.asarray(axes, np.int64))]
+    node = helper.make_node(op, ["x"] + ([] if axes is None else ["axes"]), ["y"], keepdims=keep)
+    _check(_model([node], [("x", shape)], ["y"], inits), {"x": x}, rtol=2e-5)
+
+
+def test_variadic_sum_mean_broadcast():
+    nodes = [helper.make_node("Sum", ["a", "b", "c"], ["s"]), helper.make_node("Mean", ["a", "b", "c"], ["m"])]
+    m = _model(nodes, [("a", (2, 3, 4, 5)), ("b", (5,)), ("c", (3, 1, 1))], ["s", "m"])
+    _check(m, {"a": _rand((2, 3, 4, 5), 4), "b": _rand((5,), 5), "c": _rand((3, 1, 1), 6)})
+
+
+def test_expand_where_trilu_clip():
+    cond = np.random.default_rng(7).random((3, 4)) > 0.5
+    nodes = [
+        helper.make_node("Expand", ["x", "shape"], ["e"]),
+        helper.make_node("Where", ["cond", "e", "minus"], ["w"]),
+        helper.make_node("Trilu", ["w"], ["t"], upper=0),
+        helper.make_node("Clip", ["t", "lo", "hi"], ["y"]),
+    ]
+    inits = [("shape", np.asarray([2, 3, 4], np.int64)), ("cond", cond), ("minus", np.float32(-3.5)),
+             ("lo", np.float32(-2.0)), ("hi", np.float32(1.5))]
+    m = _model(nodes, [("x", (3, 1))], ["y"], inits)
+    _check(m, {"x": _rand((3, 1), 8)})
+
+
+def test_where_two_runtime_branches():
+    cond = np.asarray([[True, False, True], [False, False, True]])
+    m = _model([helper.make_node("Where", ["cond", "a", "b"], ["y"])], [("a", (2, 3)), ("b", (2, 3))], ["y"],
+               [("cond", cond)])
+    _check(m, {"a": _rand((2, 3), 9), "b": _rand((2, 3), 10)})
+
+
+def test_attention_mask_folds_to_constants():
+    """A causal mask computed from shapes (Shape, Range, Less, Where, Trilu...) folds to a
+    constant; only the matrix arithmetic reaches the IR."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "one"], ["n"], axis=0),
+        helper.make_node("Range", ["zero", "n", "one"], ["r"]),
+        helper.make_node("Unsqueeze", ["r", "ax0"], ["row"]),
+        helper.make_node("Unsqueeze", ["r", "ax1"], ["col"]),
+        helper.make_node("Less", ["row", "col"], ["upper"]),
+        helper.make_node("Not", ["upper"], ["keep"]),
+        helper.make_node("Where", ["keep", "zf", "neg"], ["bias"]),
+        helper.make_node("Add", ["x", "bias"], ["y"]),
+        helper.make_node("Softmax", ["y"], ["p"], axis=-1),
+    ]
+    inits = [("one", np.asarray(1, np.int64)), ("zero", np.asarray(0, np.int64)),
+             ("ax0", np.asarray([0], np.int64)), ("ax1", np.asarray([1], np.int64)),
+             ("zf", np.float32(0)), ("neg", np.float32(-1e4))]
+    m = _model(nodes, [("x", (6, 6))], ["p"], inits)
+    g = _check(m, {"x": _rand((6, 6), 11)})
+    assert {op.type.value for op in g.ops} <= {"ADD", "SOFTMAX", "RESHAPE"}
+
+
+def test_comparison_of_a_runtime_tensor_is_rejected_with_its_reason():
+    m = _model([helper.make_node("Less", ["x", "c"], ["b"]), helper.make_node("Where", ["b", "x", "c"], ["y"])],
+               [("x", (2, 3))], ["y"], [("c", np.float32(0.5))])
+    with pytest.raises(UnsupportedOpError, match="Less.*compile time.*run time"):
+        load_onnx(m)
