@@ -317,6 +317,11 @@ _OPTION_FIELDS: dict[int, tuple[_Field, ...]] = {
     BuiltinOptions.QuantizeOptions: (),
     BuiltinOptions.DequantizeOptions: (),
     BuiltinOptions.HardSwishOptions: (),
+    BuiltinOptions.UnidirectionalSequenceLSTMOptions: (
+        ("fused_activation_function", 0, "act", "NONE"), ("cell_clip", 1, "f32", 0.0), ("proj_clip", 2, "f32", 0.0),
+        ("time_major", 3, "bool", False), ("asymmetric_quantize_inputs", 4, "bool", False),
+        ("diagonal_recurrent_tensors", 5, "bool", False),
+    ),
 }
 
 _PADDING_NAMES = {int(p): p.name for p in Padding}
