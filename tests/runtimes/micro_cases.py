@@ -601,3 +601,7 @@ SAMPLERS: dict[str, Callable] = {
     "requantize": sample_requantize,
     "dequantize": sample_dequantize,
 }
+
+from tests.runtimes.micro_cases_reduction import SAMPLERS as _REDUCTION_SAMPLERS  # noqa: E402
+
+SAMPLERS.update(_REDUCTION_SAMPLERS)

@@ -110,9 +110,12 @@ def _check_io(graph: Graph) -> None:
                             f"{len(graph.outputs)} outputs; the C backend compiles models with "
                             "one input and one output")
     for n in graph.inputs + graph.outputs:
+        if graph.tensor(n).dtype is DType.INT32 and n in graph.outputs:
+            continue  # indices (ARG_MAX / ARG_MIN)
         if graph.tensor(n).dtype not in (DType.INT8, DType.FLOAT32):
             raise BadInputError(f"graph input/output {n!r} is {graph.tensor(n).dtype.value}; "
-                                "the C backend takes int8 (or float32) inputs and outputs")
+                                "the C backend takes int8 (or float32) inputs and int8, float32 "
+                                "(or int32 index) outputs")
 
 
 # ----------------------------------------------------------------------------- stage

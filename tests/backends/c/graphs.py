@@ -184,4 +184,7 @@ def cases(seed: int = 7) -> dict[str, Graph]:
     from tests.backends.c.graphs_movement import movement_cases
 
     out.update(movement_cases(rng))
+    from tests.backends.c.graphs_reduction import reduction_cases
+
+    out.update(reduction_cases(rng))
     return out
