@@ -152,3 +152,15 @@ def test_comparison_of_a_runtime_tensor_is_rejected_with_its_reason():
                [("x", (2, 3))], ["y"], [("c", np.float32(0.5))])
     with pytest.raises(UnsupportedOpError, match="Less.*compile time.*run time"):
         load_onnx(m)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("op", ["NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"])
+def test_losses_with_constant_targets(op, reduction):
+    rng = np.random.default_rng(12)
+    target = rng.integers(0, 5, (2, 3, 4)).astype(np.int64)
+    target[0, 1, 2] = -1  # ignored
+    weight = rng.random(5).astype(np.float32)
+    node = helper.make_node(op, ["x", "t", "w"], ["y"], reduction=reduction, ignore_index=-1)
+    m = _model([node], [("x", (2, 5, 3, 4))], ["y"], [("t", target), ("w", weight)])
+    _check(m, {"x": _rand((2, 5, 3, 4), 13)})

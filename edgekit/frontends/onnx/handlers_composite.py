@@ -64,7 +64,7 @@ def _out(c: Converter, node) -> str:
     return c.out_name(node.output[0])
 
 
-def _sub_node(c: Converter, node, op_type: str, inputs: list, out: str | None = None, **attrs) -> str:
+def sub_node(c: Converter, node, op_type: str, inputs: list, out: str | None = None, **attrs) -> str:
     """Convert one ONNX node (opset 18 form) made up for part of ``node``; returns its
     output's ONNX name. ``inputs`` are ONNX names or numpy constants."""
     from onnx import helper
@@ -230,9 +230,16 @@ def _reduce(c: Converter, node, a, x: str, op: OpType, since: int, out: str | No
         if a.get("noop_with_empty_axes", 0) or r == 0:
             return None
         axes = list(range(r))
-    src = sorted({c.norm_axis(ax, r) for ax in axes})
+    return reduce_source_axes(c, x, op, axes, bool(a.get("keepdims", 1)), out)
+
+
+def reduce_source_axes(c: Converter, x: str, op: OpType, src_axes, keep: bool, out: str | None) -> str:
+    """An IR reduction (MEAN, SUM, REDUCE_MAX) over source axes, the result in the IR
+    layout of its source shape (a transpose where dropping axes reorders them)."""
+    r = c.g.tensor(x).rank
+    src = sorted({c.norm_axis(ax, r) for ax in src_axes})
     ir_axes = tuple(sorted(ir_axis(ax, r) for ax in src))
-    if a.get("keepdims", 1):
+    if keep:
         return c.emit(op, [x], {"axes": ir_axes, "keep_dims": True}, out=out, dtype=DType.FLOAT32)
     remaining = [p for i, p in enumerate(ir_perm(r)) if i not in ir_axes]  # source axes in IR order
     q = tuple(remaining.index(s) for s in sorted(remaining))
@@ -283,7 +290,7 @@ def _reductions(c: Converter, node, a):
 def _chain_add(c: Converter, node, names: list[str], out: str | None) -> str:
     acc = names[0]
     for k, n in enumerate(names[1:], start=1):
-        acc = _sub_node(c, node, "Add", [acc, n], out=out if k == len(names) - 1 else None)
+        acc = sub_node(c, node, "Add", [acc, n], out=out if k == len(names) - 1 else None)
     return acc
 
 
@@ -304,7 +311,7 @@ def _sum_mean(c: Converter, node, a):
         _chain_add(c, node, names, node.output[0])
         return
     total = _chain_add(c, node, names, None)
-    _sub_node(c, node, "Div", [total, np.float32(len(names))], out=node.output[0])
+    sub_node(c, node, "Div", [total, np.float32(len(names))], out=node.output[0])
 
 
 @handler("Expand")
@@ -320,7 +327,7 @@ def _expand(c: Converter, node, a):
     if tuple(out_shape) == tuple(xshape):
         c.set_out(node, 0, x)
         return
-    _sub_node(c, node, "Mul", [node.input[0], np.ones(out_shape, np.float32)], out=node.output[0])
+    sub_node(c, node, "Mul", [node.input[0], np.ones(out_shape, np.float32)], out=node.output[0])
 
 
 @handler("Where")
@@ -342,7 +349,7 @@ def _where(c: Converter, node, a):
     ones = np.ones(out_shape, np.float32)
     if cond.all() or not cond.any():
         pick = node.input[1] if cond.all() else node.input[2]
-        _sub_node(c, node, "Mul", [pick, ones], out=node.output[0])
+        sub_node(c, node, "Mul", [pick, ones], out=node.output[0])
         return
     mask = np.broadcast_to(cond, out_shape).astype(np.float32)
 
@@ -350,17 +357,17 @@ def _where(c: Converter, node, a):
         return v.value() if isinstance(v, QConst) else np.asarray(v, np.float32)
 
     if isinstance(vx, Act) and isinstance(vy, Act):
-        px = _sub_node(c, node, "Mul", [node.input[1], mask])
-        py = _sub_node(c, node, "Mul", [node.input[2], (1 - mask).astype(np.float32)])
-        _sub_node(c, node, "Add", [px, py], out=node.output[0])
+        px = sub_node(c, node, "Mul", [node.input[1], mask])
+        py = sub_node(c, node, "Mul", [node.input[2], (1 - mask).astype(np.float32)])
+        sub_node(c, node, "Add", [px, py], out=node.output[0])
     elif isinstance(vx, Act):
         rest = np.where(cond, np.float32(0), value(vy)).astype(np.float32)
-        px = _sub_node(c, node, "Mul", [node.input[1], mask])
-        _sub_node(c, node, "Add", [px, np.broadcast_to(rest, out_shape).copy()], out=node.output[0])
+        px = sub_node(c, node, "Mul", [node.input[1], mask])
+        sub_node(c, node, "Add", [px, np.broadcast_to(rest, out_shape).copy()], out=node.output[0])
     else:
         rest = np.where(cond, value(vx), np.float32(0)).astype(np.float32)
-        py = _sub_node(c, node, "Mul", [node.input[2], (1 - mask).astype(np.float32)])
-        _sub_node(c, node, "Add", [py, np.broadcast_to(rest, out_shape).copy()], out=node.output[0])
+        py = sub_node(c, node, "Mul", [node.input[2], (1 - mask).astype(np.float32)])
+        sub_node(c, node, "Add", [py, np.broadcast_to(rest, out_shape).copy()], out=node.output[0])
 
 
 @handler("CastLike")
@@ -397,4 +404,4 @@ def _trilu(c: Converter, node, a):
     k = 0 if k is None else int(np.asarray(k).reshape(-1)[0])
     ones = np.ones(shape[-2:], np.float32)
     mask = np.triu(ones, k) if a.get("upper", 1) else np.tril(ones, k)
-    _sub_node(c, node, "Mul", [node.input[0], mask], out=node.output[0])
+    sub_node(c, node, "Mul", [node.input[0], mask], out=node.output[0])
