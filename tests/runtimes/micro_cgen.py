@@ -64,6 +64,10 @@ def case_source(idx: int, kc: KernelCall) -> tuple[str, str]:
             continue
         a = next(it)
         name = f"{p}_a{j}"
+        if kind.startswith("W:"):  # a work buffer of `a` bytes
+            defs.append(f"static int16_t {name}[{max(int(a), 2) // 2 + 1}] __attribute__((aligned(8)));")
+            call_args.append(name)
+            continue
         if kind.startswith("S:"):
             defs.append(f"static const {a.name} {name} = {_struct_init(a)};")
             call_args.append(f"&{name}")

@@ -1,0 +1,252 @@
+/* CONV_2D int8 with packed filters, Armv7E-M DSP variant: the portable kernel's bytes
+ * (TFLM reference_integer_ops::ConvPerChannel) as a matrix product of two output pixels
+ * by two output channels. The two pixels' windows are gathered (padding taps hold the
+ * input zero point, which the folded bias accounts for) and widened once to int16 with
+ * SXTB16 into scratch: per group of 4 taps, pixel 0's even and odd pairs, then pixel 1's.
+ * Per group the inner loop reads those 4 words and the 2 filter words of a channel pair
+ * (kernels.h) and does 8 SMLADs. Outputs are written pixel pair by pixel pair, each
+ * after both windows were read. */
+#include "edgekit/kernels.h"
+
+#include "fixedpoint.h"
+#include "packed.h"
+#include "simd.h"
+
+/* Copies n bytes (no library call: the runs here are a few bytes). */
+static void copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
+  int32_t i;
+  for (i = 0; i < n; i++) {
+    dst[i] = src[i];
+  }
+}
+
+static void fill_bytes(int8_t *dst, int8_t v, int32_t n) {
+  int32_t i;
+  for (i = 0; i < n; i++) {
+    dst[i] = v;
+  }
+}
+
+/* Widens n bytes (n a multiple of 4) into the column slots of one pixel: per group of 4,
+ * the SXTB16 even and odd pairs, 4 words apart from group to group. */
+static void widen(const int8_t *src, int32_t n, ek_word *slot) {
+  int32_t i;
+  for (i = 0; i < n; i += 4, slot += 4) {
+    const uint32_t v = ek_load4(src + i);
+    slot[0] = (uint32_t)ek_even(v);
+    slot[1] = (uint32_t)ek_odd(v);
+  }
+}
+
+/* One filter row (ky) of a window, kw * cin raw bytes, into dst: taps outside the input
+ * hold the input zero point. */
+static void gather_row(const ek_conv_packed_params *p, const ek_dims4 *in, const int8_t *row,
+                       int32_t in_x0, int32_t kw, int8_t *dst) {
+  const int32_t cin = in->c;
+  const int8_t zp = (int8_t)p->input_zero_point;
+  int32_t kx;
+  for (kx = 0; kx < kw; kx++) {
+    const int32_t ix = in_x0 + kx * p->dilation_w;
+    if (ix < 0 || ix >= in->w) {
+      fill_bytes(dst + kx * cin, zp, cin);
+    } else {
+      copy_bytes(dst + kx * cin, row + ix * cin, cin);
+    }
+  }
+}
+
+/* The int16 column of output pixel `pixel` into its slots. When a filter row is a whole
+ * number of groups (kw * cin % 4 == 0), rows inside the input are widened straight from
+ * it; other rows, and every row otherwise, go through the gathered window. */
+static void fill_column(const ek_conv_packed_params *p, const ek_dims4 *in, const int8_t *input,
+                        const ek_dims4 *fd, const ek_dims4 *out, int32_t pixel, int32_t kp,
+                        int8_t *window, ek_word *slot) {
+  const int32_t cin = in->c, kh = fd->h, kw = fd->w;
+  const int32_t x = pixel % out->w;
+  const int32_t y = (pixel / out->w) % out->h;
+  const int32_t b = pixel / (out->w * out->h);
+  const int32_t in_y0 = y * p->stride_h - p->pad_top;
+  const int32_t in_x0 = x * p->stride_w - p->pad_left;
+  const int32_t row_bytes = kw * cin;
+  const int32_t x_inside = in_x0 >= 0 && in_x0 + (kw - 1) * p->dilation_w < in->w;
+  const int8_t *image = input + b * in->h * in->w * cin;
+  int32_t ky;
+  if ((row_bytes & 3) == 0) {
+    for (ky = 0; ky < kh; ky++, slot += row_bytes) {
+      const int32_t iy = in_y0 + ky * p->dilation_h;
+      if (iy < 0 || iy >= in->h) {
+        fill_bytes(window, (int8_t)p->input_zero_point, row_bytes);
+      } else if (x_inside && p->dilation_w == 1) {
+        widen(image + (iy * in->w + in_x0) * cin, row_bytes, slot);
+        continue;
+      } else {
+        gather_row(p, in, image + iy * in->w * cin, in_x0, kw, window);
+      }
+      widen(window, row_bytes, slot);
+    }
+    return;
+  }
+  for (ky = 0; ky < kh; ky++) {
+    const int32_t iy = in_y0 + ky * p->dilation_h;
+    if (iy < 0 || iy >= in->h) {
+      fill_bytes(window + ky * row_bytes, (int8_t)p->input_zero_point, row_bytes);
+    } else {
+      gather_row(p, in, image + iy * in->w * cin, in_x0, kw, window + ky * row_bytes);
+    }
+  }
+  fill_bytes(window + kh * row_bytes, 0, kp - kh * row_bytes);
+  widen(window, kp, slot);
+}
+
+/* acc{channel}{pixel} += the dot products of `groups` groups (2 * groups words of the
+ * filter pair at *wp, 4 * groups column words at *xp); both pointers advance. One group:
+ * LDM of the 4 column words, 2 LDR of the filter words, 4 SXTB16, 8 SMLAD (LDRD of
+ * both filter words would need one register more than the 13 the loop has). Two groups
+ * per iteration, after one alone when `groups` is odd. The column
+ * words are pinned to r0-r3 so that LDM loads them in order. */
+static inline __attribute__((always_inline)) void pair_dot(const ek_word **xpp,
+                                                           const ek_word **wpp, int32_t groups,
+                                                           int32_t acc[4]) {
+  register uint32_t x0e __asm__("r0");
+  register uint32_t x0o __asm__("r1");
+  register uint32_t x1e __asm__("r2");
+  register uint32_t x1o __asm__("r3");
+  uint32_t w, t;
+  int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+  const ek_word *xp = *xpp, *wp = *wpp;
+  __asm__ volatile(
+      "tst %[n], #1\n\t"
+      "beq 2f\n\t"
+      "ldm %[xp]!, {%[x0e], %[x0o], %[x1e], %[x1o]}\n\t"
+      "ldr %[w], [%[wp]], #4\n\t"
+      "sxtb16 %[t], %[w], ror #8\n\t"
+      "sxtb16 %[w], %[w]\n\t"
+      "smlad %[a00], %[w], %[x0e], %[a00]\n\t"
+      "smlad %[a00], %[t], %[x0o], %[a00]\n\t"
+      "smlad %[a01], %[w], %[x1e], %[a01]\n\t"
+      "smlad %[a01], %[t], %[x1o], %[a01]\n\t"
+      "ldr %[w], [%[wp]], #4\n\t"
+      "sxtb16 %[t], %[w], ror #8\n\t"
+      "sxtb16 %[w], %[w]\n\t"
+      "smlad %[a10], %[w], %[x0e], %[a10]\n\t"
+      "smlad %[a10], %[t], %[x0o], %[a10]\n\t"
+      "smlad %[a11], %[w], %[x1e], %[a11]\n\t"
+      "smlad %[a11], %[t], %[x1o], %[a11]\n\t"
+      "2:\n\t"
+      "lsrs %[n], %[n], #1\n\t"
+      "beq 3f\n\t"
+      "1:\n\t"
+      "ldm %[xp]!, {%[x0e], %[x0o], %[x1e], %[x1o]}\n\t"
+      "ldr %[w], [%[wp]], #4\n\t"
+      "sxtb16 %[t], %[w], ror #8\n\t"
+      "sxtb16 %[w], %[w]\n\t"
+      "smlad %[a00], %[w], %[x0e], %[a00]\n\t"
+      "smlad %[a00], %[t], %[x0o], %[a00]\n\t"
+      "smlad %[a01], %[w], %[x1e], %[a01]\n\t"
+      "smlad %[a01], %[t], %[x1o], %[a01]\n\t"
+      "ldr %[w], [%[wp]], #4\n\t"
+      "sxtb16 %[t], %[w], ror #8\n\t"
+      "sxtb16 %[w], %[w]\n\t"
+      "smlad %[a10], %[w], %[x0e], %[a10]\n\t"
+      "smlad %[a10], %[t], %[x0o], %[a10]\n\t"
+      "smlad %[a11], %[w], %[x1e], %[a11]\n\t"
+      "smlad %[a11], %[t], %[x1o], %[a11]\n\t"
+      "ldm %[xp]!, {%[x0e], %[x0o], %[x1e], %[x1o]}\n\t"
+      "ldr %[w], [%[wp]], #4\n\t"
+      "sxtb16 %[t], %[w], ror #8\n\t"
+      "sxtb16 %[w], %[w]\n\t"
+      "smlad %[a00], %[w], %[x0e], %[a00]\n\t"
+      "smlad %[a00], %[t], %[x0o], %[a00]\n\t"
+      "smlad %[a01], %[w], %[x1e], %[a01]\n\t"
+      "smlad %[a01], %[t], %[x1o], %[a01]\n\t"
+      "ldr %[w], [%[wp]], #4\n\t"
+      "sxtb16 %[t], %[w], ror #8\n\t"
+      "sxtb16 %[w], %[w]\n\t"
+      "smlad %[a10], %[w], %[x0e], %[a10]\n\t"
+      "smlad %[a10], %[t], %[x0o], %[a10]\n\t"
+      "smlad %[a11], %[w], %[x1e], %[a11]\n\t"
+      "smlad %[a11], %[t], %[x1o], %[a11]\n\t"
+      "subs %[n], %[n], #1\n\t"
+      "bne 1b\n\t"
+      "3:\n\t"
+      : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [xp] "+r"(xp),
+        [wp] "+r"(wp), [n] "+r"(groups), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e),
+        [x1o] "=&r"(x1o), [w] "=&r"(w), [t] "=&r"(t)
+      :
+      : "cc", "memory");
+  acc[0] = a00;
+  acc[1] = a01;
+  acc[2] = a10;
+  acc[3] = a11;
+  *xpp = xp;
+  *wpp = wp;
+}
+
+/* Every channel pair of one pixel pair; `fast` is a constant at each call. */
+static inline __attribute__((always_inline)) void channel_pairs(
+    const ek_conv_packed_params *p, const int32_t *mult, const int32_t *shift,
+    const ek_word *cols, int32_t groups, const ek_word *wp, const int32_t *bias, int32_t cout,
+    int8_t *o0, int8_t *o1, const int32_t fast) {
+  const int32_t lo = p->act_min, hi = p->act_max;
+  const int32_t out_off = p->output_offset;
+  const int32_t round1 = 1 + 2 * out_off;
+  int32_t oc;
+  for (oc = 0; oc < cout; oc += 2) {
+    const int32_t has1 = oc + 1 < cout;
+    const int32_t b0 = bias[oc];
+    const int32_t b1 = has1 ? bias[oc + 1] : 0;
+    int32_t acc[4];
+    const ek_word *xp = cols;
+    int32_t a00, a01, a10, a11;
+    acc[0] = acc[1] = b0;
+    acc[2] = acc[3] = b1;
+    pair_dot(&xp, &wp, groups, acc);
+    a00 = acc[0];
+    a01 = acc[1];
+    a10 = acc[2];
+    a11 = acc[3];
+    if (fast) {
+      o0[oc] = ek_packed_fast_out(a00, mult[oc], shift[oc], round1, lo, hi);
+      o1[oc] = ek_packed_fast_out(a01, mult[oc], shift[oc], round1, lo, hi);
+      if (has1) {
+        o0[oc + 1] = ek_packed_fast_out(a10, mult[oc + 1], shift[oc + 1], round1, lo, hi);
+        o1[oc + 1] = ek_packed_fast_out(a11, mult[oc + 1], shift[oc + 1], round1, lo, hi);
+      }
+    } else {
+      o0[oc] = ek_packed_exact_out(a00, mult[oc], shift[oc], out_off, lo, hi);
+      o1[oc] = ek_packed_exact_out(a01, mult[oc], shift[oc], out_off, lo, hi);
+      if (has1) {
+        o0[oc + 1] = ek_packed_exact_out(a10, mult[oc + 1], shift[oc + 1], out_off, lo, hi);
+        o1[oc + 1] = ek_packed_exact_out(a11, mult[oc + 1], shift[oc + 1], out_off, lo, hi);
+      }
+    }
+  }
+}
+
+void ek_conv2d_packed_s8(const ek_conv_packed_params *p, const int32_t *mult,
+                         const int32_t *shift, const ek_dims4 *in, const int8_t *input,
+                         const ek_dims4 *fd, const int8_t *packed_filter,
+                         const int32_t *folded_bias, const ek_dims4 *out, int8_t *output,
+                         int16_t *scratch) {
+  const int32_t kp = (fd->h * fd->w * in->c + 3) & ~3;
+  const int32_t groups = kp >> 2;
+  const int32_t cout = out->c;
+  const int32_t pixels = out->n * out->h * out->w;
+  ek_word *cols = (ek_word *)(void *)scratch;
+  int8_t *window = (int8_t *)(void *)scratch + 4 * kp;
+  const ek_word *wp = (const ek_word *)(const void *)packed_filter;
+  int32_t pix;
+  for (pix = 0; pix < pixels; pix += 2) {
+    /* An odd last pixel is paired with itself and written twice (same bytes). */
+    const int32_t pix1 = pix + 1 < pixels ? pix + 1 : pix;
+    fill_column(p, in, input, fd, out, pix, kp, window, cols);
+    fill_column(p, in, input, fd, out, pix1, kp, window, cols + 2);
+    if (p->fast_requant) {
+      channel_pairs(p, mult, shift, cols, groups, wp, folded_bias, cout, output + pix * cout,
+                    output + pix1 * cout, 1);
+    } else {
+      channel_pairs(p, mult, shift, cols, groups, wp, folded_bias, cout, output + pix * cout,
+                    output + pix1 * cout, 0);
+    }
+  }
+}
