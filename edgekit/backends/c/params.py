@@ -43,6 +43,8 @@ SUPPORTED_OPS = (
     OpType.PACK, OpType.UNPACK, OpType.DEPTH_TO_SPACE, OpType.SPACE_TO_DEPTH, OpType.CAST,
     # reductions, matrix products (edgekit/backends/c/lower_reduction.py)
     OpType.REDUCE_MAX, OpType.SUM, OpType.ARG_MAX, OpType.ARG_MIN, OpType.L2_NORMALIZATION, OpType.BATCH_MATMUL,
+    # recurrent (edgekit/backends/c/lower_recurrent.py)
+    OpType.UNIDIRECTIONAL_SEQUENCE_LSTM,
 )
 _REDUCTION_OPS = ("REDUCE_MAX", "SUM", "ARG_MAX", "ARG_MIN", "L2_NORMALIZATION", "BATCH_MATMUL")
 SOFTMAX_OUT = (np.float32(1.0 / 256), -128)
@@ -391,6 +393,10 @@ class _Lowering:
             from edgekit.backends.c.lower_resample import lower_resample
 
             return lower_resample(self)
+        if t is OpType.UNIDIRECTIONAL_SEQUENCE_LSTM:
+            from edgekit.backends.c.lower_recurrent import lower_lstm
+
+            return lower_lstm(self)
         if t.value in _REDUCTION_OPS:
             from edgekit.backends.c.lower_reduction import lower_reduction
 
@@ -624,6 +630,15 @@ def check_supported(graph: Graph) -> None:
                                      "no MCU kernel for this operator")
 
 
-def lower_op(graph: Graph, op: Op) -> KernelCall | None:
-    """The kernel call of ``op`` (None for RESHAPE, an alias); raises UnsupportedOpError."""
-    return _Lowering(graph, op).lower()
+def lower_op(graph: Graph, op: Op, features=None, variant: str = "auto") -> KernelCall | None:
+    """The kernel call of ``op`` (None for RESHAPE, an alias); raises UnsupportedOpError.
+    With the target's ``features`` (and kernel ``variant``), a conv or fully-connected layer
+    may get the packed kernel instead (``edgekit.backends.c.packed``: weights in the
+    kernel's layout, chosen per layer by a cost model); without them (model packages) the
+    generic kernels of every target."""
+    call = _Lowering(graph, op).lower()
+    if features is None:
+        return call
+    from edgekit.backends.c.packed import prefer_packed
+
+    return prefer_packed(call, features, variant=variant)

@@ -187,4 +187,7 @@ def cases(seed: int = 7) -> dict[str, Graph]:
     from tests.backends.c.graphs_reduction import reduction_cases
 
     out.update(reduction_cases(rng))
+    from tests.backends.c.graphs_recurrent import recurrent_cases
+
+    out.update(recurrent_cases(rng))
     return out

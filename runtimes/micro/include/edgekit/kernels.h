@@ -485,6 +485,36 @@ void ek_requantize_s8(const ek_requant_params *params, int32_t size,
 void ek_dequantize_s8_f32(float scale, int32_t zero_point, int32_t size,
                           const int8_t *input, float *output);
 
+/* ------------------------------------------------------------------------ */
+/* Recurrent                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+  int32_t batches, steps, input_size, hidden;
+  int32_t time_major;     /* 1: input [steps, batches, input_size]; 0: [batches, steps, input_size] */
+  int32_t input_offset;   /* -zero point of the input */
+  int32_t hidden_offset;  /* -zero point of the hidden state (= the output's) */
+  int32_t output_offset;  /* zero point of the output */
+  /* per gate (input, forget, cell, output): input and recurrent products -> Q3.12 */
+  int32_t input_mult[4], input_shift[4], recurrent_mult[4], recurrent_shift[4];
+  int32_t forget_mult, forget_shift;         /* f * c: 2^-15 * s_c / s_c */
+  int32_t input_gate_mult, input_gate_shift; /* i * g: 2^-30 / s_c */
+  int32_t output_mult, output_shift;         /* o * tanh(c): 2^-30 / s_output */
+  int32_t cell_tanh_multiplier, cell_tanh_shift; /* TFLM's tanh input rescale of the cell state */
+  int32_t use_clip, cell_clip;               /* clamp the cell state to +-cell_clip when use_clip */
+} ek_lstm_params;
+
+/* UNIDIRECTIONAL_SEQUENCE_LSTM, TFLM lstm_eval (8-bit activations, 8-bit weights,
+ * 16-bit cell state; double-rounding MBQM), states starting at zero. Per step and
+ * gate: sat16(clamp16(MBQM(W x + b)) + clamp16(MBQM(R h))) -> 16-bit LUT sigmoid/tanh
+ * (Q0.15); c = sat16(MBQM(f c) + MBQM(i g)) (clipped); h = MBQM(o tanh(c)) + zp -> int8,
+ * written to the output row of the step (the hidden state is read back from there).
+ * input_weights [4][hidden][input_size], recurrent_weights [4][hidden][hidden], bias
+ * [4][hidden], gates in the order input, forget, cell, output. output must not
+ * overlap input. Stack: 2 * hidden bytes (the cell state). */
+void ek_lstm_s8(const ek_lstm_params *params, const int8_t *input, const int8_t *input_weights,
+                const int8_t *recurrent_weights, const int32_t *bias, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif
