@@ -416,6 +416,7 @@ class _Importer:
         self.clamp_chains: list[tuple] = []  # hardtanh(-1, 1) decompositions, fused after the passes
         self.zero_pads: dict[str, tuple] = {}  # PAD output -> (input, (top, left, bottom, right)), H/W only
         self.node = None
+        self.preset: dict[Any, Any] = {}  # FX node -> value decided by a pattern at an earlier node
 
     # -- errors -------------------------------------------------------------
     def unsupported(self, detail: str = "", node=None, op: str | None = None):
@@ -633,6 +634,9 @@ class _Importer:
                 self.vals[node] = _Val(None, v.const[idx].shape, np.asarray(v.const[idx]))
                 return
             raise self.unsupported("getitem on a value that is not a tuple", op="getitem")
+        if node in self.preset:  # e.g. the division of F.normalize (torch_reduction.vector_norm)
+            self.vals[node] = self.preset.pop(node)
+            return
         key = _op_key(target)
         if key in _SKIP or (key.startswith("aten._") and any(s in key for s in _SKIP_TARGETS_STR)):
             self.vals[node] = None
@@ -644,7 +648,8 @@ class _Importer:
             self.vals[node] = self._fold(node)
             return
         meta = node.meta.get("val")
-        if isinstance(meta, torch.Tensor) and meta.dtype != torch.float32 and key not in ("aten._to_copy", "aten.to"):
+        if isinstance(meta, torch.Tensor) and meta.dtype != torch.float32 and key not in ("aten._to_copy", "aten.to") \
+                and key not in _reduction.INTEGER_OUTPUT:
             raise self.unsupported(f"it produces {meta.dtype} values; edgekit imports float32 models")
         if key in _IDENTITY:
             if isinstance(meta, torch.Tensor) and meta.dtype != torch.float32:
@@ -821,10 +826,12 @@ class _Importer:
 @_handles("aten.conv2d", "aten.convolution", "aten._convolution")
 def _conv(im: _Importer, node, a) -> _Val:
     x = im.act(a["input"])
-    if len(x.shape) != 4:
-        raise im.unsupported(f"only 2-D convolution is supported (input is {len(x.shape)}-D)")
     if a.get("transposed"):
-        raise im.unsupported("transposed convolution is not supported")
+        return _resample.conv_transpose2d(im, node, a)
+    if len(x.shape) == 3:
+        return _resample.conv1d(im, node, a)
+    if len(x.shape) != 4:
+        raise im.unsupported(f"only 1-D and 2-D convolution is supported (input is {len(x.shape)}-D)")
     w = im.const(a["weight"], "the convolution weight")
     b = None if a.get("bias") is None else im.const(a["bias"], "the convolution bias")
     stride, dil = _pair(a["stride"]) or (1, 1), _pair(a["dilation"]) or (1, 1)
@@ -969,27 +976,6 @@ def _hardsigmoid(im, node, a):
     return im.result(im.scalar_op(OpType.MUL, t, 1.0 / 6.0, shape, node.name))
 
 
-@_handles("aten.hardswish")
-def _hardswish(im, node, a):
-    x = im.act(a["self"])
-    shape = _ir_shape(x.shape)
-    t = im.scalar_op(OpType.ADD, x.name, 3.0, shape, im.tmp("plus3"), activation="RELU6")
-    m = im.emit(OpType.MUL, [x.name, t], shape, hint=im.tmp("gate"))
-    return im.result(im.scalar_op(OpType.MUL, m, 1.0 / 6.0, shape, node.name))
-
-
-@_handles("aten.leaky_relu")
-def _leaky_relu(im, node, a):
-    x = im.act(a["self"])
-    slope = float(a.get("negative_slope", 0.01))
-    shape = _ir_shape(x.shape)
-    # slope * x + (1 - slope) * relu(x)
-    lin = im.scalar_op(OpType.MUL, x.name, slope, shape, im.tmp("linear"))
-    r = im.emit(OpType.RELU, [x.name], shape, hint=im.tmp("relu"))
-    rs = im.scalar_op(OpType.MUL, r, 1.0 - slope, shape, im.tmp("pos"))
-    return im.result(im.emit(OpType.ADD, [lin, rs], shape))
-
-
 @_handles("aten.neg")
 def _neg(im, node, a):
     x = im.act(a["self"])
@@ -1031,7 +1017,7 @@ def _div(im, node, a):
         raise im.unsupported(f"division with rounding_mode={a['rounding_mode']!r}")
     x, d = im.val(a["self"]), im.val(a["other"])
     if not d.is_const:
-        raise im.unsupported("division by a computed tensor; only division by a constant is supported")
+        return _elementwise.divide(im, x, d)
     with np.errstate(divide="ignore"):
         recip = (1.0 / np.asarray(d.const, np.float64)).astype(np.float32)
     return im.result(im.binary(OpType.MUL, x, _Val(None, d.shape, recip)))
@@ -1327,9 +1313,33 @@ def _native_dropout(im, node, a):
 
 # Recurrent layers (nn.LSTM, nn.GRU): edgekit.frontends.torch_recurrent.
 from edgekit.frontends import torch_recurrent as _recurrent  # noqa: E402
+from edgekit.frontends import torch_resample as _resample  # noqa: E402
+from edgekit.frontends import torch_elementwise as _elementwise  # noqa: E402
 
 _handles("aten.lstm")(_recurrent.lstm)
+
+# Elementwise ops (hard-swish, leaky/parametric ReLU, GELU, ...): edgekit.frontends.torch_elementwise.
+for _name, _fn in _elementwise.HANDLERS.items():
+    _handles(_name)(_fn)
 _handles("aten.gru")(_recurrent.gru)
+
+# Resizing, transposed and 1-D convolution and pooling: edgekit.frontends.torch_resample.
+_handles("aten.upsample_nearest2d")(_resample.upsample_nearest)
+_handles("aten._upsample_nearest_exact2d")(_resample.upsample_nearest_exact)
+_handles("aten.upsample_bilinear2d")(_resample.upsample_bilinear)
+_handles("aten.conv_transpose2d")(_resample.conv_transpose2d)
+_handles("aten.conv1d")(_resample.conv1d)
+_handles("aten.max_pool1d")(_resample.max_pool1d)
+_handles("aten.max_pool1d_with_indices")(_resample.max_pool1d_with_indices)
+_handles("aten.avg_pool1d")(_resample.avg_pool1d)
+_handles("aten.adaptive_avg_pool1d")(_resample.adaptive_avg_pool1d)
+_handles("aten.adaptive_max_pool1d")(_resample.adaptive_max_pool1d)
+
+# Reductions, normalizations, matrix products: edgekit.frontends.torch_reduction.
+from edgekit.frontends import torch_reduction as _reduction  # noqa: E402
+
+for _name, _fn in _reduction.HANDLERS.items():
+    _handles(_name)(_fn)
 
 SUPPORTED_TORCH_OPS: tuple[str, ...] = tuple(sorted(set(_HANDLERS) | _IDENTITY))
 
