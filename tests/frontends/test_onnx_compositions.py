@@ -164,3 +164,22 @@ def test_losses_with_constant_targets(op, reduction):
     node = helper.make_node(op, ["x", "t", "w"], ["y"], reduction=reduction, ignore_index=-1)
     m = _model([node], [("x", (2, 5, 3, 4))], ["y"], [("t", target), ("w", weight)])
     _check(m, {"x": _rand((2, 5, 3, 4), 13)})
+
+
+def test_op_without_a_converter_imports_through_its_onnx_function(monkeypatch):
+    from edgekit.frontends.onnx import convert
+
+    monkeypatch.delitem(convert._HANDLERS, "HardSwish", raising=False)  # force the function path
+    m = _model([helper.make_node("HardSwish", ["x"], ["y"])], [("x", (2, 3, 4, 5))], ["y"], opset=14)
+    g = _check(m, {"x": _rand((2, 3, 4, 5), 14, 4.0)})
+    assert "HARD_SWISH" not in {op.type.value for op in g.ops}
+
+
+def test_function_body_needing_a_missing_op_names_both(monkeypatch):
+    from edgekit.frontends.onnx import convert
+
+    monkeypatch.delitem(convert._HANDLERS, "HardSwish", raising=False)
+    monkeypatch.delitem(convert._HANDLERS, "HardSigmoid")
+    m = _model([helper.make_node("HardSwish", ["x"], ["y"])], [("x", (2, 3))], ["y"], opset=14)
+    with pytest.raises(UnsupportedOpError, match="HardSwish.*ONNX function definition.*HardSigmoid"):
+        load_onnx(m)

@@ -37,6 +37,15 @@ def handler(*names: str):
     return deco
 
 
+_EXPANDERS: list[Callable] = []  # tried in order for ops no handler claims (``functions``)
+
+
+def register_expander(fn: Callable) -> Callable:
+    """``fn(converter, node) -> bool``: converts a node no handler claims (True), or declines."""
+    _EXPANDERS.append(fn)
+    return fn
+
+
 def folder(*names: str):
     def deco(fn):
         for n in names:
@@ -349,6 +358,8 @@ class Converter:
                                      "operators outside the default ONNX domain are not supported")
         fn = _HANDLERS.get(op)
         if fn is None:
+            if any(expand(self, node) for expand in _EXPANDERS):
+                return
             raise UnsupportedOpError(op, self.node_name(node), self.supported)
         a = attributes(node, self.label)
         fold = _FOLDERS.get(op)
