@@ -55,8 +55,8 @@ def _source_shape(graph) -> tuple[int, ...]:
 @click.option("--model-version", metavar="TEXT", help="Version string stored in the bundle manifest.")
 @click.option("--flash", metavar="SIZE", help="Flash size to check against instead of the target's, e.g. 256KiB.")
 @click.option("--sram", metavar="SIZE", help="SRAM size to check against instead of the target's, e.g. 64KiB.")
-@click.option("--variant", type=click.Choice(["auto", "portable", "dsp"]), default="auto",
-              show_default=True, help="Kernel variant: by target features, portable C, or Arm DSP.")
+@click.option("--variant", type=click.Choice(["auto", "portable", "dsp", "mve"]), default="auto",
+              show_default=True, help="Kernel variant: by target features, portable C, Arm DSP, or Helium (MVE).")
 @click.option("--targets-dir", "targets_dirs", multiple=True, metavar="DIR",
               type=click.Path(path_type=Path), help="Extra folder of target .toml files.")
 @click.option("--tune-trials", type=click.IntRange(min=1), metavar="N",

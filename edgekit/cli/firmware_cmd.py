@@ -21,8 +21,8 @@ console = make_console()
                    "which runs packages uploaded with `edgekit flash`).")
 @click.option("--out", "-o", "out_dir", metavar="DIR", help="Output folder (default: ./firmware-<board>).")
 @click.option("--board", metavar="BOARD", help="Board port, when several exist for the target.")
-@click.option("--variant", type=click.Choice(["auto", "portable", "dsp"]), default="auto",
-              show_default=True, help="Kernel variant: by target features, portable C, or Arm DSP.")
+@click.option("--variant", type=click.Choice(["auto", "portable", "dsp", "mve"]), default="auto",
+              show_default=True, help="Kernel variant: by target features, portable C, Arm DSP, or Helium (MVE).")
 @click.option("--profile", is_flag=True,
               help="Time every op (edgekit hil --profile reads the per-op counts); a few "
                    "instructions per op more.")

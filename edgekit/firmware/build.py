@@ -11,7 +11,7 @@ Two variants:
   (``compile_model``) is compiled into the image and INFER runs it; uploads are refused.
 
 The toolchain flags come from ``targets/<target>.toml``; the kernel variant from the
-target's features (``variant="auto"``), or ``"portable"`` / ``"dsp"``. Everything is
+target's features (``variant="auto"``), or ``"portable"`` / ``"dsp"`` / ``"mve"``. Everything is
 compiled with ``-std=c99 -Wall -Wextra -Werror -O2``.
 """
 
@@ -137,7 +137,7 @@ class FirmwareBuild:
     board: str
     target: str
     kind: str                # "slots" or "linked"
-    kernel_variant: str      # "dsp" when any kernel uses its dsp variant, else "portable"
+    kernel_variant: str      # "mve" / "dsp" when any kernel uses that variant, else "portable"
     sizes: dict = field(default_factory=dict)   # text, data, bss
     command: list[str] = field(default_factory=list)
 
@@ -173,7 +173,12 @@ def _kernel_sources(features, variant: str) -> tuple[list[Path], str]:
         choice = library.choose(kernel, features, variant)
         used.add(choice.variant)
         srcs += [root / s for s in choice.sources]
-    return srcs, "dsp" if "dsp" in used else "portable"
+    return srcs, _summary_variant(used)
+
+
+def _summary_variant(used) -> str:
+    """The firmware's kernel variant in one word: the most specialized one any kernel uses."""
+    return next((v for v in ("mve", "dsp") if v in used), "portable")
 
 
 def _sizes(cc: str, elf: Path) -> dict:
@@ -201,7 +206,7 @@ def build_firmware(target, out_dir, *, model=None, variant: str = "auto", board:
 
     ``model=None``: the model-slot firmware. ``model=<int8 IR graph>``: the graph is
     compiled to C by ``edgekit.backends.c.compile_model`` and linked into the image.
-    ``variant``: kernel variant ("auto", "portable", "dsp"). ``board``: the board port
+    ``variant``: kernel variant ("auto", "portable", "dsp", "mve"). ``board``: the board port
     when several exist for one target. ``profile``: time every op (the PROFILE message;
     a few instructions per op more).
     """
@@ -220,8 +225,8 @@ def build_firmware_info(target, out_dir, *, model=None, variant: str = "auto",
     tgt = target if isinstance(target, Target) else load_target(port.target)
     if tgt.name != port.target:
         raise BadInputError(f"board {port.name} is a port for target {port.target}, not {tgt.name}")
-    if variant not in ("auto", "portable", "dsp"):
-        raise BadInputError(f"unknown kernel variant {variant!r}; choose auto, portable or dsp")
+    if variant not in ("auto", "portable", "dsp", "mve"):
+        raise BadInputError(f"unknown kernel variant {variant!r}; choose auto, portable, dsp or mve")
     cc = _tool(tgt.toolchain.cc)
     app = firmware_root() / "app"
     out_dir = Path(out_dir)
@@ -299,7 +304,7 @@ def _compile_linked(graph, tgt, out_dir: Path, variant: str) -> tuple[Path, dict
         "weights": int(res.flash.get("weights", 0)),
         "name": graph.name,
         "hash": digest,
-        "variant": "dsp" if "dsp" in kv else "portable",
+        "variant": _summary_variant(kv),
     }
 
 

@@ -4,9 +4,9 @@
 Per kernel, ``variant="auto"`` takes the first variant in the manifest's
 ``variant_order`` whose ``requires`` features the target has, and at least one of its
 ``requires_any`` when listed (the rule of runtimes/micro/README.md); ``"portable"``
-takes the portable variant everywhere; ``"dsp"`` (``"linux"``) prefers the dsp (linux)
-variants, the target must have their features, and falls back to portable for
-kernels that have no such variant.
+takes the portable variant everywhere; ``"dsp"`` (``"linux"``, ``"mve"``) prefers the dsp
+(linux, mve) variants, the target must have their features, and falls back to portable
+for kernels that have no such variant (``"mve"``: to dsp, then portable).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from edgekit.errors import BadInputError
 from edgekit.resources import micro_runtime_dir
 
-VARIANTS = ("auto", "portable", "dsp", "linux")
+VARIANTS = ("auto", "portable", "dsp", "linux", "mve")
 
 
 def micro_root() -> Path:
@@ -44,7 +44,7 @@ def manifest() -> dict:
 class KernelChoice:
     kernel: str          # key of kernels.json
     function: str
-    variant: str         # "portable", "dsp" or "linux"
+    variant: str         # "portable", "dsp", "linux" or "mve"
     sources: tuple[str, ...]   # paths relative to runtimes/micro
     headers: tuple[str, ...]
 
@@ -71,9 +71,14 @@ def choose(kernel: str, features, variant: str = "auto") -> KernelChoice:
                                 "(Armv7E-M / Armv8-M DSP extension)")
         if variant == "linux" and not fits(m["variants"]["linux"], features):
             raise BadInputError("the linux kernels need a target with the 'neon' or 'avx2' feature")
+        if variant == "mve" and not fits(m["variants"]["mve"], features):
+            raise BadInputError("the mve kernels need a target with the 'mve' feature (Helium, "
+                                "e.g. cortex-m55)")
         order = list(m["variant_order"])
         if variant in ("dsp", "linux"):
             order = [variant, "portable"]
+        elif variant == "mve":
+            order = ["mve", "dsp", "portable"]
     for v in order:
         if v in spec["variants"] and fits(m["variants"][v], features):
             files = spec["variants"][v]
