@@ -53,9 +53,13 @@ def check_shared_quant(graph: Graph, op: Op, inputs: list[str], outputs: list[st
 # ----------------------------------------------------------------------------- kernels
 
 
+def _dense(a: np.ndarray) -> np.ndarray:
+    return np.require(a, requirements="C")  # (ascontiguousarray would make 0-d 1-d)
+
+
 def slice_(x: np.ndarray, begin, size) -> np.ndarray:
     idx = tuple(slice(int(b), int(b) + int(s)) for b, s in zip(begin, size))
-    return np.ascontiguousarray(x[idx])
+    return _dense(x[idx])
 
 
 def strided_slice(x: np.ndarray, begin, end, strides, shrink_axis_mask: int = 0) -> np.ndarray:
@@ -66,20 +70,20 @@ def strided_slice(x: np.ndarray, begin, end, strides, shrink_axis_mask: int = 0)
     shrink = tuple(i for i in range(x.ndim) if shrink_axis_mask >> i & 1)
     if shrink:
         out = out.reshape([d for i, d in enumerate(out.shape) if i not in shrink])
-    return np.ascontiguousarray(out)
+    return _dense(out)
 
 
 def split(x: np.ndarray, axis: int, sizes) -> list[np.ndarray]:
     cuts = np.cumsum([int(s) for s in sizes])[:-1]
-    return [np.ascontiguousarray(p) for p in np.split(x, cuts, axis=axis)]
+    return [_dense(p) for p in np.split(x, cuts, axis=axis)]
 
 
 def unpack(x: np.ndarray, axis: int) -> list[np.ndarray]:
-    return [np.ascontiguousarray(np.take(x, i, axis=axis)) for i in range(x.shape[axis])]
+    return [_dense(np.take(x, i, axis=axis)) for i in range(x.shape[axis])]
 
 
 def pack(xs: list[np.ndarray], axis: int) -> np.ndarray:
-    return np.ascontiguousarray(np.stack(xs, axis=axis))
+    return _dense(np.stack(xs, axis=axis))
 
 
 def gather(x: np.ndarray, indices: np.ndarray, axis: int, batch_dims: int = 0) -> np.ndarray:
@@ -91,27 +95,27 @@ def gather(x: np.ndarray, indices: np.ndarray, axis: int, batch_dims: int = 0) -
                             f"{int(indices.max())}], axis {axis} has {x.shape[axis]} entries")
     idx = indices.astype(np.int64)
     if batch_dims == 0:
-        return np.ascontiguousarray(np.take(x, idx, axis=axis))
+        return _dense(np.take(x, idx, axis=axis))
     lead = x.shape[:batch_dims]
     nb = int(np.prod(lead, dtype=np.int64))
     xb = x.reshape((nb,) + x.shape[batch_dims:])
     ib = idx.reshape((nb,) + idx.shape[batch_dims:])
     parts = [np.take(xb[i], ib[i], axis=axis - batch_dims) for i in range(nb)]
     out = np.stack(parts) if parts else np.zeros((0,), x.dtype)
-    return np.ascontiguousarray(out.reshape(lead + out.shape[1:]))
+    return _dense(out.reshape(lead + out.shape[1:]))
 
 
 def depth_to_space(x: np.ndarray, block: int) -> np.ndarray:
     n, h, w, c = x.shape
     oc = c // (block * block)
     y = x.reshape(n, h, w, block, block, oc).transpose(0, 1, 3, 2, 4, 5)
-    return np.ascontiguousarray(y.reshape(n, h * block, w * block, oc))
+    return _dense(y.reshape(n, h * block, w * block, oc))
 
 
 def space_to_depth(x: np.ndarray, block: int) -> np.ndarray:
     n, h, w, c = x.shape
     y = x.reshape(n, h // block, block, w // block, block, c).transpose(0, 1, 3, 2, 4, 5)
-    return np.ascontiguousarray(y.reshape(n, h // block, w // block, block * block * c))
+    return _dense(y.reshape(n, h // block, w // block, block * block * c))
 
 
 CASTABLE = (DType.FLOAT32, DType.INT8, DType.INT16, DType.INT32, DType.BOOL)
@@ -191,7 +195,7 @@ def run_movement(graph: Graph, op: Op, attrs: dict, args: list) -> list[np.ndarr
         axes = tuple(int(a) for a in attrs["axes"])
         for a in axes:
             axis0_refused(a)
-        return [np.ascontiguousarray(x.reshape([d for i, d in enumerate(x.shape) if i not in axes]))]
+        return [_dense(x.reshape([d for i, d in enumerate(x.shape) if i not in axes]))]
     if t is OpType.EXPAND_DIMS:
         axis0_refused(attrs["axis"])
         return [np.expand_dims(x, attrs["axis"])]

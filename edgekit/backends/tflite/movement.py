@@ -44,17 +44,19 @@ def lower_movement(low, op: Op, a: dict) -> None:
         low.emit(BuiltinOperator.SLICE, _version(xdt), ins + [i32("begin", a["begin"]), i32("size", a["size"])],
                  outs, BuiltinOptions.SliceOptions, [])
     elif t is OpType.STRIDED_SLICE:
-        end = list(a["end"])
+        begin, end, strides = list(a["begin"]), list(a["end"]), list(a["strides"])
         end_mask = 0
-        for i, (e, s) in enumerate(zip(end, a["strides"])):
-            if e < 0 and s < 0:
+        for i in range(len(end)):
+            if a["shrink_axis_mask"] >> i & 1:  # TFLite takes begin only, and stops at begin + 1
+                end[i], strides[i] = begin[i] + 1, 1
+            elif end[i] < 0 and strides[i] < 0:
                 end_mask |= 1 << i
                 end[i] = 0
         opts = [(0, "i32", 0), (1, "i32", end_mask), (2, "i32", 0), (3, "i32", 0),
                 (4, "i32", int(a["shrink_axis_mask"]))]
         version = 4 if xt.rank > 4 else _version(xdt)
         low.emit(BuiltinOperator.STRIDED_SLICE, version,
-                 ins + [i32("begin", a["begin"]), i32("end", end), i32("strides", a["strides"])],
+                 ins + [i32("begin", begin), i32("end", end), i32("strides", strides)],
                  outs, BuiltinOptions.StridedSliceOptions, opts)
     elif t is OpType.SPLIT:
         sizes = [int(s) for s in a["sizes"]]
