@@ -18,6 +18,7 @@ from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import OpType, normalize_attrs
 from edgekit.ir.passes import run_passes
 from edgekit.ir.verify import verify
+from edgekit.quantize.elementwise import rewrite_for_int8
 from edgekit.quantize import recurrent, scheme
 from edgekit.quantize.calibrate import METHODS, Range, activation_tensors, as_input_list, calibrate
 from edgekit.quantize.plan import ActivationPlan, plan_activations
@@ -70,6 +71,7 @@ def prepare_float_graph(graph: Graph) -> tuple[Graph, bool]:
     hybrid = any(op.type in scheme.WEIGHT_AXIS and op.input(1) and g.tensor(op.inputs[1]).dtype is DType.INT8
                  for op in g.ops)
     run_passes(g, ["dequantize_weights"])
+    rewrite_for_int8(g)
     run_passes(g)
     supported = sorted(t.value for t in scheme.QUANTIZABLE)
     for op in g.ops:

@@ -43,6 +43,13 @@ OWN_RANGE |= {OpType.UNIDIRECTIONAL_SEQUENCE_LSTM}
 SHARES_INPUT |= {OpType.REDUCE_MAX}
 FIXED_OUTPUT[OpType.L2_NORMALIZATION] = (1.0 / 128, 0)
 OWN_RANGE |= {OpType.SUM, OpType.BATCH_MATMUL}
+# Elementwise: each output has its own range (TFLM rescales in every one of them), except
+# MAXIMUM/MINIMUM, which compare raw values: their inputs and output join one group.
+# NEG is quantized as MUL by -1 (edgekit.quantize.elementwise), since LiteRT's int8 NEG
+# negates raw values.
+OWN_RANGE |= {OpType.HARD_SWISH, OpType.LEAKY_RELU, OpType.PRELU, OpType.ABS, OpType.EXP,
+              OpType.LOG, OpType.SQRT, OpType.RSQRT, OpType.GELU, OpType.DIV, OpType.SQUARED_DIFFERENCE}
+PACKS_INPUTS |= {OpType.MAXIMUM, OpType.MINIMUM}
 INDEX_OUTPUT = {OpType.ARG_MAX, OpType.ARG_MIN}
 QUANTIZABLE = set(WEIGHT_AXIS) | set(FIXED_OUTPUT) | SHARES_INPUT | OWN_RANGE | PACKS_INPUTS | INDEX_OUTPUT
 

@@ -21,10 +21,10 @@ Where TFLM has no int8 kernel the rule is LiteRT's reference kernel:
   float32, truncating toward zero (not rounding), and rejects inputs below the zero
   point; so does edgekit (checked against LiteRT's reference kernel).
 - NEG: LiteRT negates the raw int8 value, which is the negation only when the output
-  zero point is minus the input's and the scales are equal (and wraps -(-128) to
-  -128). edgekit requantizes instead, ``zp_out + MBQM(zp_in - v, s_in / s_out)``,
-  which equals LiteRT's raw negation for those parameters (saturating at 127 where
-  LiteRT wraps) and is correct for any others.
+  has the input's scale and minus its zero point; edgekit requires exactly those
+  parameters (anything else raises) and negates likewise, except that -(-128)
+  saturates to 127 where LiteRT's int8 cast wraps it to -128. edgekit's quantizer
+  never makes an int8 NEG: it quantizes NEG as MUL by -1 (TFLM's MUL rescales).
 
 Every int8 unary kernel is a function of the input byte alone, so it is computed once
 over the 256 possible inputs (``unary_table``) and applied by lookup: the MCU kernel
@@ -383,8 +383,10 @@ def unary_table(op: str, x_qp: QuantParams, out_qp: QuantParams, attrs: dict | N
         m, s = abs_multiplier(s_in, s_out)
         return _clamp8(fp.multiply_by_quantized_multiplier(a, m, s) + zp_out)
     if op == "NEG":
-        m, s = fp.requantize_multiplier(s_in, s_out)
-        return _clamp8(fp.multiply_by_quantized_multiplier(zp_in - v, m, s) + zp_out)
+        if np.float32(s_in) != np.float32(s_out) or zp_out != -zp_in:
+            raise BadInputError(f"int8 neg negates raw values (LiteRT): the output must have the input's "
+                                f"scale and zero point {-zp_in}, got scale {s_out} and zero point {zp_out}")
+        return _clamp8(-v)
     if op == "RSQRT":
         m, s = rsqrt_multiplier(s_in, s_out)
         return _rsqrt_values(v, zp_in, zp_out, m, s)

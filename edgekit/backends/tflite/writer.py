@@ -37,6 +37,7 @@ from edgekit.backends.tflite.flatbuf import ModelSpec, OperatorSpec, QuantSpec, 
 from edgekit.backends.tflite.resample import RESAMPLE_OPS, lower_resample
 from edgekit.backends.tflite.writer_recurrent import lower_recurrent
 from edgekit.backends.tflite.writer_reduction import REDUCTION_IR_OPS, lower_reduction
+from edgekit.backends.tflite.writer_elementwise import ELEMENTWISE_IR_OPS, lower_elementwise
 from edgekit.errors import BadInputError, EdgekitError
 from edgekit.files import write_atomic
 from edgekit.frontends.tflite.schema_enums import (
@@ -72,6 +73,7 @@ SUPPORTED_IR_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_
                     "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "CAST") + REDUCTION_IR_OPS
 SUPPORTED_IR_OPS += tuple(t.value for t in RESAMPLE_OPS)
 SUPPORTED_IR_OPS += ("UNIDIRECTIONAL_SEQUENCE_LSTM",)
+SUPPORTED_IR_OPS += ELEMENTWISE_IR_OPS
 
 # Options slots (tflite/schema.fbs).
 _CONV_SLOTS = {"padding": 0, "stride_w": 1, "stride_h": 2, "act": 3, "dil_w": 4, "dil_h": 5}
@@ -389,6 +391,8 @@ def _lower_op(low: _Lowering, op: Op) -> None:
 
     if t.value in REDUCTION_IR_OPS:
         lower_reduction(low, op, a)
+    elif t.value in ELEMENTWISE_IR_OPS:
+        lower_elementwise(low, op, a)
     elif t in RESAMPLE_OPS:
         lower_resample(low, op, a)
     elif t is OpType.UNIDIRECTIONAL_SEQUENCE_LSTM:

@@ -281,6 +281,7 @@ _OPTION_FIELDS: dict[int, tuple[_Field, ...]] = {
     BuiltinOptions.ReducerOptions: (("keep_dims", 0, "bool", False),),
     BuiltinOptions.SqueezeOptions: (("squeeze_dims", 0, "ivec", ()),),
     BuiltinOptions.LeakyReluOptions: (("alpha", 0, "f32", 0.0),),
+    BuiltinOptions.GeluOptions: (("approximate", 0, "bool", False),),
     BuiltinOptions.GatherOptions: (("axis", 0, "i32", 0), ("batch_dims", 1, "i32", 0)),
     BuiltinOptions.SplitOptions: (("num_splits", 0, "i32", 0),),
     BuiltinOptions.PackOptions: (("values_count", 0, "i32", 0), ("axis", 1, "i32", 0)),

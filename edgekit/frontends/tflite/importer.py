@@ -18,6 +18,8 @@ from edgekit.frontends.tflite.import_resample import RESAMPLE_MIN_INPUTS, RESAMP
 from edgekit.frontends.tflite.movement import MIN_INPUTS as MOVEMENT_MIN_INPUTS
 from edgekit.frontends.tflite.movement import MULTI_OUTPUT, TFLITE_MOVEMENT, convert_movement
 from edgekit.frontends.tflite.flatbuffer import TFLiteModel, read_tflite, read_tflite_file
+from edgekit.frontends.tflite.import_elementwise import (ELEMENTWISE_MIN_INPUTS, TFLITE_ELEMENTWISE,
+                                                       elementwise_attrs)
 from edgekit.frontends.tflite.schema_enums import TensorType, builtin_name, numpy_dtype
 from edgekit.ir import DType, Graph, OpType, QuantParams, verify
 from edgekit.ir.passes import run_passes
@@ -66,6 +68,7 @@ _DIRECT = {
 }
 _DIRECT.update(RESAMPLE_TFLITE)
 _DIRECT.update(TFLITE_MOVEMENT)
+_DIRECT.update(TFLITE_ELEMENTWISE)
 _DIRECT["UNIDIRECTIONAL_SEQUENCE_LSTM"] = OpType.UNIDIRECTIONAL_SEQUENCE_LSTM
 SUPPORTED_TFLITE_OPS = tuple(sorted(_DIRECT))
 _ACTIVATIONS = {"NONE", "RELU", "RELU6", "RELU_N1_TO_1"}
@@ -187,6 +190,7 @@ _MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD"
 
 _MIN_INPUTS.update(RESAMPLE_MIN_INPUTS)
 _MIN_INPUTS.update(MOVEMENT_MIN_INPUTS)
+_MIN_INPUTS.update(ELEMENTWISE_MIN_INPUTS)
 
 
 def _check_arity(b: _Builder, op, opname: str, node: str) -> None:
@@ -281,6 +285,9 @@ def _convert_op(b: _Builder, op, opname: str, node: str, name: str) -> None:
         from edgekit.frontends.tflite.importer_reduction import reduction_attrs
 
         ins, attrs = reduction_attrs(b, op, ir, node, ins, shape_of(0))
+    elif opname in TFLITE_ELEMENTWISE:
+        attrs = elementwise_attrs(opname, opts, lambda: _act(opts, node, opname))
+        ins = ins[:2] if ir is OpType.PRELU or len(ins) > 1 else ins[:1]
     elif opname in RESAMPLE_TFLITE:
         act = _act(opts, node, opname) if ir is OpType.TRANSPOSE_CONV else "NONE"
         ins, attrs = resample_attrs(b, op, ir, node, ins, act)
