@@ -3,6 +3,6 @@ something), registered by name; ``run_passes`` applies a list until nothing chan
 """
 
 from edgekit.ir.passes.base import PASSES, register, run_passes, DEFAULT_PIPELINE
-from edgekit.ir.passes import batchnorm, cleanup, constant_fold, dequantize, fuse, layout  # noqa: F401  (registration)
+from edgekit.ir.passes import batchnorm, cleanup, constant_fold, dequantize, fuse, hoist, layout  # noqa: F401  (registration)
 
 __all__ = ["PASSES", "register", "run_passes", "DEFAULT_PIPELINE"]

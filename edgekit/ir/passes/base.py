@@ -17,6 +17,7 @@ DEFAULT_PIPELINE = (
     "cancel_transposes",
     "constant_fold",
     "fold_batchnorm",
+    "hoist_elementwise",
     "fuse_activation",
     "remove_identity",
     "dead_code",
