@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgekit.backends.c.packed import Scratch
 from edgekit.backends.c.params import ConstArray, F32, KernelCall, PointerList, Struct, TensorRef
 from edgekit.ir.dtypes import DType
 from edgekit.ir.graph import Graph
@@ -154,6 +155,7 @@ class _Emitter:
         self.symbols: list[Symbol] = []
         self.taken: set[str] = set()
         self.ops = {op.name: op for op in graph.ops}
+        self.scratch_bytes = 0  # the largest Scratch of any call: one buffer serves them all
 
     def unique(self, base: str) -> str:
         name, k = base, 1
@@ -215,6 +217,9 @@ class _Emitter:
             local = f"ek_inputs{idx}"
             pre.append(f"const int8_t *const {local}[{len(items)}] = {{{', '.join(items)}}};")
             return local
+        if isinstance(a, Scratch):
+            self.scratch_bytes = max(self.scratch_bytes, a.nbytes)
+            return "EK_SCRATCH"
         if a is None:
             return "0"
         if isinstance(a, (int, np.integer)):
@@ -297,6 +302,10 @@ class _Emitter:
             "#endif",
             "",
             f"static uint8_t ek_arena[{arena}] EK_ARENA;",
+            *(["/* work buffer of the packed kernels (one call at a time; int32_t: 4-byte aligned) */",
+               f"static int32_t ek_scratch[{(self.scratch_bytes + 3) // 4}];",
+               "#define EK_SCRATCH ((int16_t *)(void *)ek_scratch)"]
+              if self.scratch_bytes else []),
             "",
             "#define EK_I8(offset) ((int8_t *)(void *)&ek_arena[(offset)])",
             "#define EK_F32(offset) ((float *)(void *)&ek_arena[(offset)])",

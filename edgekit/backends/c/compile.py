@@ -146,7 +146,8 @@ def compile_model(graph: Graph, target: str | Target, out_dir, *, calib=None, fl
     _check_io(graph)
     check_supported(graph)
     verify(graph)
-    calls: dict[str, KernelCall | None] = {op.name: lower_op(graph, op) for op in graph.ops}
+    calls: dict[str, KernelCall | None] = {op.name: lower_op(graph, op, tgt.features, variant)
+                                           for op in graph.ops}
 
     kernel_names = sorted({c.kernel for c in calls.values() if c is not None})
     choices = [library.choose(k, tgt.features, variant) for k in kernel_names]
@@ -183,7 +184,8 @@ def compile_model(graph: Graph, target: str | Target, out_dir, *, calib=None, fl
             constants = sum(by_kind.get(k, 0) for k in ("multiplier", "shift", "table", "params"))
             stack = DEFAULT_STACK
         fit = check_fit(tgt, code=code, weights=weights, constants=constants,
-                        arena=plan.arena_bytes, stack=stack, flash=flash_b, sram=sram_b)
+                        arena=plan.arena_bytes, stack=stack, flash=flash_b, sram=sram_b,
+                        scratch=_scratch_bytes(calls))
         if not fit.fits:
             raise FitError(graph.name, fit)
         flash_info = {"code": code, "weights": weights, "constants": constants,
@@ -201,6 +203,14 @@ def compile_model(graph: Graph, target: str | Target, out_dir, *, calib=None, fl
     written = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
     return CompileResult(out_dir, tgt.name, variant, plan.arena_bytes, stack, flash_info, fit,
                          manifest["kernels"], manifest["ops"], plan, manifest, written, sizes)
+
+
+def _scratch_bytes(calls) -> int:
+    """The packed kernels' work buffer: the largest any call needs (codegen's ek_scratch)."""
+    from edgekit.backends.c.packed import Scratch
+
+    sizes = [a.nbytes for c in calls.values() if c is not None for a in c.args if isinstance(a, Scratch)]
+    return (max(sizes, default=0) + 3) // 4 * 4
 
 
 def _tools_present(tgt: Target) -> bool:

@@ -122,8 +122,9 @@ def _place(part: Part, candidates: list[RegionUse]) -> bool:
 
 
 def check_fit(target: Target, *, code: int, weights: int, constants: int, arena: int, stack: int,
-              flash: int | None = None, sram: int | None = None) -> FitReport:
-    """Place the parts in the target's regions (see the module docstring)."""
+              flash: int | None = None, sram: int | None = None, scratch: int = 0) -> FitReport:
+    """Place the parts in the target's regions (see the module docstring). ``scratch``: the
+    work buffer of the packed kernels (static, beside the stack)."""
     if not target.is_mcu:
         raise BadInputError(f"target {target.name!r} is a {target.family} target; the C backend "
                             "compiles for microcontrollers (family mcu)")
@@ -135,6 +136,8 @@ def check_fit(target: Target, *, code: int, weights: int, constants: int, arena:
              Part("constants", "multipliers, shifts, op parameters", constants, "flash"),
              Part("stack", "stack (estimate)", stack, "ram"),
              Part("arena", "tensor arena", arena, "ram")]
+    if scratch:
+        parts.append(Part("scratch", "kernel work buffer (packed conv)", scratch, "ram"))
     by = {p.name: p for p in parts}
     over: dict[str, int] = {"flash": 0, "ram": 0}
 
@@ -148,13 +151,15 @@ def check_fit(target: Target, *, code: int, weights: int, constants: int, arena:
     if not sram_regs:
         raise BadInputError(f"target {target.name!r} has no SRAM region")
     _place(by["stack"], sram_regs[:1])
+    if "scratch" in by:
+        _place(by["scratch"], sram_regs[:1])
     _place(by["arena"], sram_regs + psram_regs)
 
     fits = all(p.region is not None for p in parts)
     if not fits:
         for kind, regs, names in (("flash", flash_regs, ("code", "weights", "constants")),
-                                  ("ram", sram_regs, ("stack", "arena"))):
-            unplaced = [by[n] for n in names if by[n].region is None]
+                                  ("ram", sram_regs, ("stack", "arena", "scratch"))):
+            unplaced = [by[n] for n in names if n in by and by[n].region is None]
             if unplaced:
                 first = regs[0]
                 first.used += sum(p.nbytes for p in unplaced)

@@ -146,32 +146,36 @@ def fc_cost(kind: str, *, batches: int, k: int, cout: int) -> float:
 # ----------------------------------------------------------------------------- choice
 
 
-def packed_variant(kernel: str, features) -> str | None:
-    """The variant of a packed kernel the target gets, or None when it would be the
-    portable reference (then the generic kernels, with their OHWI layout, run)."""
+def packed_variant(kernel: str, generic: str, features, variant: str = "auto") -> str | None:
+    """The variant of a packed kernel the target gets, or None when the packed form is not
+    for it: its packed kernel would be the portable reference (then the generic kernels,
+    with their OHWI layout, run), or its generic kernel has an "mve" variant (Helium
+    kernels read the generic layout)."""
     from edgekit.backends.c import library
 
-    choice = library.choose(kernel, features)
+    if library.choose(generic, features, variant).variant == "mve":
+        return None
+    choice = library.choose(kernel, features, variant)
     return None if choice.variant == "portable" else choice.variant
 
 
-def prefer_packed(call, features, *, force: bool = False):
+def prefer_packed(call, features, *, variant: str = "auto", force: bool = False):
     """``call`` (a generic conv2d / fully_connected ``KernelCall``), or its packed form when
     the target has a non-portable packed kernel and the cost model prefers it (``force``:
     whenever the target has one)."""
     if call is None or features is None:
         return call
     if call.kernel == "conv2d":
-        return _conv(call, features, force)
+        return _conv(call, features, variant, force)
     if call.kernel == "fully_connected":
-        return _fc(call, features, force)
+        return _fc(call, features, variant, force)
     return call
 
 
-def _conv(call, features, force):
+def _conv(call, features, variant, force):
     from edgekit.backends.c.params import ConstArray, KernelCall, Struct
 
-    if packed_variant(CONV_KERNEL, features) is None:
+    if packed_variant(CONV_KERNEL, "conv2d", features, variant) is None:
         return call
     params, mult, shift, din, x, dw, w, bias, dout, y = call.args
     cout, kh, kw, cin = (dw.values[k] for k in ("n", "h", "w", "c"))
@@ -201,10 +205,10 @@ def _conv(call, features, force):
                       {**call.notes, "cost": costs, "fast_requant": fast})
 
 
-def _fc(call, features, force):
+def _fc(call, features, variant, force):
     from edgekit.backends.c.params import ConstArray, KernelCall, Struct
 
-    if packed_variant(FC_KERNEL, features) is None:
+    if packed_variant(FC_KERNEL, "fully_connected", features, variant) is None:
         return call
     params, mult, shift, batches, k, cout, x, w, bias, y = call.args
     pv = params.values

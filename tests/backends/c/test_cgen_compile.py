@@ -50,7 +50,7 @@ def test_folder_manifest_and_header(kws_out):
         m["flash"][k] for k in ("code", "weights", "constants"))
     assert m["placement"] == {"code": "SSRAM1 (flash)", "weights": "SSRAM1 (flash)",
                               "constants": "SSRAM1 (flash)", "stack": "SSRAM2-3 (sram)",
-                              "arena": "SSRAM2-3 (sram)"}
+                              "arena": "SSRAM2-3 (sram)", "scratch": "SSRAM2-3 (sram)"}
     h = (d / "model.h").read_text()
     for macro in ("EDGEKIT_MODEL_ARENA_BYTES 9792u", "EDGEKIT_MODEL_INPUT_SHAPE {1, 49, 10, 1}",
                   "EDGEKIT_MODEL_INPUT_ZERO_POINT (83)", "EDGEKIT_MODEL_OUTPUT_BYTES 12u",
@@ -60,7 +60,10 @@ def test_folder_manifest_and_header(kws_out):
     c = (d / "model.c").read_text()
     assert 'section(".rodata.edgekit_weights"), aligned(16)' in c
     assert re.search(r"static uint8_t ek_arena\[9792\] EK_ARENA;", c)
-    assert c.count("ek_conv2d_s8(") == 5 and c.count("ek_depthwise_conv2d_s8(") == 4
+    # cortex-m4 has the dsp feature: every conv takes the packed kernel (cost model), and
+    # its filters the packed layout; the portable build keeps the generic kernel
+    assert c.count("ek_conv2d_packed_s8(") == 5 and c.count("ek_depthwise_conv2d_s8(") == 4
+    assert c.count("ek_conv2d_s8(") == 0 and "static int32_t ek_scratch[" in c
     assert "RESHAPE): an alias, no code" in c
 
 
