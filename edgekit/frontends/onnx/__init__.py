@@ -19,6 +19,7 @@ from edgekit.frontends.onnx import folding, handlers  # noqa: F401  (registers t
 from edgekit.frontends.onnx import functions, handlers_composite, handlers_losses  # noqa: F401,E402
 from edgekit.frontends.onnx import handlers_recurrent  # noqa: F401,E402
 from edgekit.frontends.onnx import handlers_movement  # noqa: F401,E402  (after handlers: replaces Slice/Gather/Cast)
+from edgekit.frontends.onnx import handlers_reduction  # noqa: F401,E402  (after handlers: MatMul of activations)
 from edgekit.frontends.onnx.convert import Converter, handled_ops
 from edgekit.frontends.onnx.loader import read_model
 from edgekit.frontends.onnx.qdq import fuse_qdq, simplify_transposes
