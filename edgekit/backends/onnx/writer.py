@@ -39,6 +39,8 @@ from edgekit.files import write_atomic
 from edgekit.ir.dtypes import DType
 from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import OpType, normalize_attrs
+from edgekit.ir.shapes_movement import MOVEMENT_OPS
+from edgekit.backends.onnx.movement import emit_movement
 
 __all__ = ["to_onnx", "write_onnx", "MIN_OPSET", "SUPPORTED_IR_OPS"]
 
@@ -317,6 +319,9 @@ class _Writer:
             attrs = normalize_attrs(op.type, op.attrs)
         except ValueError as exc:
             raise self.unsupported(str(exc)) from None
+        if op.type in MOVEMENT_OPS:  # SPLIT / UNPACK have several outputs
+            emit_movement(self, op, attrs)
+            return
         if len(op.outputs) != 1:
             raise self.unsupported(f"{len(op.outputs)} outputs")
         out_name = op.outputs[0]
@@ -619,7 +624,8 @@ _EMITTERS: dict[OpType, Callable[[_Writer, Op, dict], str]] = {
 }
 
 SUPPORTED_IR_OPS: tuple[str, ...] = tuple(sorted(
-    [t.value for t in _EMITTERS] + [OpType.QUANTIZE.value, OpType.DEQUANTIZE.value]))
+    [t.value for t in _EMITTERS] + [OpType.QUANTIZE.value, OpType.DEQUANTIZE.value]
+    + [t.value for t in MOVEMENT_OPS]))
 
 
 # -- public API ----------------------------------------------------------------------
