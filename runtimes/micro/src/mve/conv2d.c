@@ -10,8 +10,6 @@
  * in-place sharing holds (edgekit/memory/lifetimes.py). */
 #include "edgekit/kernels.h"
 
-#include <string.h>
-
 #include "fixedpoint.h"
 #include "mve.h"
 
@@ -93,16 +91,26 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
         } else {
           int32_t ky, kx;
           int8_t *dst = col;
+          /* a window row lies wholly inside when its first and last taps do */
+          const int32_t row_inside = in_x0 >= 0 && in_x0 + (kw - 1) * p->dilation_w < in->w;
           for (ky = 0; ky < kh; ky++) {
             const int32_t iy = in_y0 + ky * p->dilation_h;
-            for (kx = 0; kx < kw; kx++) {
-              const int32_t ix = in_x0 + kx * p->dilation_w;
-              if (iy < 0 || iy >= in->h || ix < 0 || ix >= in->w) {
-                memset(dst, pad_value, (size_t)cin);
-              } else {
-                memcpy(dst, image + (iy * in->w + ix) * cin, (size_t)cin);
+            if (iy < 0 || iy >= in->h) {
+              ek_mve_fill(dst, pad_value, kw * cin);
+              dst += kw * cin;
+            } else if (row_inside && p->dilation_w == 1) {
+              ek_mve_copy(dst, image + (iy * in->w + in_x0) * cin, kw * cin);
+              dst += kw * cin;
+            } else {
+              for (kx = 0; kx < kw; kx++) {
+                const int32_t ix = in_x0 + kx * p->dilation_w;
+                if (ix < 0 || ix >= in->w) {
+                  ek_mve_fill(dst, pad_value, cin);
+                } else {
+                  ek_mve_copy(dst, image + (iy * in->w + ix) * cin, cin);
+                }
+                dst += cin;
               }
-              dst += cin;
             }
           }
           src = col;

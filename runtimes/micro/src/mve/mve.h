@@ -61,28 +61,64 @@ static inline int32x4_t ek_mve_vec4(int32_t a, int32_t b, int32_t c, int32_t d) 
 /* Sum of n int8 values, modulo 2^32. */
 static inline int32_t ek_mve_sum_s8(const int8_t *p, int32_t n) {
   int32_t s = 0;
-  int32_t k;
-  for (k = 0; k < n; k += 16) {
-    const mve_pred16_t pr = vctp8q((uint32_t)(n - k));
-    s = vaddvaq_p_s8(s, vldrbq_z_s8(p + k, pr), pr);
+  for (; n >= 16; n -= 16, p += 16) {
+    s = vaddvaq_s8(s, vldrbq_s8(p));
+  }
+  if (n > 0) {
+    const mve_pred16_t pr = vctp8q((uint32_t)n);
+    s = vaddvaq_p_s8(s, vldrbq_z_s8(p, pr), pr);
   }
   return s;
 }
 
-/* Four dot products of one column with four weight rows, n int8 each, mod 2^32. */
+/* Four dot products of one column with four weight rows, n int8 each, mod 2^32: whole
+ * vectors unpredicated, then one predicated tail (zeroed lanes add nothing). */
 static inline int32x4_t ek_mve_dot4(const int8_t *col, const int8_t *w0, const int8_t *w1, const int8_t *w2,
                                     const int8_t *w3, int32_t n) {
   int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-  int32_t k;
-  for (k = 0; k < n; k += 16) {
-    const mve_pred16_t pr = vctp8q((uint32_t)(n - k));
-    const int8x16_t x = vldrbq_z_s8(col + k, pr);
-    a0 = vmladavaq_s8(a0, x, vldrbq_z_s8(w0 + k, pr));
-    a1 = vmladavaq_s8(a1, x, vldrbq_z_s8(w1 + k, pr));
-    a2 = vmladavaq_s8(a2, x, vldrbq_z_s8(w2 + k, pr));
-    a3 = vmladavaq_s8(a3, x, vldrbq_z_s8(w3 + k, pr));
+  for (; n >= 16; n -= 16) {
+    const int8x16_t x = vldrbq_s8(col);
+    a0 = vmladavaq_s8(a0, x, vldrbq_s8(w0));
+    a1 = vmladavaq_s8(a1, x, vldrbq_s8(w1));
+    a2 = vmladavaq_s8(a2, x, vldrbq_s8(w2));
+    a3 = vmladavaq_s8(a3, x, vldrbq_s8(w3));
+    col += 16;
+    w0 += 16;
+    w1 += 16;
+    w2 += 16;
+    w3 += 16;
+  }
+  if (n > 0) {
+    const mve_pred16_t pr = vctp8q((uint32_t)n);
+    const int8x16_t x = vldrbq_z_s8(col, pr);
+    a0 = vmladavaq_s8(a0, x, vldrbq_z_s8(w0, pr));
+    a1 = vmladavaq_s8(a1, x, vldrbq_z_s8(w1, pr));
+    a2 = vmladavaq_s8(a2, x, vldrbq_z_s8(w2, pr));
+    a3 = vmladavaq_s8(a3, x, vldrbq_z_s8(w3, pr));
   }
   return ek_mve_vec4(a0, a1, a2, a3);
+}
+
+/* dst[0..n) = src[0..n) (no overlap), sixteen bytes per vector: im2col's short runs
+ * without a library call. */
+static inline void ek_mve_copy(int8_t *dst, const int8_t *src, int32_t n) {
+  for (; n >= 16; n -= 16, dst += 16, src += 16) {
+    vstrbq_s8(dst, vldrbq_s8(src));
+  }
+  if (n > 0) {
+    const mve_pred16_t pr = vctp8q((uint32_t)n);
+    vstrbq_p_s8(dst, vldrbq_z_s8(src, pr), pr);
+  }
+}
+
+static inline void ek_mve_fill(int8_t *dst, int8_t value, int32_t n) {
+  const int8x16_t v = vdupq_n_s8(value);
+  for (; n >= 16; n -= 16, dst += 16) {
+    vstrbq_s8(dst, v);
+  }
+  if (n > 0) {
+    vstrbq_p_s8(dst, v, vctp8q((uint32_t)n));
+  }
 }
 
 #endif /* EDGEKIT_MVE_H */
