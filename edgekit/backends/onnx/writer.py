@@ -41,6 +41,7 @@ from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import OpType, normalize_attrs
 from edgekit.ir.shapes_movement import MOVEMENT_OPS
 from edgekit.backends.onnx.movement import emit_movement
+from edgekit.backends.onnx.reduction import REDUCTION_OPS, emit_reduction, index_output
 
 __all__ = ["to_onnx", "write_onnx", "MIN_OPSET", "SUPPORTED_IR_OPS"]
 
@@ -259,7 +260,7 @@ class _Writer:
         return t.rank == 4 and self.layout == "source" and self.io_layout.get(name) == "NCHW"
 
     def value_info(self, name: str, shape, dtype: DType):
-        elem = {DType.FLOAT32: self.TP.FLOAT, DType.INT8: self.TP.INT8}.get(dtype)
+        elem = {DType.FLOAT32: self.TP.FLOAT, DType.INT8: self.TP.INT8, DType.INT32: self.TP.INT32}.get(dtype)
         if elem is None:
             raise self.unsupported(f"graph input/output {name!r} is {dtype.value}; inputs and outputs must "
                                    "be float32 or int8")
@@ -341,7 +342,7 @@ class _Writer:
                 raise self.unsupported(f"dequantization to {out_t.dtype.value}")
             self.val[out_name] = self.finish(self.f(op.inputs[0]), start, target)
             return
-        if out_t.dtype not in (DType.FLOAT32, DType.INT8):
+        if out_t.dtype not in (DType.FLOAT32, DType.INT8) and not index_output(op, out_t.dtype):
             raise self.unsupported(f"output {out_name!r} is {out_t.dtype.value}; the ONNX writer handles "
                                    "float32 and int8 graphs")
         if op.type in (OpType.RESHAPE, OpType.TRANSPOSE) and in_t.dtype == out_t.dtype and (
@@ -622,6 +623,7 @@ _EMITTERS: dict[OpType, Callable[[_Writer, Op, dict], str]] = {
     OpType.MEAN: _mean,
     OpType.BATCH_NORM: _batch_norm,
 }
+_EMITTERS.update({t: emit_reduction for t in REDUCTION_OPS})
 
 SUPPORTED_IR_OPS: tuple[str, ...] = tuple(sorted(
     [t.value for t in _EMITTERS] + [OpType.QUANTIZE.value, OpType.DEQUANTIZE.value]
