@@ -1167,8 +1167,8 @@ def _batch_norm(im, node, a):
     var = im.const(a["running_var"], "the running variance").reshape(-1)
     c = mean.size
     r = len(x.shape)
-    if r not in (2, 4) or x.shape[1] != c:
-        raise im.unsupported(f"batch norm over a {r}-D input (only [N, C] and [N, C, H, W])")
+    if r not in (2, 3, 4) or x.shape[1] != c:
+        raise im.unsupported(f"batch norm over a {r}-D input (only [N, C], [N, C, L] and [N, C, H, W])")
     gamma = np.ones(c, np.float32) if a.get("weight") is None else im.const(a["weight"], "the weight").reshape(-1)
     beta = np.zeros(c, np.float32) if a.get("bias") is None else im.const(a["bias"], "the bias").reshape(-1)
     eps = a.get("eps", a.get("epsilon"))
@@ -1176,7 +1176,10 @@ def _batch_norm(im, node, a):
     n = node.name
     ins = [x.name, im.const_tensor(gamma, f"{n}_gamma"), im.const_tensor(beta, f"{n}_beta"),
            im.const_tensor(mean, f"{n}_mean"), im.const_tensor(var, f"{n}_var")]
-    out = im.emit(OpType.BATCH_NORM, ins, _ir_shape(x.shape), {"epsilon": eps})
+    if r == 3:  # BatchNorm1d over [N, C, L]: on the NHWC [N, 1, L, C] view, as 1-D convs run
+        out = _resample.batch_norm_1d(im, ins, x, eps, a["input"])
+    else:
+        out = im.emit(OpType.BATCH_NORM, ins, _ir_shape(x.shape), {"epsilon": eps})
     v = _Val(out, x.shape)
     meta = node.meta.get("val")
     if isinstance(meta, (tuple, list)):
@@ -1339,6 +1342,12 @@ _handles("aten.adaptive_max_pool1d")(_resample.adaptive_max_pool1d)
 from edgekit.frontends import torch_reduction as _reduction  # noqa: E402
 
 for _name, _fn in _reduction.HANDLERS.items():
+    _handles(_name)(_fn)
+
+# Slicing, splitting, stacking, index_select, pixel (un)shuffle: edgekit.frontends.torch_movement.
+from edgekit.frontends import torch_movement as _movement  # noqa: E402
+
+for _name, _fn in _movement.HANDLERS.items():
     _handles(_name)(_fn)
 
 SUPPORTED_TORCH_OPS: tuple[str, ...] = tuple(sorted(set(_HANDLERS) | _IDENTITY))

@@ -139,3 +139,55 @@ def test_onnx_slice_with_runtime_starts_is_refused_clearly():
                    [_i64("e", [2])])
     with pytest.raises(UnsupportedOpError, match="starts must be a constant"):
         load_onnx(model.SerializeToString())
+
+
+# ------------------------------------------------------------------------------ torch
+
+class _TorchMovement:
+    """Built lazily: torch is optional for the ONNX tests above."""
+
+    @staticmethod
+    def make():
+        import torch
+        nn = torch.nn
+
+        class Heads(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(4, 12, 3, padding=1)
+                self.fc = nn.Linear(6, 6)
+
+            def forward(self, x):
+                y = self.conv(x)                                  # [1, 12, 6, 6]
+                a, b, c = torch.split(y, [4, 4, 4], dim=1)        # channel split (SPLIT)
+                q = a[:, :, 1:5:2, :] + b[:, :, ::2, :][:, :, :2, :]  # strided slices
+                heads = torch.chunk(c, 2, dim=3)                  # width split
+                s = torch.stack([heads[0], heads[1]], dim=1)      # [1, 2, 4, 6, 3] (PACK)
+                r = s.narrow(2, 1, 2).sum(dim=1)                  # [1, 2, 6, 3]
+                t = y[:, 3]                                       # select -> [1, 6, 6]
+                u = torch.unbind(t, dim=1)                        # 6 x [1, 6]
+                v = self.fc(u[0] + u[5])
+                w = torch.index_select(y, 1, torch.tensor([11, 0, 5]))
+                p = nn.functional.pixel_shuffle(y, 2)             # [1, 3, 12, 12]
+                pu = nn.functional.pixel_unshuffle(p, 2)          # back to [1, 12, 6, 6]
+                return q.sum() + r.mean() + v.sum() + w.mean() + (pu - y).abs().sum() + p.mean()
+
+        return Heads()
+
+
+def test_torch_movement_matches_torch():
+    torch = pytest.importorskip("torch")
+    from edgekit.frontends.torch_importer import load_torch
+
+    torch.manual_seed(0)
+    m = _TorchMovement.make().eval()
+    x = torch.randn(1, 4, 6, 6)
+    g = load_torch(m, example_inputs=(x,))
+    with torch.no_grad():
+        want = m(x).numpy()
+    got = Interpreter(g).run({g.inputs[0]: x.numpy()}, layout="source")[g.outputs[0]]
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
+    ops = {op.type for op in g.ops}
+    want_ops = {OpType.SPLIT, OpType.PACK, OpType.GATHER, OpType.DEPTH_TO_SPACE, OpType.SPACE_TO_DEPTH}
+    assert want_ops <= ops, sorted(t.value for t in want_ops - ops)
+    assert ops & {OpType.SLICE, OpType.STRIDED_SLICE}
