@@ -104,7 +104,7 @@ static void fill_column(const ek_conv_packed_params *p, const ek_dims4 *in, cons
  * both filter words would need one register more than the 13 the loop has). Two groups
  * per iteration, after one alone when `groups` is odd. The column
  * words are pinned to r0-r3 so that LDM loads them in order. */
-static inline __attribute__((always_inline)) void pair_dot(const ek_word **xpp,
+static __attribute__((noinline)) void pair_dot(const ek_word **xpp,
                                                            const ek_word **wpp, int32_t groups,
                                                            int32_t acc[4]) {
   register uint32_t x0e __asm__("r0");
@@ -182,43 +182,53 @@ static inline __attribute__((always_inline)) void pair_dot(const ek_word **xpp,
   *wpp = wp;
 }
 
-/* Every channel pair of one pixel pair; `fast` is a constant at each call. */
+/* Every channel pair of one pixel pair. `fast` (SMMULR requantization) and `full` (the
+ * clamp is int8's own range: one SSAT) are constants at each call. */
 static inline __attribute__((always_inline)) void channel_pairs(
     const ek_conv_packed_params *p, const int32_t *mult, const int32_t *shift,
     const ek_word *cols, int32_t groups, const ek_word *wp, const int32_t *bias, int32_t cout,
-    int8_t *o0, int8_t *o1, const int32_t fast) {
+    int8_t *o0, int8_t *o1, const int32_t fast, const int32_t full) {
   const int32_t lo = p->act_min, hi = p->act_max;
   const int32_t out_off = p->output_offset;
   const int32_t round1 = 1 + 2 * out_off;
+  const int32_t even = cout & ~1;
   int32_t oc;
-  for (oc = 0; oc < cout; oc += 2) {
-    const int32_t has1 = oc + 1 < cout;
-    const int32_t b0 = bias[oc];
-    const int32_t b1 = has1 ? bias[oc + 1] : 0;
+  for (oc = 0; oc < even; oc += 2) {
     int32_t acc[4];
     const ek_word *xp = cols;
-    int32_t a00, a01, a10, a11;
-    acc[0] = acc[1] = b0;
-    acc[2] = acc[3] = b1;
+    int32_t m0, m1, s0, s1;
+    acc[0] = acc[1] = bias[oc];
+    acc[2] = acc[3] = bias[oc + 1];
     pair_dot(&xp, &wp, groups, acc);
-    a00 = acc[0];
-    a01 = acc[1];
-    a10 = acc[2];
-    a11 = acc[3];
+    m0 = mult[oc];
+    m1 = mult[oc + 1];
+    s0 = shift[oc];
+    s1 = shift[oc + 1];
     if (fast) {
-      o0[oc] = ek_packed_fast_out(a00, mult[oc], shift[oc], round1, lo, hi);
-      o1[oc] = ek_packed_fast_out(a01, mult[oc], shift[oc], round1, lo, hi);
-      if (has1) {
-        o0[oc + 1] = ek_packed_fast_out(a10, mult[oc + 1], shift[oc + 1], round1, lo, hi);
-        o1[oc + 1] = ek_packed_fast_out(a11, mult[oc + 1], shift[oc + 1], round1, lo, hi);
-      }
+      const int32_t n0 = ~s0, n1 = ~s1;
+      o0[oc] = ek_packed_fast_out(acc[0], m0, n0, round1, lo, hi, full);
+      o1[oc] = ek_packed_fast_out(acc[1], m0, n0, round1, lo, hi, full);
+      o0[oc + 1] = ek_packed_fast_out(acc[2], m1, n1, round1, lo, hi, full);
+      o1[oc + 1] = ek_packed_fast_out(acc[3], m1, n1, round1, lo, hi, full);
     } else {
-      o0[oc] = ek_packed_exact_out(a00, mult[oc], shift[oc], out_off, lo, hi);
-      o1[oc] = ek_packed_exact_out(a01, mult[oc], shift[oc], out_off, lo, hi);
-      if (has1) {
-        o0[oc + 1] = ek_packed_exact_out(a10, mult[oc + 1], shift[oc + 1], out_off, lo, hi);
-        o1[oc + 1] = ek_packed_exact_out(a11, mult[oc + 1], shift[oc + 1], out_off, lo, hi);
-      }
+      o0[oc] = ek_packed_exact_out(acc[0], m0, s0, out_off, lo, hi);
+      o1[oc] = ek_packed_exact_out(acc[1], m0, s0, out_off, lo, hi);
+      o0[oc + 1] = ek_packed_exact_out(acc[2], m1, s1, out_off, lo, hi);
+      o1[oc + 1] = ek_packed_exact_out(acc[3], m1, s1, out_off, lo, hi);
+    }
+  }
+  if (oc < cout) { /* an odd last channel: its pair's second channel is zero weights */
+    int32_t acc[4];
+    const ek_word *xp = cols;
+    acc[0] = acc[1] = bias[oc];
+    acc[2] = acc[3] = 0;
+    pair_dot(&xp, &wp, groups, acc);
+    if (fast) {
+      o0[oc] = ek_packed_fast_out(acc[0], mult[oc], ~shift[oc], round1, lo, hi, full);
+      o1[oc] = ek_packed_fast_out(acc[1], mult[oc], ~shift[oc], round1, lo, hi, full);
+    } else {
+      o0[oc] = ek_packed_exact_out(acc[0], mult[oc], shift[oc], out_off, lo, hi);
+      o1[oc] = ek_packed_exact_out(acc[1], mult[oc], shift[oc], out_off, lo, hi);
     }
   }
 }
@@ -235,18 +245,20 @@ void ek_conv2d_packed_s8(const ek_conv_packed_params *p, const int32_t *mult,
   ek_word *cols = (ek_word *)(void *)scratch;
   int8_t *window = (int8_t *)(void *)scratch + 4 * kp;
   const ek_word *wp = (const ek_word *)(const void *)packed_filter;
+  const int32_t full = p->act_min == -128 && p->act_max == 127;
   int32_t pix;
   for (pix = 0; pix < pixels; pix += 2) {
     /* An odd last pixel is paired with itself and written twice (same bytes). */
     const int32_t pix1 = pix + 1 < pixels ? pix + 1 : pix;
     fill_column(p, in, input, fd, out, pix, kp, window, cols);
     fill_column(p, in, input, fd, out, pix1, kp, window, cols + 2);
-    if (p->fast_requant) {
-      channel_pairs(p, mult, shift, cols, groups, wp, folded_bias, cout, output + pix * cout,
-                    output + pix1 * cout, 1);
+    int8_t *o0 = output + pix * cout, *o1 = output + pix1 * cout;
+    if (p->fast_requant && full) {
+      channel_pairs(p, mult, shift, cols, groups, wp, folded_bias, cout, o0, o1, 1, 1);
+    } else if (p->fast_requant) {
+      channel_pairs(p, mult, shift, cols, groups, wp, folded_bias, cout, o0, o1, 1, 0);
     } else {
-      channel_pairs(p, mult, shift, cols, groups, wp, folded_bias, cout, output + pix * cout,
-                    output + pix1 * cout, 0);
+      channel_pairs(p, mult, shift, cols, groups, wp, folded_bias, cout, o0, o1, 0, 0);
     }
   }
 }

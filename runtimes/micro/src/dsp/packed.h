@@ -32,12 +32,17 @@ static inline int32_t ek_packed_smmulr(int32_t a, int32_t b) {
   return r;
 }
 
-/* round1 = 1 + 2 * output_offset. */
-static inline int8_t ek_packed_fast_out(int32_t acc, int32_t mult, int32_t shift, int32_t round1,
-                                        int32_t lo, int32_t hi) {
+/* round1 = 1 + 2 * output_offset, not_shift = ~shift (= e - 1); full: [lo, hi] is
+ * [-128, 127], where one SSAT clamps. */
+static inline __attribute__((always_inline)) int8_t ek_packed_fast_out(
+    int32_t acc, int32_t mult, int32_t not_shift, int32_t round1, int32_t lo, int32_t hi,
+    const int32_t full) {
   const int32_t r = ek_packed_smmulr((int32_t)((uint32_t)acc << 1), mult);
   const int32_t t = (int32_t)((uint32_t)r - ((uint32_t)r >> 31));
-  int32_t v = ((t >> (~shift)) + round1) >> 1;
+  int32_t v = ((t >> not_shift) + round1) >> 1;
+  if (full) {
+    return (int8_t)__ssat(v, 8);
+  }
   v = v < lo ? lo : v;
   v = v > hi ? hi : v;
   return (int8_t)v;
