@@ -14,7 +14,7 @@ from edgekit.cli.compiler_check import require_compiler
 from edgekit.cli.common import (make_console, human_bytes, human_count, input_shape_option, load_arrays,
                                 load_model_cli, output_file, quantize_float_feeds, quantize_inputs_option,
                                 print_outputs, save_arrays)
-from edgekit.errors import BadInputError
+from edgekit.errors import BadInputError, UnsupportedOpError
 
 console = make_console()
 
@@ -56,9 +56,19 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
     """Show the per-layer table of MODEL: op, shapes, params, MACs, activation bytes."""
     from edgekit.ir.stats import graph_stats
 
-    graph, seconds = load_model_cli(model, input_shapes)
+    try:
+        graph, seconds = load_model_cli(model, input_shapes)
+    except UnsupportedOpError as exc:
+        uses = _report_unsupported(model, input_shapes, as_json)
+        if len(uses) < 2:
+            raise
+        names = ", ".join(f"{u.op} ({len(u.nodes)}x)" for u in uses)
+        raise BadInputError(f"{model}: {len(uses)} unsupported operators: {names} (what to try: "
+                            f"{'the JSON above' if as_json else 'the table above'})") from exc
+    gaps = backend_gaps(graph)
     if as_json:
         doc = graph_stats(graph).to_dict()
+        doc["backend_gaps"] = gaps
         doc.update(name=graph.name, source_format=graph.metadata.get("source_format"),
                    inputs=[{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.value}
                            for t in graph.input_tensors()],
@@ -68,6 +78,55 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
         click.echo(json.dumps(doc, indent=1))
         return
     print_inspect(graph, seconds)
+    for backend, (ops, hint) in gaps.items():
+        console.print(f"{backend} lacks {', '.join(ops)}: {hint}")
+
+
+def backend_gaps(graph) -> dict[str, tuple[list[str], str]]:
+    """Per backend, the model's op types it cannot lower, and what to use instead."""
+    from edgekit.backends.c.params import SUPPORTED_OPS as C_OPS
+    from edgekit.backends.onnx.writer import SUPPORTED_IR_OPS as ONNX_OPS
+    from edgekit.backends.tflite.writer import SUPPORTED_IR_OPS as TFLITE_OPS
+
+    used = sorted({op.type.value for op in graph.ops})
+    c_ops = {t.value for t in C_OPS}
+    gaps = {}
+    for backend, have, hint in (
+            ("the C backend (MCU targets)", c_ops,
+             "compile for a Linux board (LiteRT or onnxruntime bundle) or decompose these ops"),
+            ("the .tflite writer", set(TFLITE_OPS), "write ONNX, or compile C for an MCU target"),
+            ("the ONNX writer", set(ONNX_OPS), "write .tflite, or compile C for an MCU target")):
+        missing = [t for t in used if t not in have]
+        if missing:
+            gaps[backend] = (missing, hint)
+    return gaps
+
+
+def _report_unsupported(model: str, input_shapes, as_json: bool) -> list:
+    """Name every operator of the model edgekit cannot import (the import error names
+    only the first), with its nodes and what to try; returns them."""
+    from edgekit.cli.common import parse_input_shapes
+    from edgekit.frontends.survey import MAX_NODES_SHOWN, unsupported_ops
+
+    try:
+        uses = unsupported_ops(model, input_shapes=parse_input_shapes(input_shapes))
+    except Exception:  # noqa: BLE001 - the survey is extra; the import error stands on its own
+        return []
+    if not uses:
+        return []
+    if as_json:
+        click.echo(json.dumps({"model": model, "unsupported": [u.to_dict() for u in uses]}, indent=1))
+        return uses
+    table = Table(title=f"{model}: {len(uses)} unsupported operator(s)")
+    for col in ("op", "nodes", "why", "what to try"):
+        table.add_column(col, overflow="fold")
+    for u in uses:
+        nodes = ", ".join(u.nodes[:MAX_NODES_SHOWN])
+        if len(u.nodes) > MAX_NODES_SHOWN:
+            nodes += f" (+{len(u.nodes) - MAX_NODES_SHOWN} more)"
+        table.add_row(u.op, f"{len(u.nodes)}: {nodes}", u.detail, u.hint)
+    console.print(table)
+    return uses
 
 
 def _bind_run_inputs(graph, data):
