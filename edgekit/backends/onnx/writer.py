@@ -42,6 +42,7 @@ from edgekit.ir.ops import OpType, normalize_attrs
 from edgekit.ir.shapes_movement import MOVEMENT_OPS
 from edgekit.backends.onnx.movement import emit_movement
 from edgekit.backends.onnx.reduction import REDUCTION_OPS, emit_reduction, index_output
+from edgekit.backends.onnx.recurrent import emit_lstm
 
 __all__ = ["to_onnx", "write_onnx", "MIN_OPSET", "SUPPORTED_IR_OPS"]
 
@@ -624,6 +625,7 @@ _EMITTERS: dict[OpType, Callable[[_Writer, Op, dict], str]] = {
     OpType.BATCH_NORM: _batch_norm,
 }
 _EMITTERS.update({t: emit_reduction for t in REDUCTION_OPS})
+_EMITTERS[OpType.UNIDIRECTIONAL_SEQUENCE_LSTM] = emit_lstm
 
 SUPPORTED_IR_OPS: tuple[str, ...] = tuple(sorted(
     [t.value for t in _EMITTERS] + [OpType.QUANTIZE.value, OpType.DEQUANTIZE.value]
