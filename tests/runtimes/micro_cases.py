@@ -605,3 +605,7 @@ SAMPLERS: dict[str, Callable] = {
 from tests.runtimes.micro_cases_reduction import SAMPLERS as _REDUCTION_SAMPLERS  # noqa: E402
 
 SAMPLERS.update(_REDUCTION_SAMPLERS)
+
+from tests.runtimes.micro_cases_movement import SAMPLERS as _MOVEMENT_SAMPLERS  # noqa: E402
+
+SAMPLERS.update(_MOVEMENT_SAMPLERS)

@@ -84,6 +84,11 @@ def case_source(idx: int, kc: KernelCall) -> tuple[str, str]:
                 subs.append(sub)
             defs.append(f"static const int8_t *const {name}[] = {{{', '.join(subs)}}};")
             call_args.append(name)
+        elif kind == "Q":  # several outputs: consecutive parts of the output buffer
+            offs = np.concatenate([[0], np.cumsum(a)[:-1]]).astype(int)
+            ptrs = ", ".join(f"(int8_t *)(void *)(ek_test_out + {int(o)})" for o in offs)
+            defs.append(f"static int8_t *const {name}[] = {{{ptrs}}};")
+            call_args.append(name)
         elif a is None:
             call_args.append("0")
         else:
