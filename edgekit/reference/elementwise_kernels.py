@@ -279,37 +279,55 @@ def rsqrt_multiplier(s_in: float, s_out: float) -> tuple[int, int]:
     return fp.quantize_multiplier(1.0 / float(prod))
 
 
+def _srdhm_int(a: int, b: int) -> int:
+    """SaturatingRoundingDoublingHighMul on Python ints (the scalar loops below)."""
+    if a == b == fp.INT32_MIN:
+        return fp.INT32_MAX
+    return (a * b + (1 << 30)) >> 31
+
+
+def _sat_shift_int(x: int, exponent: int) -> int:
+    """SaturatingRoundingMultiplyByPOT on Python ints (exponent > 0: saturating left shift)."""
+    if exponent <= 0:
+        e = -exponent
+        return x if e == 0 else (x + (1 << (e - 1)) - (1 if x < 0 else 0)) >> e
+    threshold = (1 << (31 - exponent)) - 1
+    if x > threshold:
+        return fp.INT32_MAX
+    if x < -threshold:
+        return fp.INT32_MIN
+    return x << exponent
+
+
+def _wrap_int(x: int) -> int:
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
 def inv_sqrt_multiplier_exp(value: int) -> tuple[int, int]:
-    """TFLite GetInvSqrtQuantizedMultiplierExp(value, reverse_shift=-1) for one int32 > 0."""
+    """TFLite GetInvSqrtQuantizedMultiplierExp(value, reverse_shift=-1) for one int32 > 0:
+    five Newton steps on Q3.28 values (products Rescale'd back to 3 integer bits)."""
     if value <= 1:
         return fp.INT32_MAX, 0
     shift = 11
     while value >= (1 << 29):
         value //= 4
         shift += 1
-    clz = int(fp.count_leading_zeros32(value))
+    clz = 32 - value.bit_length()
     left_pairs = (clz - 1) // 2 - 1
     shift -= left_pairs
     value <<= 2 * left_pairs
-    srdhm = fp.saturating_rounding_doubling_high_mul
-
-    def rescale_f3(prod_raw, src_int_bits):  # Rescale<3> of a product with src integer bits
-        return int(fp.saturating_rounding_multiply_by_pot(prod_raw, src_int_bits - 3))
-
     x_in = value >> 1  # F3 raw
-    half_in = int(fp.rounding_divide_by_pot(x_in, 1))
+    half_in = _sat_shift_int(x_in, -1)
     half_three = (1 << 28) + (1 << 27)
     x = 1 << 28  # F3::One()
     for _ in range(5):
-        x2 = int(srdhm(x, x))        # F6
-        x3 = int(srdhm(x2, x))       # F9
-        x3 = rescale_f3(x3, 9)       # F3
-        a = int(srdhm(half_three, x))   # F6
-        b = int(srdhm(half_in, x3))     # F6
-        x = rescale_f3(int(fp.wrap_int32(a - b)), 6)
-    x = int(srdhm(x, 1518500250))  # F3 * F0 -> F3
+        x3 = _sat_shift_int(_srdhm_int(_srdhm_int(x, x), x), 6)  # F9 -> F3
+        a = _srdhm_int(half_three, x)  # F6
+        b = _srdhm_int(half_in, x3)    # F6
+        x = _sat_shift_int(_wrap_int(a - b), 3)  # F6 -> F3
+    x = _srdhm_int(x, 1518500250)  # F3 * F0 -> F3
     if shift < 0:
-        x = int(fp.wrap_int32(x << -shift))
+        x = _wrap_int(x << -shift)
         shift = 0
     return x, -shift
 

@@ -56,6 +56,9 @@ STRUCTS: dict[str, list[tuple[str, int]]] = {
     "ek_slice_params": [("begin", 4), ("stride", 4), ("size", 4)],
     "ek_gather_params": [("batch_size", 0), ("outer_size", 0), ("axis_size", 0), ("inner_size", 0),
                          ("num_indices", 0)],
+    "ek_prelu_params": [("input_offset", 0), ("alpha_offset", 0), ("output_offset", 0),
+                        ("output_multiplier_1", 0), ("output_shift_1", 0),
+                        ("output_multiplier_2", 0), ("output_shift_2", 0)],
 }
 
 # Argument kinds: "S:<struct>" pointer to a struct, "i32" / "f32" scalars,
@@ -114,6 +117,12 @@ FUNCTIONS: dict[str, list[str]] = {
     "ek_quantize_f32_s8": ["f32", "i32", "i32", "A:float", "O:int8_t"],
     "ek_requantize_s8": ["S:ek_requant_params", "i32", "A:int8_t", "O:int8_t"],
     "ek_dequantize_s8_f32": ["f32", "i32", "i32", "A:int8_t", "O:float"],
+    "ek_lut_s8": ["A:int8_t", "i32", "A:int8_t", "O:int8_t"],
+    "ek_maximum_s8": ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
+    "ek_minimum_s8": ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
+    "ek_prelu_s8": ["S:ek_prelu_params"] + ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
+    "ek_squared_difference_s8": ["S:ek_add_params"] + ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
+    "ek_div_s8": ["S:ek_mul_params"] + ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
 }
 
 NP_DTYPE = {"int8_t": np.int8, "int32_t": np.int32, "float": np.float32}

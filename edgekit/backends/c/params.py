@@ -28,6 +28,7 @@ from edgekit.ir.dtypes import DType, QuantParams
 from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import OpType, normalize_attrs
 from edgekit.ir.shapes_movement import MOVEMENT_OPS
+from edgekit.reference import elementwise_kernels as ew_kernels
 from edgekit.reference import fixedpoint as fp
 
 ADD_LEFT_SHIFT = 20  # TFLM's left shift of int8 ADD / SUB
@@ -45,6 +46,9 @@ SUPPORTED_OPS = (
     OpType.REDUCE_MAX, OpType.SUM, OpType.ARG_MAX, OpType.ARG_MIN, OpType.L2_NORMALIZATION, OpType.BATCH_MATMUL,
     # recurrent (edgekit/backends/c/lower_recurrent.py)
     OpType.UNIDIRECTIONAL_SEQUENCE_LSTM,
+    # elementwise (edgekit/backends/c/lower_elementwise.py)
+    OpType.HARD_SWISH, OpType.LEAKY_RELU, OpType.PRELU, OpType.ABS, OpType.NEG, OpType.EXP, OpType.LOG,
+    OpType.SQRT, OpType.RSQRT, OpType.GELU, OpType.MAXIMUM, OpType.MINIMUM, OpType.DIV, OpType.SQUARED_DIFFERENCE,
 )
 _REDUCTION_OPS = ("REDUCE_MAX", "SUM", "ARG_MAX", "ARG_MIN", "L2_NORMALIZATION", "BATCH_MATMUL")
 SOFTMAX_OUT = (np.float32(1.0 / 256), -128)
@@ -401,6 +405,10 @@ class _Lowering:
             from edgekit.backends.c.lower_reduction import lower_reduction
 
             return lower_reduction(self)
+        if t.value in ew_kernels.OPS:
+            from edgekit.backends.c.lower_elementwise import lower_elementwise
+
+            return lower_elementwise(self)
         method = getattr(self, "_" + t.value.lower())
         return method()
 

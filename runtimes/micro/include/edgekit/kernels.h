@@ -515,6 +515,46 @@ typedef struct {
 void ek_lstm_s8(const ek_lstm_params *params, const int8_t *input, const int8_t *input_weights,
                 const int8_t *recurrent_weights, const int32_t *bias, int8_t *output);
 
+/* ------------------------------------------------------------------------ */
+/* Elementwise (HARD_SWISH ... SQUARED_DIFFERENCE)                          */
+/* ------------------------------------------------------------------------ */
+
+/* Unary int8 ops by table: output[i] = table[input[i] + 128]. The compiler fills the
+ * 256-byte table from the reference kernel of HARD_SWISH, LEAKY_RELU, ABS, NEG, EXP,
+ * LOG, SQRT, RSQRT or GELU for the tensors' quantization. */
+void ek_lut_s8(const int8_t *table, int32_t size, const int8_t *input, int8_t *output);
+
+/* MAXIMUM / MINIMUM, TFLM MaximumMinimumBroadcast: raw compare of the broadcast
+ * operands (inputs and output share their quantization); strides as ek_add_s8. */
+void ek_maximum_s8(const ek_dims4 *output_dims, const int8_t *in1, const ek_strides4 *in1_strides,
+                   const int8_t *in2, const ek_strides4 *in2_strides, int8_t *output);
+void ek_minimum_s8(const ek_dims4 *output_dims, const int8_t *in1, const ek_strides4 *in1_strides,
+                   const int8_t *in2, const ek_strides4 *in2_strides, int8_t *output);
+
+typedef struct {
+  int32_t input_offset, alpha_offset; /* -zero points */
+  int32_t output_offset;
+  int32_t output_multiplier_1, output_shift_1; /* s_in / s_out (x >= zp_in) */
+  int32_t output_multiplier_2, output_shift_2; /* s_in * s_alpha / s_out */
+} ek_prelu_params;
+
+/* PRELU, TFLM BroadcastPrelu4DSlow: alpha broadcast against the input through
+ * alpha_strides (0 along broadcast dimensions). */
+void ek_prelu_s8(const ek_prelu_params *params, const ek_dims4 *output_dims, const int8_t *input,
+                 const ek_strides4 *input_strides, const int8_t *alpha, const ek_strides4 *alpha_strides,
+                 int8_t *output);
+
+/* SQUARED_DIFFERENCE, TFLM: the ek_add_params of its PrepareQuantized (left_shift 7,
+ * act_min -128, act_max 127). */
+void ek_squared_difference_s8(const ek_add_params *params, const ek_dims4 *output_dims,
+                              const int8_t *in1, const ek_strides4 *in1_strides,
+                              const int8_t *in2, const ek_strides4 *in2_strides, int8_t *output);
+
+/* DIV, TFLM DivElementwise, with ek_mul_params holding s1 / (s2 * s_out). */
+void ek_div_s8(const ek_mul_params *params, const ek_dims4 *output_dims,
+               const int8_t *in1, const ek_strides4 *in1_strides,
+               const int8_t *in2, const ek_strides4 *in2_strides, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif
