@@ -67,6 +67,7 @@ def test_compiles_for_cortex_m7(int8_graph, tmp_path):
     from edgekit.backends.c import compile_model
 
     result = compile_model(int8_graph, "cortex-m7", tmp_path / "kwt", measure=False)
-    assert {"batch_matmul", "softmax", "fully_connected", "mean"} <= {k["kernel"] for k in result.kernels}
+    kernels = {k["kernel"] for k in result.kernels}
+    assert {"batch_matmul", "softmax", "mean"} <= kernels and any(k.startswith("fully_connected") for k in kernels)
     assert result.fit.fits, result.fit.over
     assert (tmp_path / "kwt" / "model.c").is_file()
