@@ -120,18 +120,53 @@ def conv_transpose2d(im, node, a):
 # ------------------------------------------------------------------------------ 1-D as 2-D
 
 
-def _to_nhwc_view(im, x) -> str:
-    """[N, C, L] -> NHWC [N, 1, L, C]."""
+def _views(im) -> dict[str, str]:
+    """[N, C, L] tensors made by ``_from_nhwc_view`` -> the NHWC tensor they came from."""
+    return im.__dict__.setdefault("nhwc_views", {})
+
+
+def _to_nhwc_view(im, x, arg=None) -> str:
+    """[N, C, L] -> NHWC [N, 1, L, C] (the NHWC tensor itself when ``x`` was made from one).
+
+    ``arg``: the FX node ``x`` comes from; when this node is its only user, the ops that
+    made ``x`` from the NHWC tensor are dropped at once (later passes such as
+    fold_batchnorm want the NHWC tensor to have a single reader)."""
+    known = _views(im).get(x.name)
+    if known is not None:
+        if isinstance(arg, im.torch.fx.Node) and len(arg.users) == 1:
+            _drop_back_conversion(im, x.name, known)
+        return known
     n, c, length = x.shape
     nlc = im.transpose(x.name, (0, 2, 1), im.tmp("nlc"))
     return im.reshape(nlc, (n, 1, length, c), im.tmp("nhwc"))
+
+
+def _drop_back_conversion(im, ncl: str, nhwc: str) -> None:
+    g = im.g
+    producers = g.producers()
+    chain, name = [], ncl
+    while name != nhwc:
+        op = producers.get(name)
+        if op is None or op.type not in (OpType.RESHAPE, OpType.TRANSPOSE):
+            return
+        chain.append(op)
+        name = op.inputs[0]
+    made = {o for op in chain for o in op.outputs}
+    if any(i in made for op in g.ops if op not in chain for i in op.inputs):
+        return  # something else reads an intermediate
+    for op in chain:
+        g.ops.remove(op)
+        del g.tensors[op.outputs[0]]
+    del _views(im)[ncl]
 
 
 def _from_nhwc_view(im, name: str, out_shape) -> str:
     """NHWC [N, 1, L, C] -> [N, C, L] (torch's order)."""
     n, c, length = out_shape
     nlc = im.reshape(name, (n, length, c), im.tmp("nlc_out"))
-    return im.transpose(nlc, (0, 2, 1), im.node.name)
+    out = im.transpose(nlc, (0, 2, 1), im.node.name)
+    _views(im)[out] = name
+    return out
 
 
 def _check_3d(im, x, what):
@@ -170,7 +205,7 @@ def conv1d(im, node, a):
         raise im.unsupported(f"grouped 1-D convolution (groups={groups} with {cin} input channels) is not "
                              "supported; only groups=1 and depthwise (groups=in_channels)")
     out = im.out_shape()
-    ins = [_to_nhwc_view(im, x), im.const_tensor(np.ascontiguousarray(filt), f"{node.name}_filter")]
+    ins = [_to_nhwc_view(im, x, a["input"]), im.const_tensor(np.ascontiguousarray(filt), f"{node.name}_filter")]
     if b is not None:
         ins.append(im.const_tensor(b.reshape(-1), f"{node.name}_bias"))
     y = im.emit(op, ins, (out[0], 1, out[2], out[1]), attrs, hint=im.tmp("conv2d"))
@@ -193,7 +228,7 @@ def _pool1d(im, node, a, op: OpType):
         raise im.unsupported("dilated 1-D pooling is not supported")
     out = im.out_shape()
     extra = max(0, (out[2] - 1) * s + k - (x.shape[2] + 2 * p))  # ceil_mode's partial window
-    src = _to_nhwc_view(im, x)
+    src = _to_nhwc_view(im, x, a["self"])
     pads = (0, p, 0, p + extra)
     if op is OpType.AVERAGE_POOL_2D:
         if extra:
@@ -231,12 +266,14 @@ def _adaptive1d(im, node, a, op: OpType, out) -> str:
     length, o = x.shape[2], out[2]
     if o == length:
         return x.name
-    if o == 1 and op is OpType.AVERAGE_POOL_2D:
-        return im.emit(OpType.MEAN, [x.name], tuple(out), {"axes": (2,), "keep_dims": True})
+    if o == 1 and op is OpType.AVERAGE_POOL_2D:  # global average: MEAN over L of the NHWC view
+        y = im.emit(OpType.MEAN, [_to_nhwc_view(im, x, a["self"])], (out[0], 1, 1, out[1]),
+                    {"axes": (2,), "keep_dims": True}, hint=im.tmp("mean"))
+        return _from_nhwc_view(im, y, out)
     if length % o:
         raise im.unsupported(f"adaptive pooling from {length} to {o} (sizes must divide evenly)")
     k = length // o
-    y = im.emit(op, [_to_nhwc_view(im, x)], (out[0], 1, o, out[1]), {"kernel": (1, k), "strides": (1, k)},
+    y = im.emit(op, [_to_nhwc_view(im, x, a["self"])], (out[0], 1, o, out[1]), {"kernel": (1, k), "strides": (1, k)},
                 hint=im.tmp("pool"))
     return _from_nhwc_view(im, y, out)
 
@@ -249,3 +286,12 @@ def adaptive_max_pool1d(im, node, a):
     ti = _helpers()
     out = tuple(int(d) for d in node.meta["val"][0].shape)
     return (ti._Val(_adaptive1d(im, node, a, OpType.MAX_POOL_2D, out), out), ti._Unusable(str(node.target), 1))
+
+
+def batch_norm_1d(im, ins: list[str], x, eps: float, arg=None) -> str:
+    """BatchNorm1d over [N, C, L] (``ins``: input, gamma, beta, mean, var): BATCH_NORM on
+    the NHWC view, so it folds into the 1-D convolution before it."""
+    n, c, length = x.shape
+    y = im.emit(OpType.BATCH_NORM, [_to_nhwc_view(im, x, arg)] + ins[1:], (n, 1, length, c), {"epsilon": eps},
+                hint=im.tmp("bn"))
+    return _from_nhwc_view(im, y, x.shape)

@@ -20,7 +20,7 @@ import importlib
 from types import ModuleType
 
 # Names of the zoo modules, in the order reports list them.
-ZOO: tuple[str, ...] = ("keyword_transformer", "lstm_kws", "gru_kws")
+ZOO: tuple[str, ...] = ("keyword_transformer", "lstm_kws", "gru_kws", "detector_head", "accel_conv1d")
 
 
 def load(name: str) -> ModuleType:
