@@ -23,6 +23,7 @@ from os import PathLike
 from pathlib import Path
 
 from edgekit.errors import BadInputError, ModelFormatError, UnsupportedOpError
+from edgekit.frontends.keras_recurrent import unrolled
 from edgekit.frontends.tflite import load_tflite
 from edgekit.ir import Graph, verify
 
@@ -155,6 +156,7 @@ def _convert(source: Path, input_shapes) -> tuple[bytes, list[str], list[str]]:
         model = _load(tf, keras, source)
         if model is None:  # a SavedModel TensorFlow wrote without Keras
             return _convert_plain_saved_model(tf, source, input_shapes)
+        model = unrolled(keras, model)  # recurrent layers: no WHILE loop (keras_recurrent)
         specs, input_names = _input_specs(tf, model, input_shapes, source)
         output_names = _output_names(model)
 
