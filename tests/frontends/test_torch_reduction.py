@@ -69,6 +69,22 @@ def test_attention_with_4d_heads_sdpa_and_bmm():
     assert OpType.RSQRT in types and OpType.MEAN in types  # the decomposed layer norm
 
 
+class MHA(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mha = torch.nn.MultiheadAttention(16, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.mha(x, x, x, need_weights=False)[0]
+
+
+def test_multihead_attention_module():
+    torch.manual_seed(3)
+    g, ours, ref = run_both(MHA(), torch.randn(1, 9, 16))
+    assert_close(ours, ref)
+    assert [op.type for op in g.ops].count(OpType.BATCH_MATMUL) == 2
+
+
 class Reductions(torch.nn.Module):
     def forward(self, x, z):
         return (x.amax(dim=(1, 3)), torch.max(x, dim=2, keepdim=True)[0], x.sum(dim=1), z.sum(-1, keepdim=True),
