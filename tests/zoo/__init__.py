@@ -20,7 +20,8 @@ import importlib
 from types import ModuleType
 
 # Names of the zoo modules, in the order reports list them.
-ZOO: tuple[str, ...] = ("keyword_transformer", "lstm_kws", "gru_kws", "detector_head", "accel_conv1d")
+ZOO: tuple[str, ...] = ("keyword_transformer", "lstm_kws", "gru_kws", "detector_head", "accel_conv1d",
+                        "streaming_wakeword", "split_heads")
 
 
 def load(name: str) -> ModuleType:
