@@ -1,6 +1,19 @@
 """Reference kernels of the recurrent ops: UNIDIRECTIONAL_SEQUENCE_LSTM (float and int8)
 and SVDF (float and int8).
 
+SVDF (TFLM's svdf_common.cc): the state [B, F * M] starts at zero and the op is one
+invocation of TFLM's kernel: the state shifts left by one element, each filter's new
+value W_f x goes into its last memory slot, each filter's output is its state row times
+its weights_time row, the rank filters of a unit are summed with the unit's bias, then
+the fused activation. edgekit runs every invocation of a model independently, so the
+state never carries over between invocations (TFLM's first invocation after it
+allocates the state; streaming SVDF models that rely on the carried state are not
+reproduced). int8: int8 input and weights_feature, int16 weights_time and state (zero
+point 0), int32 bias at s_state * s_wt; W_f x requantized with float32(s_x * s_wf) /
+s_state, the output with float32(s_state * s_wt) / s_out, both with TFLM's
+double-rounding MultiplyByQuantizedMultiplier; no fused activation in the integer path
+(as in TFLM).
+
 LSTM, float: i = sigmoid(W_i x + R_i h + b_i), f = sigmoid(W_f x + R_f h + b_f),
 g = tanh(W_c x + R_c h + b_c), o = sigmoid(W_o x + R_o h + b_o), c = f * c + i * g
 (clipped to +-cell_clip when cell_clip > 0), h = o * tanh(c); the output holds h of
@@ -41,7 +54,8 @@ from edgekit.ir.dtypes import QuantParams
 from edgekit.reference import fixedpoint as fp
 from edgekit.reference.float_kernels import logistic as _f_logistic
 
-__all__ = ["lstm_float", "lstm_int8", "sigmoid_int16", "tanh_int16", "GATE_SCALE_LOG2", "GATE_OUT_SCALE_LOG2"]
+__all__ = ["lstm_float", "lstm_int8", "svdf_float", "svdf_int8", "sigmoid_int16", "tanh_int16", "GATE_SCALE_LOG2",
+           "GATE_OUT_SCALE_LOG2"]
 
 # The fixed scales of TFLM's integer LSTM: gate pre-activations Q3.12, activations Q0.15.
 GATE_SCALE_LOG2 = -12
@@ -274,6 +288,93 @@ def lstm_int8(x, weights, recurrent, biases, x_qp: QuantParams, w_qps, r_qps, ou
 
 
 # ----------------------------------------------------------------------------------
+# SVDF (TFLM's svdf_common.cc): one invocation from a zero state
+# ----------------------------------------------------------------------------------
+
+
+def _svdf_dims(x, wf, wt, bias, rank: int):
+    x, wf, wt = np.asarray(x), np.asarray(wf), np.asarray(wt)
+    if x.ndim != 2 or wf.ndim != 2 or wt.ndim != 2:
+        raise BadInputError(f"SVDF expects 2-D input, weights_feature and weights_time, got "
+                            f"{list(x.shape)}, {list(wf.shape)}, {list(wt.shape)}")
+    features, memory = wt.shape
+    if wf.shape != (features, x.shape[1]):
+        raise BadInputError(f"SVDF weights_feature {list(wf.shape)} do not match input {list(x.shape)} "
+                            f"and {features} features")
+    if rank < 1 or features % rank:
+        raise BadInputError(f"SVDF rank {rank} does not divide its {features} features")
+    units = features // rank
+    if bias is not None and np.asarray(bias).shape != (units,):
+        raise BadInputError(f"SVDF bias has shape {list(np.asarray(bias).shape)}, expected {[units]}")
+    return x.shape[0], features, memory, units
+
+
+def _svdf_state(batch: int, features: int, memory: int, new, dtype):
+    """The state after one step from zero: TFLM shifts the whole [B, F * M] buffer left by
+    one element and writes each filter's new value into its last memory slot."""
+    state = np.zeros((batch, features * memory), dtype)
+    state[:, :-1] = state[:, 1:]
+    state = state.reshape(batch, features, memory)
+    state[:, :, memory - 1] = new
+    return state
+
+
+def svdf_float(x, weights_feature, weights_time, bias=None, *, rank: int, activation: str = "NONE") -> np.ndarray:
+    """SVDF float32, one invocation from a zero state (TFLM's EvalFloatSvdfReference)."""
+    from edgekit.reference.float_kernels import apply_activation
+
+    batch, features, memory, units = _svdf_dims(x, weights_feature, weights_time, bias, rank)
+    x = _f32(x)
+    new = (x @ _f32(weights_feature).T).astype(np.float32)
+    state = _svdf_state(batch, features, memory, new, np.float32)
+    scratch = (state * _f32(weights_time)[None]).sum(axis=2, dtype=np.float32)
+    out = scratch.reshape(batch, units, rank).sum(axis=2, dtype=np.float32)
+    if bias is not None:
+        out = (out + _f32(bias)).astype(np.float32)
+    return apply_activation(out, activation).astype(np.float32)
+
+
+def svdf_int8_params(x_qp: QuantParams, wf_qp: QuantParams, wt_qp: QuantParams, out_qp: QuantParams,
+                     state_scale: float):
+    """TFLM's PrepareSvdf: ((m1, s1), (m2, s2), input zp, output zp), the effective scales
+    formed in float32 as the C++ code does (float products, then double)."""
+    s_in, zp_in = _per_tensor(x_qp, "SVDF input")
+    s_wf, _ = _per_tensor(wf_qp, "SVDF weights_feature")
+    s_wt, _ = _per_tensor(wt_qp, "SVDF weights_time")
+    s_out, zp_out = _per_tensor(out_qp, "SVDF output")
+    if not state_scale > 0:
+        raise BadInputError("an int8 SVDF needs its int16 state scale (state_scale > 0)")
+    f = np.float32
+    eff1 = float(f(f(s_in) * f(s_wf)) / f(state_scale))
+    eff2 = float(f(f(state_scale) * f(s_wt)) / f(s_out))
+    return fp.quantize_multiplier(eff1), fp.quantize_multiplier(eff2), zp_in, zp_out
+
+
+def svdf_int8(x, weights_feature, weights_time, bias, x_qp: QuantParams, wf_qp: QuantParams, wt_qp: QuantParams,
+              out_qp: QuantParams, *, rank: int, activation: str = "NONE", state_scale: float) -> np.ndarray:
+    """SVDF int8 with an int16 state (zero point 0) and int16 weights_time, one invocation
+    from a zero state, as TFLM's EvalIntegerSvdfReference computes it. TFLM's integer path
+    applies no fused activation (only the int8 clamp), so neither does this kernel: the
+    quantizer gives a RELU output a range starting at 0 instead."""
+    batch, features, memory, units = _svdf_dims(x, weights_feature, weights_time, bias, rank)
+    if np.asarray(x).dtype != np.int8 or np.asarray(weights_feature).dtype != np.int8:
+        raise BadInputError("int8 SVDF needs int8 input and weights_feature")
+    if np.asarray(weights_time).dtype != np.int16:
+        raise BadInputError("int8 SVDF needs int16 weights_time")
+    if bias is None:
+        raise BadInputError("int8 SVDF needs an int32 bias (TFLM reads its scale)")
+    (m1, s1), (m2, s2), zp_in, zp_out = svdf_int8_params(x_qp, wf_qp, wt_qp, out_qp, state_scale)
+    dot = (np.asarray(x, np.int64) - zp_in) @ np.asarray(weights_feature, np.int64).T
+    dot = fp.multiply_by_quantized_multiplier(fp.wrap_int32(dot), m1, s1)
+    new = np.clip(dot, -32768, 32767)  # + state zero point 0
+    state = _svdf_state(batch, features, memory, new, np.int64)
+    scratch = fp.wrap_int32((state * np.asarray(weights_time, np.int64)[None]).sum(axis=2))
+    acc = scratch.reshape(batch, units, rank).sum(axis=2) + np.asarray(bias, np.int64)
+    out = fp.multiply_by_quantized_multiplier(fp.wrap_int32(acc), m2, s2) + zp_out
+    return np.clip(out, -128, 127).astype(np.int8)
+
+
+# ----------------------------------------------------------------------------------
 # dispatch from edgekit.reference.kernels
 # ----------------------------------------------------------------------------------
 
@@ -298,6 +399,14 @@ def run_recurrent(graph, op, attrs: dict, args: list) -> list[np.ndarray]:
                 return [lstm_int8(args[0], w, r, b, q[0], q[1:5], q[5:9], oq,
                                   cell_state_exponent=attrs["cell_state_exponent"],
                                   time_major=attrs["time_major"], cell_clip=attrs["cell_clip"])]
+        else:
+            bias = args[3] if len(args) > 3 else None
+            if xt.dtype is DType.FLOAT32:
+                return [svdf_float(args[0], args[1], args[2], bias, rank=attrs["rank"],
+                                   activation=attrs["activation"])]
+            if xt.dtype is DType.INT8:
+                return [svdf_int8(args[0], args[1], args[2], bias, q[0], q[1], q[2], oq, rank=attrs["rank"],
+                                  activation=attrs["activation"], state_scale=attrs["state_scale"])]
     except BadInputError as exc:
         raise BadInputError(f"{where}: {exc}") from None
     raise BadInputError(f"{where}: {xt.dtype.value} inputs are not supported")

@@ -72,7 +72,7 @@ SUPPORTED_IR_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_
                     "SLICE", "STRIDED_SLICE", "SPLIT", "SQUEEZE", "EXPAND_DIMS", "GATHER", "PACK", "UNPACK",
                     "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "CAST") + REDUCTION_IR_OPS
 SUPPORTED_IR_OPS += tuple(t.value for t in RESAMPLE_OPS)
-SUPPORTED_IR_OPS += ("UNIDIRECTIONAL_SEQUENCE_LSTM",)
+SUPPORTED_IR_OPS += ("UNIDIRECTIONAL_SEQUENCE_LSTM", "SVDF")
 SUPPORTED_IR_OPS += ELEMENTWISE_IR_OPS
 
 # Options slots (tflite/schema.fbs).
@@ -395,7 +395,7 @@ def _lower_op(low: _Lowering, op: Op) -> None:
         lower_elementwise(low, op, a)
     elif t in RESAMPLE_OPS:
         lower_resample(low, op, a)
-    elif t is OpType.UNIDIRECTIONAL_SEQUENCE_LSTM:
+    elif t in (OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, OpType.SVDF):
         lower_recurrent(low, op, a)
     elif t in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D):
         _lower_conv(low, op, a)

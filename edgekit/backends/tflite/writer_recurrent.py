@@ -1,6 +1,6 @@
-"""IR -> TFLite for UNIDIRECTIONAL_SEQUENCE_LSTM.
+"""IR -> TFLite for UNIDIRECTIONAL_SEQUENCE_LSTM and SVDF.
 
-It keeps its states in variable tensors (``is_variable``), which TFLite Micro zeroes
+Both keep their state in variable tensors (``is_variable``), which TFLite Micro zeroes
 (int8: sets to the zero point) when it allocates them, so the IR's "states start at
 zero" holds. The LSTM is written with TFLite's 24 operands (peephole, projection and
 layer-norm slots empty, -1), the hidden state tensor with the output's parameters and
@@ -56,4 +56,17 @@ def lower_recurrent(low, op: Op, a: dict) -> None:
         low.emit(BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, 3 if int8 else 1, ins, out,
                  BuiltinOptions.UnidirectionalSequenceLSTMOptions, opts)
         return
-    raise BadInputError(f"{where}: no TFLite lowering for this op")
+    if op.type is not OpType.SVDF:
+        raise BadInputError(f"{where}: no TFLite lowering for this op")
+    batch = xt.shape[0]
+    features, memory = g.tensor(op.inputs[2]).shape
+    if int8:
+        if not a["state_scale"] > 0:
+            raise BadInputError(f"{where}: an int8 SVDF needs its state scale (state_scale > 0)")
+        state = _variable(low, f"{op.name}/state", (batch, features * memory), DType.INT16, a["state_scale"])
+    else:
+        state = _variable(low, f"{op.name}/state", (batch, features * memory), DType.FLOAT32, None)
+    bias = low.tensor(op.inputs[3]) if op.input(3) else -1
+    ins = [low.tensor(op.inputs[0]), low.tensor(op.inputs[1]), low.tensor(op.inputs[2]), bias, state]
+    opts = [(0, "i32", a["rank"]), (1, "i8", int(ActivationFunctionType[a["activation"]])), (2, "bool", False)]
+    low.emit(BuiltinOperator.SVDF, 3 if int8 else 1, ins, out, BuiltinOptions.SVDFOptions, opts)
