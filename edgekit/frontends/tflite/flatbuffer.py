@@ -318,6 +318,10 @@ _OPTION_FIELDS: dict[int, tuple[_Field, ...]] = {
     BuiltinOptions.QuantizeOptions: (),
     BuiltinOptions.DequantizeOptions: (),
     BuiltinOptions.HardSwishOptions: (),
+    BuiltinOptions.SVDFOptions: (
+        ("rank", 0, "i32", 0), ("fused_activation_function", 1, "act", "NONE"),
+        ("asymmetric_quantize_inputs", 2, "bool", False),
+    ),
     BuiltinOptions.UnidirectionalSequenceLSTMOptions: (
         ("fused_activation_function", 0, "act", "NONE"), ("cell_clip", 1, "f32", 0.0), ("proj_clip", 2, "f32", 0.0),
         ("time_major", 3, "bool", False), ("asymmetric_quantize_inputs", 4, "bool", False),

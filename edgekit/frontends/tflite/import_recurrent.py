@@ -1,4 +1,4 @@
-"""``.tflite`` UNIDIRECTIONAL_SEQUENCE_LSTM -> IR.
+"""``.tflite`` UNIDIRECTIONAL_SEQUENCE_LSTM and SVDF -> IR.
 
 The IR's LSTM is TFLite Micro's: the four gates with input and recurrent weights and
 biases, TANH activation, no peepholes, projection, layer normalization or coupled
@@ -82,3 +82,43 @@ def convert_lstm(b, op, node: str, name: str, supported) -> None:
         if int8 and t.dtype is not DType.INT32:
             raise b.fail(f"{node}: bias {j} is {t.dtype.value}, expected int32")
     b.g.add_op(OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, operands, [b.tensor(op.outputs[0])], attrs, name=name)
+
+
+def convert_svdf(b, op, node: str, name: str, supported) -> None:
+    """SVDF: input, weights_feature, weights_time, bias (optional), the variable state
+    (its int16 scale becomes ``state_scale``; it must hold no data but zeros)."""
+    opname = "SVDF"
+
+    def refuse(detail: str):
+        return UnsupportedOpError(opname, node, supported, detail)
+
+    ins = list(op.inputs) + [-1] * (5 - len(op.inputs))
+    if len(op.inputs) != 5 or min(ins[0], ins[1], ins[2], ins[4]) < 0:
+        raise b.fail(f"{node}: needs 5 operands (input, weights_feature, weights_time, bias, state), "
+                     f"has {list(op.inputs)}")
+    opts = op.options
+    act = opts.get("fused_activation_function", "NONE")
+    if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+        raise refuse(f"fused activation {act} is not supported")
+    d = b.data(ins[4])
+    if d is not None and np.any(d != 0):
+        raise refuse("a state with non-zero initial data (the IR's state starts at zero)")
+    x_t, wf_t = b.sg.tensors[ins[0]], b.sg.tensors[ins[1]]
+    attrs = {"rank": int(opts.get("rank", 0)), "activation": act}
+    if x_t.type == 9:  # INT8
+        st = b.sg.tensors[ins[4]]
+        sq = st.quantization
+        if st.type != 7 or sq is None or sq.scale is None or len(sq.scale) != 1:  # 7: INT16
+            raise refuse("an int8 SVDF needs an int16 state with one scale")
+        zp = sq.zero_point[0] if sq.zero_point is not None and len(sq.zero_point) else 0
+        if int(zp) != 0:
+            raise refuse("an int16 state zero point other than 0")
+        if b.sg.tensors[ins[2]].type != 7:
+            raise refuse("int8 weights_time (edgekit's int8 SVDF takes TFLite's int16 weights_time)")
+        if ins[3] < 0:
+            raise refuse("an int8 SVDF without bias (TFLM reads the bias scale)")
+        attrs["state_scale"] = float(sq.scale[0])
+    elif wf_t.type != x_t.type:
+        raise BadInputError(f"{b.source}: {node}: hybrid SVDF (int8 weights, float input) is not supported")
+    operands = [b.tensor(ins[i]) for i in range(3)] + ([b.tensor(ins[3])] if ins[3] >= 0 else [])
+    b.g.add_op(OpType.SVDF, operands, [b.tensor(op.outputs[0])], attrs, name=name)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import BadInputError, ModelFormatError, UnsupportedOpError
-from edgekit.frontends.tflite.import_recurrent import convert_lstm
+from edgekit.frontends.tflite.import_recurrent import convert_lstm, convert_svdf
 from edgekit.frontends.tflite.import_resample import RESAMPLE_MIN_INPUTS, RESAMPLE_TFLITE, resample_attrs
 from edgekit.frontends.tflite.movement import MIN_INPUTS as MOVEMENT_MIN_INPUTS
 from edgekit.frontends.tflite.movement import MULTI_OUTPUT, TFLITE_MOVEMENT, convert_movement
@@ -70,6 +70,7 @@ _DIRECT.update(RESAMPLE_TFLITE)
 _DIRECT.update(TFLITE_MOVEMENT)
 _DIRECT.update(TFLITE_ELEMENTWISE)
 _DIRECT["UNIDIRECTIONAL_SEQUENCE_LSTM"] = OpType.UNIDIRECTIONAL_SEQUENCE_LSTM
+_DIRECT["SVDF"] = OpType.SVDF
 SUPPORTED_TFLITE_OPS = tuple(sorted(_DIRECT))
 _ACTIVATIONS = {"NONE", "RELU", "RELU6", "RELU_N1_TO_1"}
 
@@ -219,6 +220,8 @@ def _convert_op(b: _Builder, op, opname: str, node: str, name: str) -> None:
         return convert_movement(b, op, opname, node, name, SUPPORTED_TFLITE_OPS)
     if opname == "UNIDIRECTIONAL_SEQUENCE_LSTM":
         return convert_lstm(b, op, node, name, SUPPORTED_TFLITE_OPS)
+    if opname == "SVDF":
+        return convert_svdf(b, op, node, name, SUPPORTED_TFLITE_OPS)
     shape_of = lambda i: tuple(b.sg.tensors[op.inputs[i]].shape)  # noqa: E731
     ins = [b.tensor(i) if i >= 0 else "" for i in op.inputs]
     outs = [b.tensor(o) for o in op.outputs]
