@@ -201,7 +201,7 @@ def _build(g: Graph, plan: ActivationPlan, weights: dict[str, _Weights], io: str
 
     for op in g.ops:
         if op.type in recurrent.RECURRENT_QUANTIZABLE:
-            ins = recurrent.lstm_operands(q, g, op, plan.qparams[op.inputs[0]].scale[0])
+            ins = recurrent.operands(q, g, op, plan.qparams[op.inputs[0]].scale[0])
             ins[0] = names[op.inputs[0]]
             q.add_op(op.type, ins, [names[o] for o in op.outputs], dict(op.attrs), op.name)
             continue
@@ -300,7 +300,7 @@ def quantize(graph: Graph, calib, *, method: str = "minmax", per_channel: bool =
         calib_ranges = _normalize_ranges(ranges)
     cal_seconds = time.perf_counter() - t_cal
     plan = plan_activations(fg, calib_ranges)
-    recurrent.set_cell_state_exponents(fg, arrays, batch_size)
+    recurrent.set_state_params(fg, arrays, batch_size)
     weights = _quantize_weights(fg, plan, per_channel)
     corrected: dict[str, float] = {}
     t_bc = time.perf_counter()

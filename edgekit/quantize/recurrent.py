@@ -12,6 +12,16 @@ converter gives it for TensorFlow Lite Micro's 8x8->16 integer LSTM:
   on the op's calibrated inputs): the smallest such scale that holds the range;
 - the gate pre-activations (Q3.12) and gate outputs (Q0.15) have fixed scales inside
   the kernel: there are no intermediate tensors to calibrate.
+
+SVDF, for TFLite Micro's integer SVDF (int8 input and output, int16 state):
+- weights_feature symmetric int8 per tensor; weights_time symmetric int16 per tensor
+  (max|w| / 32767);
+- the state int16 symmetric with scale max|W_f x| / 32767 over the calibration data
+  (``state_scale``);
+- the bias int32 with scale float32(s_state) * float32(s_wt) (zeros when the float op
+  has none: TFLM's integer SVDF reads the bias scale);
+- the output its own calibrated range, taken after the fused activation: TFLM's integer
+  path does not apply it, the int8 clamp of a range starting at 0 does RELU's work.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import OpType, normalize_attrs
 from edgekit.quantize import scheme
 
-RECURRENT_QUANTIZABLE = {OpType.UNIDIRECTIONAL_SEQUENCE_LSTM}
+RECURRENT_QUANTIZABLE = {OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, OpType.SVDF}
 
 
 def unquantizable_reason(g: Graph, op: Op) -> str:
@@ -69,10 +79,11 @@ def cell_state_exponent(max_abs: float) -> int:
     return max(-30, min(0, math.ceil(math.log2(max_abs)) - 15))
 
 
-def set_cell_state_exponents(fg: Graph, arrays, batch_size: int = 64) -> dict[str, int]:
+def set_state_params(fg: Graph, arrays, batch_size: int = 64) -> dict[str, float]:
     """Run the float graph on the calibration ``arrays`` and store each LSTM's cell-state
-    exponent in its attributes (``fg`` is the quantizer's own copy). Returns them by op."""
-    lstms = [op for op in fg.ops if op.type is OpType.UNIDIRECTIONAL_SEQUENCE_LSTM]
+    exponent and each SVDF's state scale in its attributes (``fg`` is the quantizer's own
+    copy). Returns them by op."""
+    lstms = [op for op in fg.ops if op.type in RECURRENT_QUANTIZABLE]
     if not lstms:
         return {}
     from edgekit.reference.interpreter import Interpreter
@@ -85,15 +96,52 @@ def set_cell_state_exponents(fg: Graph, arrays, batch_size: int = 64) -> dict[st
         for op in lstms:
             attrs = normalize_attrs(op.type, op.attrs)
             x = env[op.inputs[0]] if op.inputs[0] in env else fg.tensor(op.inputs[0]).data
+            if op.type is OpType.SVDF:
+                state = np.asarray(x, np.float32) @ fg.const(op.inputs[1]).astype(np.float32).T
+                tops[op.name] = max(tops[op.name], float(np.abs(state).max()) if state.size else 0.0)
+                continue
             consts = [fg.const(i) for i in op.inputs[1:]]
             tops[op.name] = max(tops[op.name], lstm_cell_max(x, consts[0:4], consts[4:8], consts[8:12],
                                                              time_major=attrs["time_major"],
                                                              cell_clip=attrs["cell_clip"]))
     out = {}
     for op in lstms:
+        if op.type is OpType.SVDF:
+            top = tops[op.name]
+            if not np.isfinite(top):
+                raise BadInputError(f"the SVDF state of {op.name!r} reached {top} during calibration")
+            op.attrs = {**op.attrs, "state_scale": float(np.float32(max(top, 1e-8) / 32767.0))}
+            out[op.name] = op.attrs["state_scale"]
+            continue
         op.attrs = {**op.attrs, "cell_state_exponent": cell_state_exponent(tops[op.name])}
         out[op.name] = op.attrs["cell_state_exponent"]
     return out
+
+
+def operands(q: Graph, g: Graph, op: Op, input_scale: float) -> list[str]:
+    """The int8 graph's operands of recurrent ``op`` (slot 0, the input, left to the caller)."""
+    if op.type is OpType.UNIDIRECTIONAL_SEQUENCE_LSTM:
+        return lstm_operands(q, g, op, input_scale)
+    return svdf_operands(q, g, op, input_scale)
+
+
+def svdf_operands(q: Graph, g: Graph, op: Op, input_scale: float) -> list[str]:
+    attrs = normalize_attrs(op.type, op.attrs)
+    wf = g.const(op.inputs[1]).astype(np.float32)
+    wt = g.const(op.inputs[2]).astype(np.float32)
+    s_wf = scheme.weight_scales(wf, None)
+    s_wt = np.float32(max(float(np.abs(wt).max()) if wt.size else 0.0, 1e-12) / 32767.0)
+    units = wf.shape[0] // attrs["rank"]
+    s_state = np.float32(attrs["state_scale"])
+    b = g.const(op.input(3)) if op.input(3) else np.zeros(units, np.float32)
+    s_bias = float(np.float32(s_state * s_wt))
+    bias = np.clip(np.round(np.asarray(b, np.float64) / s_bias), -2**31, 2**31 - 1).astype(np.int32)
+    wt_q = np.clip(np.round(wt.astype(np.float64) / float(s_wt)), -32767, 32767).astype(np.int16)
+    return [None,
+            q.add_const(op.inputs[1], scheme.quantize_weights(wf, s_wf, None),
+                        QuantParams.per_tensor(float(s_wf[0]), 0), DType.INT8).name,
+            q.add_const(op.inputs[2], wt_q, QuantParams.per_tensor(float(s_wt), 0), DType.INT16).name,
+            q.add_const(op.input(3) or f"{op.name}_bias", bias, QuantParams.per_tensor(s_bias, 0), DType.INT32).name]
 
 
 def lstm_operands(q: Graph, g: Graph, op: Op, input_scale: float) -> list[str]:

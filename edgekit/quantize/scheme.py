@@ -34,9 +34,9 @@ PACKS_INPUTS = {OpType.CONCATENATION, OpType.PACK}
 OWN_RANGE = {OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED, OpType.ADD,
              OpType.SUB, OpType.MUL, OpType.MEAN, OpType.RELU}
 OWN_RANGE |= {OpType.TRANSPOSE_CONV}
-# LSTM: the output (= hidden state) has its own range; weights, biases and the cell
-# state are set by edgekit.quantize.recurrent.
-OWN_RANGE |= {OpType.UNIDIRECTIONAL_SEQUENCE_LSTM}
+# LSTM: the output (= hidden state) has its own range; SVDF too; weights, biases and the
+# states are set by edgekit.quantize.recurrent.
+OWN_RANGE |= {OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, OpType.SVDF}
 # Reductions and matrix products: REDUCE_MAX keeps its input's parameters (TFLM requires
 # it), L2_NORMALIZATION has TFLite's fixed 1/128 output, SUM and BATCH_MATMUL their own
 # range; ARG_MAX/MIN output int32 indices that stay int32 (INDEX_OUTPUT).
