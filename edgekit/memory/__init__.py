@@ -17,7 +17,9 @@ when a reordering lowers the peak), and must write each graph input into the are
 before every inference (an input may be overwritten unless ``preserve_inputs=True``).
 ``plan.inplace`` lists the ``(op, input tensor)`` pairs whose output overlaps that input's
 bytes: the code generator must use a kernel that keeps the write contract of
-``lifetimes.py`` for those ops (TFLM-style loops do).
+``lifetimes.py`` for those ops (TFLM-style loops do). With ``reverse_rows=True`` an output
+may also sit above its input (``plan.reversed_rows``): the code generator must then run
+that op by output rows from the last to the first (``lifetimes.reverse_rows_shift``).
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class Buffer:
 @dataclass(frozen=True)
 class Overlap:
     """An op output placed over the input it overwrites: ``shift`` = offset(input) -
-    offset(output) >= ``min_shift``; 0 means exactly in place."""
+    offset(output) >= ``min_shift``; 0 means exactly in place. A negative shift: the
+    output starts ``-shift`` bytes above the input, and the op runs its rows in reverse."""
 
     op: str
     input: str
@@ -89,6 +92,11 @@ class MemoryPlan:
     tried: dict[str, int] = field(default_factory=dict)           # "<order>/<strategy>" -> arena
     scratch: dict[str, int] = field(default_factory=dict)         # op -> offset of its scratch
     _life: Lifetimes | None = field(default=None, repr=False)
+
+    @property
+    def reversed_rows(self) -> set[str]:
+        """Ops whose output overlaps their input from above: run by rows from the last."""
+        return {o.op for o in self.overlaps if o.shift < 0}
 
     def timeline(self) -> list[dict]:
         """One row per op: index, op name and the buffers live while it runs, by offset."""
@@ -126,7 +134,8 @@ class MemoryPlan:
         lines = [f"arena {self.arena_bytes} B (lower bound {self.lower_bound_bytes} B, no sharing "
                  f"{self.naive_bytes} B), strategy {self.strategy}, order {self.order_source}"]
         for o in self.overlaps:
-            how = "in place" if o.shift == 0 else f"{o.shift} B below its input"
+            how = "in place" if o.shift == 0 else (f"{o.shift} B below its input" if o.shift > 0 else
+                                                    f"{-o.shift} B above its input, rows in reverse")
             lines.append(f"  {o.op}: {o.output} over {o.input} ({how})")
         return "\n".join(lines)
 
@@ -134,7 +143,7 @@ class MemoryPlan:
 def plan_memory(graph: Graph, *, alignment: int = 16, reorder: bool = True, inplace: bool = True,
                 target_features: Iterable[str] = (), strategies: tuple[str, ...] = STRATEGIES,
                 exact_limit: int = 12, preserve_inputs: bool = False,
-                no_share: Iterable[OpType] = ()) -> MemoryPlan:
+                no_share: Iterable[OpType] = (), reverse_rows: bool = False) -> MemoryPlan:
     """Plan the activation arena of ``graph``.
 
     ``reorder``: also try op orders that lower the peak (kept only when strictly better).
@@ -142,11 +151,13 @@ def plan_memory(graph: Graph, *, alignment: int = 16, reorder: bool = True, inpl
     ``lifetimes.py`` for the rule per op). ``no_share``: op types that never do, whatever
     that rule allows (a backend whose kernel for them cannot keep the write contract).
     ``preserve_inputs``: never overwrite graph inputs.
+    ``reverse_rows``: the backend can run the ops of ``lifetimes.reverse_rows_shift`` by
+    rows from the last, so their output may also sit above their input.
     ``target_features`` select the kernels whose scratch needs are planned (``scratch.py``).
     """
     model = MemoryModel(graph, alignment=alignment, inplace=inplace,
                         target_features=tuple(target_features), preserve_inputs=preserve_inputs,
-                        no_share=no_share)
+                        no_share=no_share, reverse_rows=reverse_rows)
     orders = candidate_orders(model) if reorder else [("original", list(model.op_names))]
     best = None
     tried: dict[str, int] = {}

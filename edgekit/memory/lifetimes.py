@@ -36,11 +36,13 @@ and any larger shift is safe too (the output only moves further below the input)
 minimum shift of 0 is true in-place execution (same offset). ``min_shift`` computes
 ``reads`` with numpy for each op; the rule per op:
 
-- RELU, RELU6, LOGISTIC, TANH, QUANTIZE (int8 -> int8 requantize), BATCH_NORM: element
+- RELU, RELU6, LOGISTIC, TANH, QUANTIZE (int8 -> int8 requantize), BATCH_NORM, and the
+  unary elementwise ops (HARD_SWISH, LEAKY_RELU, ABS, NEG, EXP, LOG, SQRT, RSQRT, GELU): element
   ``i`` reads element ``i``: in place (shift 0) when input and output element sizes are
   equal. DEQUANTIZE int8 -> float32 writes 4 bytes per byte read: the shift comes out at
   about three times the input, so it practically never shares.
-- ADD, SUB, MUL: an input with the output's shape is read at the same index: in place. A
+- ADD, SUB, MUL, MAXIMUM, MINIMUM, PRELU, DIV, SQUARED_DIFFERENCE: an input with the
+  output's shape is read at the same index: in place. A
   broadcast input is read again for later outputs: its shift is about the output size, so
   it does not share.
 - DEPTHWISE_CONV_2D, AVERAGE/MAX_POOL_2D: output ``(y, x, c)`` reads input rows from
@@ -83,6 +85,12 @@ _NONE = np.iinfo(np.int64).max  # "this output element reads nothing of that inp
 _ELEMENTWISE = {OpType.RELU, OpType.RELU6, OpType.LOGISTIC, OpType.TANH, OpType.QUANTIZE,
                 OpType.DEQUANTIZE, OpType.BATCH_NORM}
 _BINARY = {OpType.ADD, OpType.SUB, OpType.MUL}
+# The elementwise family (runtimes/micro ek_lut_s8 and the broadcast walks of MAXIMUM,
+# MINIMUM, PRELU, DIV, SQUARED_DIFFERENCE) reads element i (or its broadcast source)
+# before writing element i, in order, like the ops above.
+_ELEMENTWISE |= {OpType.HARD_SWISH, OpType.LEAKY_RELU, OpType.ABS, OpType.NEG, OpType.EXP, OpType.LOG,
+                 OpType.SQRT, OpType.RSQRT, OpType.GELU}
+_BINARY |= {OpType.MAXIMUM, OpType.MINIMUM, OpType.PRELU, OpType.DIV, OpType.SQUARED_DIFFERENCE}
 _WINDOWED = {OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D}
 # Ops that only relabel the shape: their output is an alias of their input's bytes.
 RESHAPES = frozenset({OpType.RESHAPE, OpType.SQUEEZE, OpType.EXPAND_DIMS})
@@ -206,6 +214,40 @@ def shift_from_reads(reads: np.ndarray, out_itemsize: int, in_itemsize: int) -> 
     return max(0, int(need.max()))
 
 
+def reverse_rows_shift(graph: Graph, op: Op, input_name: str) -> int | None:
+    """Bytes the output of ``op`` must start *above* ``input_name`` to share its bytes when
+    the op runs by output rows from the last to the first (one call of the forward kernel
+    per row, each keeping the write contract). None when the op is not run that way.
+
+    Modeled: CONV_2D with a 1x1 filter, stride 1 and no padding, batch 1: output row
+    ``r`` reads input row ``r`` only. While row ``r`` is written, rows ``< r`` and the
+    pixels of row ``r`` not yet done are still to be read; the output's row ``r``
+    (``d + r*Rout`` on, ``d`` above the input) must lie above all of them from its first
+    byte: ``d >= (r+1)*Rin - r*Rout`` for every row (``Rin``, ``Rout``: row bytes), i.e.
+    ``d >= max(Rin, H*Rin - (H-1)*Rout)``. With equal row sizes that is one row, against
+    ``Cin - 1`` bytes below the input for the forward order: alternating the two keeps a
+    chain of such layers from drifting through the arena.
+    """
+    if op.type is not OpType.CONV_2D or len(op.outputs) != 1 or not op.inputs or op.inputs[0] != input_name:
+        return None
+    if input_name in op.inputs[1:]:
+        return None
+    x = graph.tensor(input_name)
+    y = graph.tensor(op.outputs[0])
+    w = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 and op.inputs[1] else None
+    if w is None or len(w.shape) != 4 or len(x.shape) != 4 or len(y.shape) != 4:
+        return None
+    a = normalize_attrs(op.type, op.attrs)
+    pads = tuple(a.get("pads", (0, 0, 0, 0)))
+    if (tuple(w.shape[1:3]) != (1, 1) or tuple(a.get("strides", (1, 1))) != (1, 1) or any(pads)
+            or x.shape[0] != 1 or tuple(x.shape[:3]) != tuple(y.shape[:3])):
+        return None
+    h = int(x.shape[1])
+    r_in = int(x.shape[2]) * int(x.shape[3]) * x.dtype.itemsize
+    r_out = int(y.shape[2]) * int(y.shape[3]) * y.dtype.itemsize
+    return max(r_in, h * r_in - (h - 1) * r_out)
+
+
 def min_shift(graph: Graph, op: Op, input_name: str) -> int | None:
     """Bytes the output of ``op`` must start below ``input_name`` to share its bytes safely.
 
@@ -254,7 +296,9 @@ class Sharing:
     """Permission for ``output`` to share bytes with ``input``, which dies at ``op``.
 
     Valid placements: ``offset(output) <= offset(input) - min_shift`` (overlapping), or
-    the two disjoint. Indices refer to ``Lifetimes.buffers``.
+    the two disjoint; with ``rev_shift`` (the op can run its rows in reverse:
+    ``reverse_rows_shift``) also ``offset(output) >= offset(input) + rev_shift``. Indices
+    refer to ``Lifetimes.buffers``.
     """
 
     op: str
@@ -263,6 +307,7 @@ class Sharing:
     input: int
     input_tensor: str
     min_shift: int  # aligned bytes
+    rev_shift: int | None = None  # aligned bytes above the input, for rows run in reverse
 
     def savings(self, buffers: Sequence[LiveBuffer]) -> int:
         """The most bytes the two can share."""
@@ -276,13 +321,14 @@ class MemoryModel:
 
     def __init__(self, graph: Graph, *, alignment: int = 16, inplace: bool = True,
                  target_features: Iterable[str] = (), alias_reshape: bool = True,
-                 preserve_inputs: bool = False, no_share: Iterable[OpType] = ()):
+                 preserve_inputs: bool = False, no_share: Iterable[OpType] = (), reverse_rows: bool = False):
         from edgekit.memory.scratch import scratch_bytes
 
         if alignment < 1:
             raise MemoryPlanError(f"alignment must be >= 1, got {alignment}")
         self.graph = graph
         self.alignment = alignment
+        self.reverse_rows = reverse_rows  # the backend can run ops by rows in reverse
         self.ops: dict[str, Op] = {}
         for op in graph.ops:
             if op.name in self.ops:
@@ -342,15 +388,15 @@ class MemoryModel:
         self.scratch = {op.name: align_up(scratch_bytes(op, graph, target_features), alignment)
                         for op in graph.ops}
         # Sharing each op would allow if its input died there: op -> [(in root, out root,
-        # input tensor, aligned min shift)].
-        self.shares: dict[str, list[tuple[str, str, str, int]]] = {op.name: [] for op in graph.ops}
+        # input tensor, aligned min shift, aligned reverse shift or None)].
+        self.shares: dict[str, list[tuple[str, str, str, int, int | None]]] = {op.name: [] for op in graph.ops}
         if inplace:
             no_share = frozenset(no_share)
             for op in graph.ops:
                 if op.type not in no_share:
                     self.shares[op.name] = self._op_shares(op, preserve_inputs)
 
-    def _op_shares(self, op: Op, preserve_inputs: bool) -> list[tuple[str, str, str, int]]:
+    def _op_shares(self, op: Op, preserve_inputs: bool) -> list[tuple[str, str, str, int, int | None]]:
         if len(op.outputs) != 1 or op.outputs[0] not in self.root:
             return []
         out = op.outputs[0]
@@ -371,9 +417,13 @@ class MemoryModel:
             if shift is None:
                 continue
             shift = align_up(shift, self.alignment)
-            if shift >= self.size[out] or self.size[r] == 0:
+            rev = reverse_rows_shift(self.graph, op, name) if self.reverse_rows else None
+            if rev is not None:
+                rev = align_up(rev, self.alignment)
+                rev = rev if rev < self.size[r] else None  # above a whole input: nothing shared
+            if (shift >= self.size[out] and rev is None) or self.size[r] == 0:
                 continue  # nothing to gain
-            found.append((r, out, name, shift))
+            found.append((r, out, name, shift, rev))
         return found
 
     # -- one order ----------------------------------------------------------
@@ -404,10 +454,10 @@ class MemoryModel:
         sharing = []
         for name in order:
             t = pos[name]
-            for r_in, r_out, tensor, shift in self.shares[name]:
+            for r_in, r_out, tensor, shift, rev in self.shares[name]:
                 bi, bo = buffers[index[r_in]], buffers[index[r_out]]
                 if bi.last == t and bo.first == t:
-                    sharing.append(Sharing(name, t, index[r_out], index[r_in], tensor, shift))
+                    sharing.append(Sharing(name, t, index[r_out], index[r_in], tensor, shift, rev))
         return Lifetimes(order, buffers, index, scratch_index, sharing, self.alignment)
 
 

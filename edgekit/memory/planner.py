@@ -110,10 +110,11 @@ def forbidden_interval(life: Lifetimes, a: int, b: int) -> tuple[int, int]:
     sa, sb = life.buffers[a].size, life.buffers[b].size
     s = life.sharing_of(a, b)
     if s is not None:  # a is the output, allowed to start >= min_shift below input b
-        return -s.min_shift, sb
+        # (or >= rev_shift above it when the op can run its rows in reverse)
+        return -s.min_shift, sb if s.rev_shift is None else min(sb, s.rev_shift)
     s = life.sharing_of(b, a)
     if s is not None:  # a is the input: offset(a) >= offset(b) + min_shift, or a below b
-        return -sa, s.min_shift
+        return -sa if s.rev_shift is None else -min(sa, s.rev_shift), s.min_shift
     return -sa, sb
 
 
@@ -295,6 +296,8 @@ def check_offsets(life: Lifetimes, offsets: list[int]) -> list[str]:
             s = life.sharing_of(a, b) or life.sharing_of(b, a)
             if s is not None and offsets[s.input] - offsets[s.output] >= s.min_shift:
                 continue
+            if s is not None and s.rev_shift is not None and offsets[s.output] - offsets[s.input] >= s.rev_shift:
+                continue  # above the input: the op runs its rows from the last
             t = max(ba.first, bb.first)
             out.append(f"{ba.key} [{oa}, {oa + ba.size}) and {bb.key} [{ob}, {ob + bb.size}) overlap "
                        f"while both are live at op {t} ({life.order[t] if t < len(life.order) else '-'})")

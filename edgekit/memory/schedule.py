@@ -68,7 +68,7 @@ class _Costs:
                       for name in names]
         self.scratch = [model.scratch[name] for name in names]
         self.shares = [[(r_in, max(0, min(self.size[r_in], self.size[r_out] - shift)))
-                        for r_in, r_out, _, shift in model.shares[name]] for name in names]
+                        for r_in, r_out, _, shift, _rev in model.shares[name]] for name in names]
         self.mem0 = sum(self.size[r] for r in roots if model.is_input[r] and (self.users[r] or self.keep[r]))
 
     def step(self, done: int, mem: int, v: int) -> tuple[int, int]:

@@ -241,12 +241,46 @@ class _Emitter:
                 return [head + ": an alias, no code */"]
             return [head + " */", f"  memmove(&ek_arena[{self.plan.offsets[dst]}], "
                           f"&ek_arena[{self.plan.offsets[src]}], {st.nbytes}u);"]
+        if name in getattr(self.plan, "reversed_rows", ()):
+            return self.rows_in_reverse(idx, name, head)
         pre: list[str] = []
         args = [self.arg(idx, a, name, pre) for a in call.args]
         text = f"{call.function}({', '.join(args)});"
         if pre:
             return [head + " */", "  {", *("    " + p for p in pre), "    " + text, "  }"]
         return [head + " */", "  " + text]
+
+    def rows_in_reverse(self, idx: int, name: str, head: str) -> list[str]:
+        """An op whose output the plan put above its input (edgekit.memory.lifetimes
+        .reverse_rows_shift: a pointwise conv, batch 1): one kernel call per output row,
+        from the last row up, each on one-row views of the input and output."""
+        op, call = self.ops[name], self.calls[name]
+        x, y = self.g.tensor(op.inputs[0]), self.g.tensor(op.outputs[0])
+        rows, row_in, row_out = int(y.shape[1]), x.nbytes // int(x.shape[1]), y.nbytes // int(y.shape[1])
+        args = list(call.args)
+        pos = {}
+        for i, a in enumerate(args):
+            if isinstance(a, TensorRef) and a.name in (op.inputs[0], op.outputs[0]) and a.name not in pos:
+                pos[a.name] = i
+        xi, yi = pos[op.inputs[0]], pos[op.outputs[0]]
+        for i in (xi - 1, yi - 1):  # the dims struct each kernel takes just before its tensor
+            d = args[i]
+            if not (isinstance(d, Struct) and d.ctype == "ek_dims4" and d.values.get("h") == rows):
+                raise ValueError(f"{name}: cannot run {call.function} by rows (argument {i} is not its dims)")
+            args[i] = Struct("ek_dims4", {**d.values, "h": 1})
+        pre: list[str] = []
+        text = []
+        for i, a in enumerate(args):
+            if i == xi:
+                text.append(f"EK_I8({self.plan.offsets[op.inputs[0]]} + r * {row_in})")
+            elif i == yi:
+                text.append(f"EK_I8({self.plan.offsets[op.outputs[0]]} + r * {row_out})")
+            else:
+                text.append(self.arg(idx, a, name, pre))
+        return [head + ": its output sits above its input: rows from the last up */", "  {",
+                *("    " + p for p in pre), "    int32_t r;",
+                f"    for (r = {rows - 1}; r >= 0; r--) {{",
+                f"      {call.function}({', '.join(text)});", "    }", "  }"]
 
     # -- files ---------------------------------------------------------------
     def emit(self) -> GeneratedModel:

@@ -152,7 +152,7 @@ def compile_model(graph: Graph, target: str | Target, out_dir, *, calib=None, fl
     kernel_names = sorted({c.kernel for c in calls.values() if c is not None})
     choices = [library.choose(k, tgt.features, variant) for k in kernel_names]
     variants = {c.kernel: c.variant for c in choices}
-    plan = plan_arena(graph)
+    plan = plan_arena(graph, reverse_rows=True)
     model = generate(graph, plan, calls, variants, name=graph.name, target=tgt.name)
 
     out_dir = Path(out_dir)

@@ -18,6 +18,13 @@ kernels of runtimes/micro:
   leaves undefined even where every libc copies forward. The C backend therefore never
   lets these two ops share their input's bytes (``NO_SHARE``).
 
+Alternating the direction: a pointwise conv's output must start ``Cin - 1`` bytes below
+its input (forward order), so a chain of depthwise and pointwise layers, each placed
+below its input, drifts down the arena. With ``reverse_rows`` the code generator may
+instead call the kernel once per output row, from the last row up (every kernel keeps
+the contract within a row), and the output may then sit one row above the input
+(``edgekit.memory.lifetimes.reverse_rows_shift``): the planner picks either side.
+
 The kernels take no scratch buffers (the dsp variants read their operands in place), so
 the plan is made without target features: ``edgekit.memory.scratch`` would otherwise
 reserve the im2col buffers of a CMSIS-NN-style design that these kernels do not use.
@@ -33,8 +40,11 @@ ALIGNMENT = 16
 NO_SHARE = frozenset({OpType.PAD, OpType.CONCATENATION})
 
 
-def plan_arena(graph: Graph, *, alignment: int = ALIGNMENT, no_share=NO_SHARE) -> MemoryPlan:
+def plan_arena(graph: Graph, *, alignment: int = ALIGNMENT, no_share=NO_SHARE,
+               reverse_rows: bool = False) -> MemoryPlan:
     """``plan_memory`` of ``graph`` in which the ops of type ``no_share`` never write over
     their inputs. Graph inputs may be overwritten (the generated code copies the input
-    into the arena on every call)."""
-    return plan_memory(graph, alignment=alignment, no_share=no_share)
+    into the arena on every call). ``reverse_rows``: the generated C may run a pointwise
+    conv by output rows from the last (one kernel call per row, ``codegen``), so its output
+    can sit above its input; model packages run each op in one call and plan without it."""
+    return plan_memory(graph, alignment=alignment, no_share=no_share, reverse_rows=reverse_rows)

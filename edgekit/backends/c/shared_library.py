@@ -119,7 +119,7 @@ def build_shared_library(graph: Graph, target: str | Target, out_dir, *, calib=N
     calls = {op.name: lower_op(graph, op) for op in graph.ops}
     kernel_names = sorted({c.kernel for c in calls.values() if c is not None})
     choices = [library.choose(k, tgt.features, variant) for k in kernel_names]
-    plan = plan_arena(graph)
+    plan = plan_arena(graph, reverse_rows=True)
     model = generate(graph, plan, calls, {c.kernel: c.variant for c in choices}, name=graph.name,
                      target=tgt.name)
 
