@@ -1,6 +1,6 @@
-"""C lowering of UNIDIRECTIONAL_SEQUENCE_LSTM (``ek_lstm_s8``): the fixed-point
-parameters come from ``edgekit.reference.recurrent_kernels.LstmInt8Params``, the same
-numbers the reference interpreter uses, so the C kernel reproduces its bytes."""
+"""C lowering of UNIDIRECTIONAL_SEQUENCE_LSTM (``ek_lstm_s8``) and SVDF (``ek_svdf_s8``):
+the fixed-point parameters come from ``edgekit.reference.recurrent_kernels`` (the same
+numbers the reference interpreter uses), so the C kernels reproduce its bytes."""
 
 from __future__ import annotations
 
@@ -52,3 +52,33 @@ def lower_lstm(low) -> KernelCall:
         struct, TensorRef(x.name), ConstArray("int8_t", w_in, "weights", ws[0].name),
         ConstArray("int8_t", w_rec, "weights", ws[4].name), ConstArray("int32_t", bias, "bias", bs[0].name),
         low.output()], scratch_stack_bytes=2 * int(hidden))
+
+
+def lower_svdf(low) -> KernelCall:
+    """``low``: edgekit.backends.c.params._Lowering of an SVDF op."""
+    from edgekit.reference.recurrent_kernels import svdf_int8_params
+
+    a = low.attrs
+    x = low.int8(low.t(0), "input")
+    y = low.int8(low.out, "output")
+    wf, wt, b = low.int8(low.t(1), "weights_feature"), low.t(2), low.t(3)
+    if not wf.is_const or not wt.is_const or wt.dtype is not DType.INT16:
+        raise low.unsupported("weights_feature (int8) and weights_time (int16) must be constants")
+    if b is None or not b.is_const or b.dtype is not DType.INT32:
+        raise low.unsupported("an int8 SVDF needs a constant int32 bias")
+    try:
+        (m1, s1), (m2, s2), zp_in, zp_out = svdf_int8_params(low.per_tensor(x), low.qp(wf), low.qp(wt),
+                                                             low.per_tensor(y), a["state_scale"])
+    except BadInputError as exc:
+        raise low.unsupported(str(exc)) from None
+    features, _ = wt.shape
+    struct = Struct("ek_svdf_params", {
+        "batches": int(x.shape[0]), "input_size": int(x.shape[1]), "features": int(features), "rank": int(a["rank"]),
+        "input_offset": -zp_in, "feature_mult": int(m1), "feature_shift": int(s1), "output_mult": int(m2),
+        "output_shift": int(s2), "output_offset": zp_out})
+    # Every invocation starts from a zero state: only the newest memory slot contributes.
+    last = np.ascontiguousarray(np.asarray(wt.data, np.int16)[:, -1].astype(np.int32))
+    return low.call("svdf", "ek_svdf_s8", [
+        struct, TensorRef(x.name), ConstArray("int8_t", np.ascontiguousarray(wf.data, np.int8), "weights", wf.name),
+        ConstArray("int32_t", last, "weights", wt.name),
+        ConstArray("int32_t", np.ascontiguousarray(b.data, np.int32), "bias", b.name), low.output()])

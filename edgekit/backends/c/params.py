@@ -45,7 +45,7 @@ SUPPORTED_OPS = (
     # reductions, matrix products (edgekit/backends/c/lower_reduction.py)
     OpType.REDUCE_MAX, OpType.SUM, OpType.ARG_MAX, OpType.ARG_MIN, OpType.L2_NORMALIZATION, OpType.BATCH_MATMUL,
     # recurrent (edgekit/backends/c/lower_recurrent.py)
-    OpType.UNIDIRECTIONAL_SEQUENCE_LSTM,
+    OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, OpType.SVDF,
     # elementwise (edgekit/backends/c/lower_elementwise.py)
     OpType.HARD_SWISH, OpType.LEAKY_RELU, OpType.PRELU, OpType.ABS, OpType.NEG, OpType.EXP, OpType.LOG,
     OpType.SQRT, OpType.RSQRT, OpType.GELU, OpType.MAXIMUM, OpType.MINIMUM, OpType.DIV, OpType.SQUARED_DIFFERENCE,
@@ -401,6 +401,10 @@ class _Lowering:
             from edgekit.backends.c.lower_recurrent import lower_lstm
 
             return lower_lstm(self)
+        if t is OpType.SVDF:
+            from edgekit.backends.c.lower_recurrent import lower_svdf
+
+            return lower_svdf(self)
         if t.value in _REDUCTION_OPS:
             from edgekit.backends.c.lower_reduction import lower_reduction
 

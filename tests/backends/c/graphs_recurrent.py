@@ -1,5 +1,6 @@
 """Quantized graphs with the recurrent op for the C backend tests: an LSTM (batch-major,
-with a cell clip) feeding a FULLY_CONNECTED (time-major LSTMs: test_cgen_recurrent.py)."""
+with a cell clip) feeding a FULLY_CONNECTED (time-major LSTMs: test_cgen_recurrent.py), and
+an SVDF."""
 
 from __future__ import annotations
 
@@ -42,4 +43,10 @@ def recurrent_cases(rng) -> dict[str, Graph]:
         qg = quantize(g, calib).graph
         qg.name = name
         out[name] = qg
+    from tests.reference.test_svdf_vs_tflm import svdf_graph
+
+    g = svdf_graph(rng, 1, 10, 12, 4, 2, int8=False, act="RELU")
+    qg = quantize(g, rng.normal(size=(64, 10)).astype(np.float32) * 1.5).graph
+    qg.name = "svdf"
+    out["svdf"] = qg
     return out

@@ -515,6 +515,23 @@ typedef struct {
 void ek_lstm_s8(const ek_lstm_params *params, const int8_t *input, const int8_t *input_weights,
                 const int8_t *recurrent_weights, const int32_t *bias, int8_t *output);
 
+typedef struct {
+  int32_t batches, input_size, features, rank;
+  int32_t input_offset;                /* -zero point of the input */
+  int32_t feature_mult, feature_shift; /* W_f x -> int16 state: float32(s_x * s_wf) / s_state */
+  int32_t output_mult, output_shift;   /* -> output: float32(s_state * s_wt) / s_output */
+  int32_t output_offset;               /* zero point of the output */
+} ek_svdf_params;
+
+/* SVDF, TFLM EvalIntegerSvdfReference on a zero state (edgekit's IR starts every
+ * invocation from a zero state): per filter f, state = clamp16(MBQM(sum_k wf[f, k] *
+ * (x[k] + input_offset))); per unit u, acc = bias[u] + sum over its rank filters of
+ * state * time_weights_last[f] (int32, wrapping); out = clamp8(MBQM(acc) + output_offset).
+ * No fused activation (as in TFLM's integer path). time_weights_last holds the last
+ * column of the int16 weights_time, widened to int32. */
+void ek_svdf_s8(const ek_svdf_params *params, const int8_t *input, const int8_t *weights_feature,
+                const int32_t *time_weights_last, const int32_t *bias, int8_t *output);
+
 /* ------------------------------------------------------------------------ */
 /* Elementwise (HARD_SWISH ... SQUARED_DIFFERENCE)                          */
 /* ------------------------------------------------------------------------ */
