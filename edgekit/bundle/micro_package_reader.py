@@ -32,6 +32,7 @@ ALIGN = 16                # every block of the data region starts at a multiple 
 MAX_IO = 8
 MAX_OPS = 1024
 MAX_CONCAT = 16
+MAX_SPLIT = 32
 REF_CONST = 0x8000_0000   # a reference into the package (else into the arena)
 REF_NONE = 0xFFFF_FFFF
 NAME_BYTES = 24
@@ -48,6 +49,8 @@ OP_KINDS = {
     "ek_softmax_s8": 13, "ek_logistic_s8": 14, "ek_tanh_s8": 15, "ek_relu_s8": 16,
     "ek_relu6_s8": 17, "ek_requantize_s8": 18, "ek_quantize_f32_s8": 19,
     "ek_dequantize_s8_f32": 20, "copy": 21,
+    "ek_slice_s8": 22, "ek_split_s8": 23, "ek_gather_s8": 24, "ek_depth_to_space_s8": 25,
+    "ek_space_to_depth_s8": 26, "ek_cast_s8_f32": 27, "ek_cast_f32_s8": 28,
 }
 KIND_NAMES = {v: k for k, v in OP_KINDS.items()}
 

@@ -32,6 +32,7 @@ from edgekit.bundle.micro_package_reader import (
     IO_ENTRY_BYTES,
     MAGIC,
     MAX_CONCAT,
+    MAX_SPLIT,
     MAX_IO,
     MAX_OPS,
     NAME_BYTES,
@@ -72,6 +73,8 @@ STRUCT_FIELDS = {
                           "input_range_radius"),
     "ek_requant_params": ("input_offset", "output_offset", "multiplier", "shift", "act_min",
                           "act_max"),
+    "ek_slice_params": ("begin", "stride", "size"),
+    "ek_gather_params": ("batch_size", "outer_size", "axis_size", "inner_size", "num_indices"),
     "ek_dims4": ("n", "h", "w", "c"),
     "ek_strides4": ("n", "h", "w", "c"),
 }
@@ -199,6 +202,27 @@ class _Packer:
             for size, item in zip(sizes.data.tolist(), items.items):
                 out += [size, r(item)]
             return out
+        if f == "ek_split_s8":
+            n, outs, sizes, outer, inner, x = a
+            if n > MAX_SPLIT:
+                raise UnsupportedOpError(call.op_type, call.op, list(OP_KINDS),
+                                         f"split into {n} outputs (the package takes at most {MAX_SPLIT})")
+            out = [n, outer, inner, r(x)]
+            for size, item in zip(sizes.data.tolist(), outs.items):
+                out += [size, r(item)]
+            return out
+        if f == "ek_slice_s8":
+            s, din, x, y = a
+            return sw(s) + sw(din) + [r(x), r(y)]
+        if f == "ek_gather_s8":
+            s, idx, x, y = a
+            return sw(s) + [r(idx), r(x), r(y)]
+        if f in ("ek_depth_to_space_s8", "ek_space_to_depth_s8"):
+            din, block, x, y = a
+            return sw(din) + [block, r(x), r(y)]
+        if f in ("ek_cast_s8_f32", "ek_cast_f32_s8"):
+            size, x, y = a
+            return [size, r(x), r(y)]
         if f == "ek_transpose_s8":
             din, perm, x, y = a
             return sw(din) + [int(p) for p in perm.data.tolist()] + [r(x), r(y)]
@@ -254,7 +278,8 @@ def pack_model(graph: Graph, target, *, name: str | None = None) -> bytes:
                             "for microcontrollers (family mcu)")
     if len(tgt.name.encode()) > TARGET_BYTES:
         raise BadInputError(f"target name {tgt.name!r} is longer than {TARGET_BYTES} bytes")
-    if not any(graph.tensor(o).dtype is DType.INT8 for op in graph.ops for o in op.outputs):
+    if not any(graph.tensor(t).dtype is DType.INT8 and not graph.tensor(t).is_const
+               for op in graph.ops for t in op.inputs + op.outputs if t):
         raise BadInputError(f"model {graph.name!r} is a float model: quantize it to int8 first "
                             "(edgekit quantize)")
     verify(graph)

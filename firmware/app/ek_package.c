@@ -17,7 +17,7 @@
 #include "ek_crc32.h"
 #include "ek_version.h"
 
-/* Parameter words of each kind (concatenation: 4 + 2 per input). */
+/* Parameter words of each kind (concatenation: 4 + 2 per input; split: 4 + 2 per output). */
 static const uint8_t kWords[EK_OP_KIND_COUNT] = {
     0,  /* unused */
     28, /* CONV_2D */
@@ -41,6 +41,13 @@ static const uint8_t kWords[EK_OP_KIND_COUNT] = {
     5,  /* QUANTIZE */
     5,  /* DEQUANTIZE */
     3,  /* COPY */
+    18, /* SLICE */
+    4,  /* SPLIT (minimum) */
+    8,  /* GATHER */
+    7,  /* DEPTH_TO_SPACE */
+    7,  /* SPACE_TO_DEPTH */
+    3,  /* CAST int8 -> float32 */
+    3,  /* CAST float32 -> int8 */
 };
 
 #define MAX_DIM 65535
@@ -418,6 +425,100 @@ static int check_flat(vctx *v, uint32_t size_word, uint32_t in_size, uint32_t ou
   return 0;
 }
 
+/* SLICE: begin[4], stride[4], size[4], input dims (4), input ref, output ref. Every
+ * selected index, first and last, lies inside its dimension. */
+static int check_slice(vctx *v) {
+  const uint8_t *w = v->w;
+  uint64_t ni, no = 1;
+  uint32_t k;
+  if (!dims_ok(v, 12, &ni)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "slice: dimensions invalid");
+  }
+  for (k = 0; k < 4u; k++) {
+    const int32_t b = word(w, k), st = word(w, 4u + k), n = word(w, 8u + k), d = word(w, 12u + k);
+    int64_t last;
+    if (!in_range(n, 1, MAX_DIM) || !in_range(st, -MAX_DIM, MAX_DIM) || st == 0 || !in_range(b, 0, d - 1)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "slice: begin, stride or size out of range");
+    }
+    last = (int64_t)b + (int64_t)(n - 1) * st;
+    if (last < 0 || last >= d) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "slice: selects outside the input");
+    }
+    no *= (uint64_t)n;
+  }
+  if (!in_ref(v, 16, ni) || !out_ref(v, 17, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "slice: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* SPLIT: n (1..EK_PKG_MAX_SPLIT), outer, inner, input ref, then per output: axis size, ref. */
+static int check_split(vctx *v, uint32_t words) {
+  const uint8_t *w = v->w;
+  const int32_t n = word(w, 0), outer = word(w, 1), inner = word(w, 2);
+  uint64_t total = 0;
+  int32_t i;
+  if (!in_range(n, 1, EK_PKG_MAX_SPLIT) || words != 4u + 2u * (uint32_t)n || !size_ok(outer) ||
+      !size_ok(inner)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "split: parameters invalid");
+  }
+  for (i = 0; i < n; i++) {
+    const int32_t axis = word(w, 4u + 2u * (uint32_t)i);
+    const uint64_t bytes = (uint64_t)outer * (uint64_t)inner * (uint64_t)(axis > 0 ? axis : 0);
+    if (!size_ok(axis) || bytes > MAX_ELEMS || !out_ref(v, 5u + 2u * (uint32_t)i, bytes)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "split: output invalid");
+    }
+    total += (uint64_t)axis;
+  }
+  total *= (uint64_t)outer * (uint64_t)inner;
+  if (total > MAX_ELEMS || !in_ref(v, 3, total)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "split: input out of bounds");
+  }
+  return 0;
+}
+
+/* GATHER: batch, outer, axis size, inner, indices per batch, indices ref (int32 constants,
+ * each in [0, axis size)), input ref, output ref. */
+static int check_gather(vctx *v) {
+  const uint8_t *w = v->w;
+  const int32_t batch = word(w, 0), outer = word(w, 1), axis = word(w, 2), inner = word(w, 3);
+  const int32_t num = word(w, 4);
+  const uint64_t rows = (uint64_t)batch * (uint64_t)outer;
+  uint64_t count;
+  if (!size_ok(batch) || !size_ok(outer) || !size_ok(axis) || !size_ok(inner) || !size_ok(num) ||
+      rows * (uint64_t)axis * (uint64_t)inner > MAX_ELEMS ||
+      rows * (uint64_t)num * (uint64_t)inner > MAX_ELEMS) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "gather: sizes invalid");
+  }
+  count = (uint64_t)batch * (uint64_t)num;
+  if (!shift_ref(v, 5, count, 0, axis - 1)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "gather: indices out of range");
+  }
+  if (!in_ref(v, 6, rows * (uint64_t)axis * (uint64_t)inner) ||
+      !out_ref(v, 7, rows * (uint64_t)num * (uint64_t)inner)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "gather: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* DEPTH_TO_SPACE / SPACE_TO_DEPTH: input dims (4), block size, input ref, output ref. */
+static int check_depth_space(vctx *v, int to_space) {
+  const uint8_t *w = v->w;
+  const int32_t h = word(w, 1), wd = word(w, 2), c = word(w, 3), b = word(w, 4);
+  uint64_t ni;
+  if (!dims_ok(v, 0, &ni) || !in_range(b, 1, 255)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "depth/space: dimensions or block size invalid");
+  }
+  if (to_space ? (c % (b * b) != 0 || (int64_t)h * b > MAX_DIM || (int64_t)wd * b > MAX_DIM)
+               : (h % b != 0 || wd % b != 0 || (int64_t)c * b * b > MAX_DIM)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "depth/space: block size does not fit the dimensions");
+  }
+  if (!in_ref(v, 5, ni) || !out_ref(v, 6, ni)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "depth/space: tensor reference out of bounds");
+  }
+  return 0;
+}
+
 static int check_op(vctx *v, uint32_t kind, uint32_t words) {
   const uint8_t *w = v->w;
   switch (kind) {
@@ -486,6 +587,20 @@ static int check_op(vctx *v, uint32_t kind, uint32_t words) {
     }
     case EK_OP_COPY:
       return check_flat(v, 0, 1, 1);
+    case EK_OP_SLICE:
+      return check_slice(v);
+    case EK_OP_SPLIT:
+      return check_split(v, words);
+    case EK_OP_GATHER:
+      return check_gather(v);
+    case EK_OP_DEPTH_TO_SPACE:
+      return check_depth_space(v, 1);
+    case EK_OP_SPACE_TO_DEPTH:
+      return check_depth_space(v, 0);
+    case EK_OP_CAST_S8_F32:
+      return check_flat(v, 0, 1, 4);
+    case EK_OP_CAST_F32_S8:
+      return check_flat(v, 0, 4, 1);
     default:
       return fail(v, EK_PKG_E_OP_KIND, "unknown op kind");
   }
@@ -598,7 +713,7 @@ int ek_pkg_open(const uint8_t *p, uint32_t size, const ek_pkg_limits *lim, ek_pk
     }
     if ((params & 3u) || (bytes & 3u) || params < data || (uint64_t)params + bytes > v.data_end ||
         bytes < 4u * kWords[kind] ||
-        (kind != EK_OP_CONCATENATION && bytes != 4u * kWords[kind])) {
+        (kind != EK_OP_CONCATENATION && kind != EK_OP_SPLIT && bytes != 4u * kWords[kind])) {
       err->reason = EK_PKG_E_OP_PARAMS;
       err->op = i;
       err->message = "op parameter block out of bounds or of the wrong size";
@@ -822,6 +937,41 @@ static void run_concat(const rctx *r) {
   ek_concatenation_s8(n, inputs, sizes, rw(r, 1), rw(r, 2), (int8_t *)mref(r, 3));
 }
 
+static void run_split(const rctx *r) {
+  int8_t *outputs[EK_PKG_MAX_SPLIT];
+  int32_t sizes[EK_PKG_MAX_SPLIT];
+  const int32_t n = rw(r, 0);
+  int32_t i;
+  for (i = 0; i < n; i++) {
+    sizes[i] = rw(r, 4u + 2u * (uint32_t)i);
+    outputs[i] = (int8_t *)mref(r, 5u + 2u * (uint32_t)i);
+  }
+  ek_split_s8(n, outputs, sizes, rw(r, 1), rw(r, 2), (const int8_t *)cref(r, 3));
+}
+
+static void run_slice(const rctx *r) {
+  ek_slice_params p;
+  ek_dims4 in;
+  int32_t k;
+  for (k = 0; k < 4; k++) {
+    p.begin[k] = rw(r, (uint32_t)k);
+    p.stride[k] = rw(r, 4u + (uint32_t)k);
+    p.size[k] = rw(r, 8u + (uint32_t)k);
+  }
+  in = rdims(r, 12);
+  ek_slice_s8(&p, &in, (const int8_t *)cref(r, 16), (int8_t *)mref(r, 17));
+}
+
+static void run_gather(const rctx *r) {
+  ek_gather_params p;
+  p.batch_size = rw(r, 0);
+  p.outer_size = rw(r, 1);
+  p.axis_size = rw(r, 2);
+  p.inner_size = rw(r, 3);
+  p.num_indices = rw(r, 4);
+  ek_gather_s8(&p, (const int32_t *)cref(r, 5), (const int8_t *)cref(r, 6), (int8_t *)mref(r, 7));
+}
+
 static void run_transpose(const rctx *r) {
   ek_dims4 in = rdims(r, 0);
   int32_t perm[4];
@@ -942,6 +1092,31 @@ static void run_op(const rctx *r, uint32_t kind) {
       break;
     case EK_OP_COPY:
       memmove(mref(r, 2), cref(r, 1), (uint32_t)rw(r, 0));
+      break;
+    case EK_OP_SLICE:
+      run_slice(r);
+      break;
+    case EK_OP_SPLIT:
+      run_split(r);
+      break;
+    case EK_OP_GATHER:
+      run_gather(r);
+      break;
+    case EK_OP_DEPTH_TO_SPACE: {
+      const ek_dims4 in = rdims(r, 0);
+      ek_depth_to_space_s8(&in, rw(r, 4), (const int8_t *)cref(r, 5), (int8_t *)mref(r, 6));
+      break;
+    }
+    case EK_OP_SPACE_TO_DEPTH: {
+      const ek_dims4 in = rdims(r, 0);
+      ek_space_to_depth_s8(&in, rw(r, 4), (const int8_t *)cref(r, 5), (int8_t *)mref(r, 6));
+      break;
+    }
+    case EK_OP_CAST_S8_F32:
+      ek_cast_s8_f32(rw(r, 0), (const int8_t *)cref(r, 1), (float *)mref(r, 2));
+      break;
+    case EK_OP_CAST_F32_S8:
+      ek_cast_f32_s8(rw(r, 0), (const float *)cref(r, 1), (int8_t *)mref(r, 2));
       break;
     default:
       break;

@@ -40,6 +40,7 @@
 #define EK_PKG_MAX_IO 8u
 #define EK_PKG_MAX_OPS 1024u
 #define EK_PKG_MAX_CONCAT 16
+#define EK_PKG_MAX_SPLIT 32
 
 /* Tensor references inside op parameters. */
 #define EK_REF_NONE 0xFFFFFFFFu
@@ -71,6 +72,13 @@ enum {
   EK_OP_QUANTIZE = 19,
   EK_OP_DEQUANTIZE = 20,
   EK_OP_COPY = 21,
+  EK_OP_SLICE = 22,
+  EK_OP_SPLIT = 23,
+  EK_OP_GATHER = 24,
+  EK_OP_DEPTH_TO_SPACE = 25,
+  EK_OP_SPACE_TO_DEPTH = 26,
+  EK_OP_CAST_S8_F32 = 27,
+  EK_OP_CAST_F32_S8 = 28,
   EK_OP_KIND_COUNT
 };
 
