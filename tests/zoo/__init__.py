@@ -21,7 +21,8 @@ from types import ModuleType
 
 # Names of the zoo modules, in the order reports list them.
 ZOO: tuple[str, ...] = ("keyword_transformer", "lstm_kws", "gru_kws", "detector_head", "accel_conv1d",
-                        "streaming_wakeword", "split_heads")
+                        "streaming_wakeword", "split_heads",
+                        "mobilenet_v2", "mobilenet_v3_small")
 
 
 def load(name: str) -> ModuleType:
