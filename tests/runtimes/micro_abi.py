@@ -59,6 +59,15 @@ STRUCTS: dict[str, list[tuple[str, int]]] = {
     "ek_prelu_params": [("input_offset", 0), ("alpha_offset", 0), ("output_offset", 0),
                         ("output_multiplier_1", 0), ("output_shift_1", 0),
                         ("output_multiplier_2", 0), ("output_shift_2", 0)],
+    "ek_lstm_params": [("batches", 0), ("steps", 0), ("input_size", 0), ("hidden", 0), ("time_major", 0),
+                       ("input_offset", 0), ("hidden_offset", 0), ("output_offset", 0),
+                       ("input_mult", 4), ("input_shift", 4), ("recurrent_mult", 4), ("recurrent_shift", 4),
+                       ("forget_mult", 0), ("forget_shift", 0), ("input_gate_mult", 0), ("input_gate_shift", 0),
+                       ("output_mult", 0), ("output_shift", 0), ("cell_tanh_multiplier", 0),
+                       ("cell_tanh_shift", 0), ("use_clip", 0), ("cell_clip", 0)],
+    "ek_svdf_params": [("batches", 0), ("input_size", 0), ("features", 0), ("rank", 0), ("input_offset", 0),
+                       ("feature_mult", 0), ("feature_shift", 0), ("output_mult", 0), ("output_shift", 0),
+                       ("output_offset", 0)],
 }
 
 # Argument kinds: "S:<struct>" pointer to a struct, "i32" / "f32" scalars,
@@ -123,6 +132,8 @@ FUNCTIONS: dict[str, list[str]] = {
     "ek_prelu_s8": ["S:ek_prelu_params"] + ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
     "ek_squared_difference_s8": ["S:ek_add_params"] + ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
     "ek_div_s8": ["S:ek_mul_params"] + ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
+    "ek_lstm_s8": ["S:ek_lstm_params", "A:int8_t", "A:int8_t", "A:int8_t", "A:int32_t", "O:int8_t"],
+    "ek_svdf_s8": ["S:ek_svdf_params", "A:int8_t", "A:int8_t", "A:int32_t", "A:int32_t", "O:int8_t"],
 }
 
 NP_DTYPE = {"int8_t": np.int8, "int32_t": np.int32, "float": np.float32}
