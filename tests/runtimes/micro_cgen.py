@@ -149,6 +149,11 @@ PINNED: dict[str, list[dict]] = {
     "add": [dict(a_mode="broadcast", b_mode="lower_rank", rank=4)],
     "mul": [dict(a_mode="scalar", rank=3)],
     "softmax": [dict(depth_kind="large", rows=2)],
+    "batch_matmul": [
+        dict(adj_x=False, adj_y=True, m=7, k=21, n=5),  # dsp: contiguous columns (Q K^T), odd row
+        dict(adj_x=False, adj_y=False, m=4, k=49, n=3),  # dsp: gathered columns (P V)
+        dict(adj_x=True, adj_y=False, m=3, k=9, n=2),  # dsp: the portable loop
+    ],
 }
 RANDOM_PER_OP = 4
 

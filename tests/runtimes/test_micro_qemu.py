@@ -34,6 +34,7 @@ DSP_INSTRUCTIONS = {
     "conv2d": ({"ek_conv2d_s8", "conv_1x1", "pixel_sums"}, ("smlad", "sxtb16", "sadd16")),
     "fully_connected": ({"ek_fully_connected_s8"}, ("smlad", "sxtb16", "sadd16")),
     "depthwise_conv2d": ({"ek_depthwise_conv2d_s8", "pixel_quad"}, ("smlabb", "smlatt", "sxtb16")),
+    "batch_matmul": ({"ek_batch_matmul_s8", "matrix_simd"}, ("smlad", "sxtb16", "sadd16")),
 }
 SIMD_MNEMONICS = ("smlad", "smlabb", "smlatt", "sxtb16", "sadd16")
 
