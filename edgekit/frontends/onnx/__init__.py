@@ -20,6 +20,7 @@ from edgekit.frontends.onnx import functions, handlers_composite, handlers_losse
 from edgekit.frontends.onnx import handlers_recurrent  # noqa: F401,E402
 from edgekit.frontends.onnx import handlers_movement  # noqa: F401,E402  (after handlers: replaces Slice/Gather/Cast)
 from edgekit.frontends.onnx import handlers_reduction  # noqa: F401,E402  (after handlers: MatMul of activations)
+from edgekit.frontends.onnx import handlers_resample  # noqa: F401,E402  (after handlers: 1-D Conv and pooling)
 from edgekit.frontends.onnx.convert import Converter, handled_ops
 from edgekit.frontends.onnx.loader import read_model
 from edgekit.frontends.onnx.qdq import fuse_qdq, simplify_transposes
