@@ -11,7 +11,8 @@ import pytest
 from edgekit.errors import BadInputError
 from edgekit.quantize import quantize
 from edgekit.reference.interpreter import Interpreter
-from tests.reference.test_recurrent_vs_tflm import _run_ref, lstm_graph
+from tests.reference.recurrent_graphs import lstm_graph
+from tests.reference.recurrent_graphs import run_direct as _run_ref
 
 onnx = pytest.importorskip("onnx")
 from tests.support.ort_oracle import exact_session  # noqa: E402

@@ -14,7 +14,7 @@ from edgekit.ir import OpType
 from edgekit.quantize import quantize
 from edgekit.quantize.recurrent import cell_state_exponent, lstm_cell_max
 from edgekit.reference.interpreter import Interpreter
-from tests.reference.test_recurrent_vs_tflm import lstm_graph
+from tests.reference.recurrent_graphs import lstm_graph
 from tests.support import tflite_oracle as orc
 
 

@@ -15,9 +15,11 @@ from hypothesis import strategies as st  # noqa: E402
 from edgekit.backends.tflite.writer import tflite_bytes  # noqa: E402
 from edgekit.errors import BadInputError, UnsupportedOpError  # noqa: E402
 from edgekit.frontends.tflite.importer import load_tflite  # noqa: E402
-from edgekit.ir import DType, Graph, OpType, QuantParams  # noqa: E402
+from edgekit.ir import OpType, QuantParams  # noqa: E402
 from edgekit.reference import recurrent_kernels as rk  # noqa: E402
 from edgekit.reference.interpreter import Interpreter  # noqa: E402
+from tests.reference.recurrent_graphs import lstm_graph  # noqa: E402
+from tests.reference.recurrent_graphs import run_direct as _run_ref  # noqa: E402
 from tests.support import tflite_oracle as orc  # noqa: E402
 
 needs_tflm = pytest.mark.skipif(not orc.HAVE_TFLM, reason="tflite_micro is not installed")
@@ -27,55 +29,6 @@ needs_litert = pytest.mark.skipif(not orc.HAVE_LITERT, reason="ai-edge-litert is
 def profile(n: int):
     return settings(max_examples=n, deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
-
-
-def f32(v) -> float:
-    return float(np.float32(v))
-
-
-def lstm_graph(rng, b, t, n_in, hidden, *, int8: bool, time_major=False, clip=0.0, exponent=-11,
-               w_scale=0.5) -> Graph:
-    g = Graph("lstm")
-    xs = (t, b, n_in) if time_major else (b, t, n_in)
-    ys = (t, b, hidden) if time_major else (b, t, hidden)
-    attrs = {"time_major": time_major, "cell_clip": clip}
-    if not int8:
-        g.add_tensor("x", xs, DType.FLOAT32)
-        names = [g.add_const(f"w{k}", rng.normal(0, w_scale, (hidden, n_in)).astype(np.float32)).name
-                 for k in range(4)]
-        names += [g.add_const(f"r{k}", rng.normal(0, w_scale, (hidden, hidden)).astype(np.float32)).name
-                  for k in range(4)]
-        names += [g.add_const(f"b{k}", rng.normal(0, w_scale, (hidden,)).astype(np.float32)).name for k in range(4)]
-        g.add_tensor("y", ys, DType.FLOAT32)
-    else:
-        xq = QuantParams.per_tensor(f32(10 ** rng.uniform(-3, -1)), int(rng.integers(-128, 128)))
-        oq = QuantParams.per_tensor(f32(10 ** rng.uniform(-4.5, -1.5)), int(rng.integers(-128, 128)))
-        g.add_tensor("x", xs, DType.INT8, xq)
-        names, w_scales = [], []
-        for k in range(8):
-            s = f32(10 ** rng.uniform(-3, -1))
-            shape = (hidden, n_in) if k < 4 else (hidden, hidden)
-            w = rng.integers(-127, 128, shape).astype(np.int8)
-            names.append(g.add_const(f"w{k}", w, QuantParams.per_tensor(s, 0)).name)
-            w_scales.append(s)
-        for k in range(4):
-            bs = f32(np.float32(xq.scale[0]) * np.float32(w_scales[k]))
-            bias = rng.integers(-20000, 20000, (hidden,)).astype(np.int32)
-            names.append(g.add_const(f"b{k}", bias, QuantParams.per_tensor(bs, 0)).name)
-        g.add_tensor("y", ys, DType.INT8, oq)
-        attrs["cell_state_exponent"] = exponent
-    g.add_op(OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, ["x"] + names, ["y"], attrs)
-    g.inputs, g.outputs = ["x"], ["y"]
-    return g
-
-
-def _run_ref(g: Graph, x):
-    """The reference kernel on the whole [B, T, I] / [T, B, I] input (as TFLM sees it)."""
-    op = g.ops[0]
-    from edgekit.ir.ops import normalize_attrs
-
-    args = [x] + [g.tensor(n).data for n in op.inputs[1:]]
-    return rk.run_recurrent(g, op, normalize_attrs(op.type, op.attrs), args)[0]
 
 
 @needs_tflm

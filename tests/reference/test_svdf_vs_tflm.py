@@ -14,9 +14,11 @@ from hypothesis import strategies as st  # noqa: E402
 
 from edgekit.backends.tflite.writer import tflite_bytes  # noqa: E402
 from edgekit.frontends.tflite.importer import load_tflite  # noqa: E402
-from edgekit.ir import DType, Graph, OpType, QuantParams  # noqa: E402
+from edgekit.ir import OpType  # noqa: E402
 from edgekit.quantize import quantize  # noqa: E402
 from edgekit.reference.interpreter import Interpreter  # noqa: E402
+from tests.reference.recurrent_graphs import svdf_graph  # noqa: E402
+from tests.reference.recurrent_graphs import run_direct as _direct  # noqa: E402
 from tests.support import tflite_oracle as orc  # noqa: E402
 
 needs_tflm = pytest.mark.skipif(not orc.HAVE_TFLM, reason="tflite_micro is not installed")
@@ -26,39 +28,6 @@ needs_litert = pytest.mark.skipif(not orc.HAVE_LITERT, reason="ai-edge-litert is
 def profile(n: int):
     return settings(max_examples=n, deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
-
-
-def f32(v) -> float:
-    return float(np.float32(v))
-
-
-def svdf_graph(rng, batch, n_in, features, memory, rank, *, int8: bool, act="NONE") -> Graph:
-    g = Graph("svdf")
-    units = features // rank
-    attrs = {"rank": rank, "activation": act}
-    if not int8:
-        g.add_tensor("x", (batch, n_in), DType.FLOAT32)
-        wf = g.add_const("wf", rng.normal(0, .5, (features, n_in)).astype(np.float32)).name
-        wt = g.add_const("wt", rng.normal(0, .5, (features, memory)).astype(np.float32)).name
-        b = g.add_const("b", rng.normal(0, .5, (units,)).astype(np.float32)).name
-        g.add_tensor("y", (batch, units), DType.FLOAT32)
-    else:
-        xq = QuantParams.per_tensor(f32(10 ** rng.uniform(-3, -1)), int(rng.integers(-128, 128)))
-        s_wf, s_wt, s_state = (f32(10 ** rng.uniform(-3, -1)), f32(10 ** rng.uniform(-5, -3)),
-                               f32(10 ** rng.uniform(-3, -1)))
-        g.add_tensor("x", (batch, n_in), DType.INT8, xq)
-        wf = g.add_const("wf", rng.integers(-127, 128, (features, n_in)).astype(np.int8),
-                         QuantParams.per_tensor(s_wf, 0)).name
-        wt = g.add_const("wt", rng.integers(-32767, 32768, (features, memory)).astype(np.int16),
-                         QuantParams.per_tensor(s_wt, 0)).name
-        b = g.add_const("b", rng.integers(-2**20, 2**20, (units,)).astype(np.int32),
-                        QuantParams.per_tensor(f32(np.float32(s_state) * np.float32(s_wt)), 0)).name
-        g.add_tensor("y", (batch, units), DType.INT8,
-                     QuantParams.per_tensor(f32(10 ** rng.uniform(-2, 0)), int(rng.integers(-128, 128))))
-        attrs["state_scale"] = s_state
-    g.add_op(OpType.SVDF, ["x", wf, wt, b], ["y"], attrs)
-    g.inputs, g.outputs = ["x"], ["y"]
-    return g
 
 
 def _draw_graph(d, int8: bool):
@@ -77,14 +46,6 @@ def test_svdf_int8_equals_tflm(data):
     x = rng.integers(-128, 128, g.tensor("x").shape).astype(np.int8)
     ours = Interpreter(g).run([x])["y"] if g.tensor("x").shape[0] == 1 else _direct(g, x)
     np.testing.assert_array_equal(ours, orc.run_tflm(tflite_bytes(g), [x])[0])
-
-
-def _direct(g, x):
-    from edgekit.ir.ops import normalize_attrs
-    from edgekit.reference.recurrent_kernels import run_recurrent
-
-    op = g.ops[0]
-    return run_recurrent(g, op, normalize_attrs(op.type, op.attrs), [x] + [g.tensor(n).data for n in op.inputs[1:]])[0]
 
 
 @needs_litert

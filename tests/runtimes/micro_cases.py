@@ -609,3 +609,7 @@ SAMPLERS.update(_REDUCTION_SAMPLERS)
 from tests.runtimes.micro_cases_movement import SAMPLERS as _MOVEMENT_SAMPLERS  # noqa: E402
 
 SAMPLERS.update(_MOVEMENT_SAMPLERS)
+
+from tests.runtimes.micro_cases_recurrent import SAMPLERS as _RECURRENT_SAMPLERS  # noqa: E402
+
+SAMPLERS.update(_RECURRENT_SAMPLERS)

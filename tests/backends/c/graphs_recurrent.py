@@ -43,7 +43,7 @@ def recurrent_cases(rng) -> dict[str, Graph]:
         qg = quantize(g, calib).graph
         qg.name = name
         out[name] = qg
-    from tests.reference.test_svdf_vs_tflm import svdf_graph
+    from tests.reference.recurrent_graphs import svdf_graph
 
     g = svdf_graph(rng, 1, 10, 12, 4, 2, int8=False, act="RELU")
     qg = quantize(g, rng.normal(size=(64, 10)).astype(np.float32) * 1.5).graph

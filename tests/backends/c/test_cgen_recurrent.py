@@ -10,7 +10,8 @@ import pytest
 
 from edgekit.backends.c import compile_model
 from tests.backends.c.support import host_exe, host_run
-from tests.reference.test_recurrent_vs_tflm import _run_ref, lstm_graph
+from tests.reference.recurrent_graphs import lstm_graph
+from tests.reference.recurrent_graphs import run_direct as _run_ref
 
 
 @pytest.mark.parametrize("seed,time_major,b,t,n_in,hidden,clip,exponent", [

@@ -11,7 +11,7 @@ from edgekit.backends.c import compile_model
 from edgekit.quantize import quantize
 from edgekit.reference.interpreter import Interpreter
 from tests.backends.c.support import host_exe, host_run
-from tests.reference.test_svdf_vs_tflm import svdf_graph
+from tests.reference.recurrent_graphs import svdf_graph
 
 
 @pytest.mark.parametrize("seed,batch,n_in,features,memory,rank,act", [
