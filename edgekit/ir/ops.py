@@ -221,7 +221,7 @@ BINARY_ELEMENTWISE = {OpType.ADD, OpType.SUB, OpType.MUL}
 # Ops that take a fused activation.
 FUSABLE = {OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED,
            OpType.ADD, OpType.SUB, OpType.MUL, OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D,
-           OpType.CONCATENATION}
+           OpType.CONCATENATION, OpType.TRANSPOSE_CONV}
 
 
 def normalize_attrs(op_type: OpType, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,8 @@ from edgekit.ir.ops import OpType, normalize_attrs
 from edgekit.ir.shapes_movement import MOVEMENT_OPS
 from edgekit.backends.onnx.movement import emit_movement
 from edgekit.backends.onnx.reduction import REDUCTION_OPS, emit_reduction, index_output
-from edgekit.backends.onnx.recurrent import emit_lstm
+from edgekit.backends.onnx.recurrent import emit_lstm, emit_svdf
+from edgekit.backends.onnx.resample import RESAMPLE_OPS, emit_resample
 
 __all__ = ["to_onnx", "write_onnx", "MIN_OPSET", "SUPPORTED_IR_OPS"]
 
@@ -352,7 +353,7 @@ class _Writer:
             y = self.movement(op, attrs, self.raw(op.inputs[0]))
             self.val[out_name] = self.finish(y, start, target)
             return
-        if op.type in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED):
+        if op.type in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED, OpType.TRANSPOSE_CONV):
             w = g.tensor(op.inputs[1])
             if in_t.dtype is DType.FLOAT32 and w.dtype is not DType.FLOAT32:
                 raise self.unsupported(f"hybrid op: float activations with {w.dtype.value} weights "
@@ -626,6 +627,8 @@ _EMITTERS: dict[OpType, Callable[[_Writer, Op, dict], str]] = {
 }
 _EMITTERS.update({t: emit_reduction for t in REDUCTION_OPS})
 _EMITTERS[OpType.UNIDIRECTIONAL_SEQUENCE_LSTM] = emit_lstm
+_EMITTERS[OpType.SVDF] = emit_svdf
+_EMITTERS.update({t: emit_resample for t in RESAMPLE_OPS})
 
 SUPPORTED_IR_OPS: tuple[str, ...] = tuple(sorted(
     [t.value for t in _EMITTERS] + [OpType.QUANTIZE.value, OpType.DEQUANTIZE.value]
