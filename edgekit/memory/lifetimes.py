@@ -65,6 +65,8 @@ minimum shift of 0 is true in-place execution (same offset). ``min_shift`` compu
 - PAD, CONCATENATION, TRANSPOSE: from the exact index map of the copy; e.g. a concat
   output may start at its first input (shift 0 for that input), and a later input may sit
   inside the output where the copy puts it.
+- REDUCE_MAX, SUM, ARG_MAX/ARG_MIN, L2_NORMALIZATION: from the group each output element
+  reduces (``reads_reduction``); a reduction can write over its input from the same offset.
 - RESHAPE (and SQUEEZE, EXPAND_DIMS) is an alias, not a copy. MEAN and anything else
   (SPLIT/UNPACK, whose several outputs are not modeled, included): never shares.
 """
@@ -78,6 +80,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError
 from edgekit.ir.graph import Graph, Op
+from edgekit.memory.reads_reduction import REDUCTION_READ_OPS, reduction_read_map
 from edgekit.ir.ops import OpType, normalize_attrs
 
 _NONE = np.iinfo(np.int64).max  # "this output element reads nothing of that input"
@@ -159,6 +162,8 @@ def read_map(graph: Graph, op: Op, slot: int) -> np.ndarray | None:
     if t is OpType.TRANSPOSE:
         idx = np.arange(x.size, dtype=np.int64).reshape(x.shape)
         return np.ascontiguousarray(idx.transpose(attrs["perm"])).ravel()
+    if t in REDUCTION_READ_OPS:
+        return reduction_read_map(t, x.shape, n_out, attrs) if slot == 0 else None
     return None
 
 
@@ -217,35 +222,37 @@ def shift_from_reads(reads: np.ndarray, out_itemsize: int, in_itemsize: int) -> 
 def reverse_rows_shift(graph: Graph, op: Op, input_name: str) -> int | None:
     """Bytes the output of ``op`` must start *above* ``input_name`` to share its bytes when
     the op runs by output rows from the last to the first (one call of the forward kernel
-    per row, each keeping the write contract). None when the op is not run that way.
+    per output row, each keeping the write contract within its row). None when the op is
+    not run that way.
 
-    Modeled: CONV_2D with a 1x1 filter, stride 1 and no padding, batch 1: output row
-    ``r`` reads input row ``r`` only. While row ``r`` is written, rows ``< r`` and the
-    pixels of row ``r`` not yet done are still to be read; the output's row ``r``
-    (``d + r*Rout`` on, ``d`` above the input) must lie above all of them from its first
-    byte: ``d >= (r+1)*Rin - r*Rout`` for every row (``Rin``, ``Rout``: row bytes), i.e.
-    ``d >= max(Rin, H*Rin - (H-1)*Rout)``. With equal row sizes that is one row, against
-    ``Cin - 1`` bytes below the input for the forward order: alternating the two keeps a
-    chain of such layers from drifting through the arena.
+    Modeled: CONV_2D and DEPTHWISE_CONV_2D, batch 1, reading ``input_name`` as their data
+    input. Output row ``r`` reads input rows up to ``top(r) + (KH-1)*DH`` with
+    ``top(r) = r*SH - pad_top``. While row ``r`` is written, the rows of its own window and
+    every row the rows ``< r`` read are still to be read, all of them below input row
+    ``end(r) = min(H, top(r) + (KH-1)*DH + 1)``; the output's row ``r`` (from
+    ``d + r*Rout``, ``d`` above the input) must start at or above that:
+    ``d >= max over r of end(r)*Rin - r*Rout`` (``Rin``, ``Rout``: row bytes). For a
+    pointwise conv with equal rows that is one row, against ``Cin - 1`` bytes below the
+    input in the forward order: alternating the two keeps a chain of layers from drifting
+    through the arena. (Whole rows are a conservative unit: safe for every kernel that
+    keeps the contract within a row.)
     """
-    if op.type is not OpType.CONV_2D or len(op.outputs) != 1 or not op.inputs or op.inputs[0] != input_name:
+    if op.type not in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D) or len(op.outputs) != 1:
         return None
-    if input_name in op.inputs[1:]:
+    if not op.inputs or op.inputs[0] != input_name or input_name in op.inputs[1:] or len(op.inputs) < 2:
         return None
-    x = graph.tensor(input_name)
-    y = graph.tensor(op.outputs[0])
-    w = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 and op.inputs[1] else None
-    if w is None or len(w.shape) != 4 or len(x.shape) != 4 or len(y.shape) != 4:
+    x, y, w = graph.tensor(input_name), graph.tensor(op.outputs[0]), graph.tensor(op.inputs[1])
+    if len(x.shape) != 4 or len(y.shape) != 4 or len(w.shape) != 4 or x.shape[0] != 1 or y.shape[0] != 1:
         return None
     a = normalize_attrs(op.type, op.attrs)
-    pads = tuple(a.get("pads", (0, 0, 0, 0)))
-    if (tuple(w.shape[1:3]) != (1, 1) or tuple(a.get("strides", (1, 1))) != (1, 1) or any(pads)
-            or x.shape[0] != 1 or tuple(x.shape[:3]) != tuple(y.shape[:3])):
-        return None
-    h = int(x.shape[1])
+    sh, dh, pad_top = int(a["strides"][0]), int(a["dilations"][0]), int(a["pads"][0])
+    kh, h, rows = int(w.shape[1]), int(x.shape[1]), int(y.shape[1])
+    if (rows - 1) * sh - pad_top >= h:
+        return None  # a window wholly below the input: its row view would be empty
     r_in = int(x.shape[2]) * int(x.shape[3]) * x.dtype.itemsize
     r_out = int(y.shape[2]) * int(y.shape[3]) * y.dtype.itemsize
-    return max(r_in, h * r_in - (h - 1) * r_out)
+    need = max(min(h, r * sh - pad_top + (kh - 1) * dh + 1) * r_in - r * r_out for r in range(rows))
+    return max(need, 0)
 
 
 def min_shift(graph: Graph, op: Op, input_name: str) -> int | None:

@@ -42,10 +42,29 @@ def arg_graph(rng, op_type=OpType.ARG_MAX) -> Graph:
     return g
 
 
+def inplace_reduction_graph(rng) -> Graph:
+    """A chain the planner runs in place: L2_NORMALIZATION, then REDUCE_MAX and SUM over
+    an input that dies there."""
+    g = Graph("reductions_in_place")
+    for name, shape in [("x", (1, 8, 16)), ("m", (1, 8, 16)), ("l", (1, 8, 16)), ("r", (1, 8, 4)),
+                        ("s", (1, 8))]:
+        g.add_tensor(name, shape, DType.FLOAT32)
+    g.add_const("w", rng.standard_normal((1, 16, 4)).astype(np.float32))
+    g.add_const("c", rng.uniform(0.5, 2.0, (16,)).astype(np.float32))
+    g.add_op(OpType.MUL, ["x", "c"], ["m"], name="scale")
+    g.add_op(OpType.L2_NORMALIZATION, ["m"], ["l"], name="l2")
+    g.add_op(OpType.BATCH_MATMUL, ["l", "w"], ["r"], name="project")
+    g.add_op(OpType.SUM, ["r"], ["s"], {"axes": (2,)}, "sum")
+    g.inputs, g.outputs = ["x"], ["s"]
+    verify(g)
+    return g
+
+
 def reduction_cases(rng) -> dict[str, Graph]:
     out = {}
     for name, fn in (("reductions", reduction_graph), ("arg_max", arg_graph),
-                     ("arg_min", lambda r: arg_graph(r, OpType.ARG_MIN))):
+                     ("arg_min", lambda r: arg_graph(r, OpType.ARG_MIN)),
+                     ("reductions_in_place", inplace_reduction_graph)):
         g = fn(rng)
         calib = rng.normal(size=(64,) + tuple(g.input_tensors()[0].shape[1:])).astype(np.float32)
         qg = quantize(g, calib).graph
