@@ -191,3 +191,35 @@ def test_torch_movement_matches_torch():
     want_ops = {OpType.SPLIT, OpType.PACK, OpType.GATHER, OpType.DEPTH_TO_SPACE, OpType.SPACE_TO_DEPTH}
     assert want_ops <= ops, sorted(t.value for t in want_ops - ops)
     assert ops & {OpType.SLICE, OpType.STRIDED_SLICE}
+
+
+# ------------------------------------------------------------------------------ Keras
+
+@pytest.mark.slow
+def test_keras_cropping_split_gather_matches_tensorflow(tmp_path):
+    """Keras layers users have (Cropping2D; tf.split, tf.gather and strided slicing on Keras tensors)
+    reach the IR through TensorFlow's converter and edgekit's .tflite importer."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf_keras") is None:
+        pytest.skip("TensorFlow is not installed: pip install 'edgekit[tensorflow]'")
+    from edgekit.frontends.keras_importer import load_keras  # sets TensorFlow's environment first
+    import tensorflow as tf
+    import tf_keras as keras
+
+    inp = keras.Input((10, 8, 6), batch_size=1)
+    c = keras.layers.Cropping2D(((1, 2), (2, 1)))(inp)                       # [1, 7, 5, 6]
+    a, b = tf.split(c, [2, 4], axis=-1)                                      # TF ops on Keras tensors
+    g = tf.gather(b, [3, 0, 1], axis=-1)
+    s = a[:, ::-2, 1:, :]                                                    # [1, 4, 4, 2]
+    y = keras.layers.Concatenate()([g[:, ::2, 1:, :], s])
+    model = keras.Model(inp, keras.layers.Flatten()(y))
+    path = tmp_path / "movement_savedmodel"  # Lambda layers of tf ops save as a SavedModel
+    model.save(path, save_format="tf")
+    x = RNG.normal(size=(1, 10, 8, 6)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    graph = load_keras(path)
+    got = Interpreter(graph).run([x])[graph.outputs[0]]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    ops = {op.type for op in graph.ops}
+    assert {OpType.SPLIT, OpType.GATHER} <= ops and ops & {OpType.SLICE, OpType.STRIDED_SLICE}, ops
