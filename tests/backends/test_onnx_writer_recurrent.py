@@ -11,7 +11,7 @@ import pytest
 from edgekit.errors import BadInputError
 from edgekit.quantize import quantize
 from edgekit.reference.interpreter import Interpreter
-from tests.reference.recurrent_graphs import lstm_graph
+from tests.reference.recurrent_graphs import lstm_graph, svdf_graph
 from tests.reference.recurrent_graphs import run_direct as _run_ref
 
 onnx = pytest.importorskip("onnx")
@@ -55,3 +55,19 @@ def test_cell_clip_is_refused():
     g = lstm_graph(np.random.default_rng(5), 1, 2, 2, 2, int8=False, clip=1.0)
     with pytest.raises(BadInputError, match="cell_clip"):
         to_onnx(g)
+
+
+@pytest.mark.parametrize("act", ["NONE", "RELU"])
+def test_svdf_equals_onnxruntime_float_and_close_in_int8(act):
+    from edgekit.backends.onnx.writer import to_onnx
+
+    rng = np.random.default_rng(6)
+    g = svdf_graph(rng, 1, 7, 9, 4, 3, int8=False, act=act)
+    x = rng.normal(size=(1, 7)).astype(np.float32)
+    got = exact_session(to_onnx(g)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, Interpreter(g).run([x])["y"], atol=1e-5, rtol=0)
+    q = quantize(g, rng.normal(size=(64, 7)).astype(np.float32)).graph
+    p = q.metadata["io_quant"]["x"]
+    xi = np.clip(np.round(rng.normal(size=(1, 7)) / p["scale"]) + p["zero_point"], -128, 127).astype(np.int8)
+    got = exact_session(to_onnx(q)).run(None, {"x": xi})[0].astype(int)
+    assert np.abs(got - Interpreter(q).run([xi])["y"].astype(int)).max() <= 2
