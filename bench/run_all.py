@@ -56,6 +56,8 @@ BENCHES = [
     Bench("quantization.py", [], ["--methods", "minmax"]),
     Bench("memory_vs_tflm.py", [], []),
     Bench("mcu.py", ["--kws-inputs", "20", "--ad-inputs", "50"], ["--kws-inputs", "1", "--ad-inputs", "1"]),
+    Bench("zoo.py", ["--vectors", "5", "--tflm-vectors", "8"],
+          ["--vectors", "1", "--tflm-vectors", "1", "--models", "accel_conv1d"]),
     Bench("kernels.py", [], []),
     Bench("c_linux.py", ["--inputs", "100", "--seconds", "2"], ["--inputs", "2", "--seconds", "0.1"]),
     Bench("flash_throughput.py", ["--repeat", "3", "--hil-vectors", "1000", "--tick-vectors", "5"],
