@@ -156,6 +156,7 @@ class _Emitter:
         self.taken: set[str] = set()
         self.ops = {op.name: op for op in graph.ops}
         self.scratch_bytes = 0  # the largest Scratch of any call: one buffer serves them all
+        self.shared_arrays: dict[tuple, str] = {}  # (ctype, role, bytes) -> symbol of a large array
 
     def unique(self, base: str) -> str:
         name, k = base, 1
@@ -169,8 +170,15 @@ class _Emitter:
     def const_array(self, idx: int, a: ConstArray, op: str) -> str:
         short = {"weights": "weights", "bias": "bias", "multiplier": "mult", "shift": "shift",
                  "constant": "const", "table": "table"}[a.role]
-        name = self.unique(f"ek_op{idx}_{short}")
         data = np.ascontiguousarray(a.data).ravel()
+        # Large arrays with equal bytes are stored once (an unrolled recurrent layer repeats
+        # its recurrent weights at every time step).
+        key = (a.ctype, a.role, data.tobytes()) if a.nbytes >= 64 else None
+        if key is not None and key in self.shared_arrays:
+            return self.shared_arrays[key]
+        name = self.unique(f"ek_op{idx}_{short}")
+        if key is not None:
+            self.shared_arrays[key] = name
         attr = "EK_WEIGHTS" if a.role in ("weights", "constant") else "EK_PARAMS"
         if a.ctype == "float":
             body = _array_body(data.astype(np.float32))
@@ -252,34 +260,60 @@ class _Emitter:
 
     def rows_in_reverse(self, idx: int, name: str, head: str) -> list[str]:
         """An op whose output the plan put above its input (edgekit.memory.lifetimes
-        .reverse_rows_shift: a pointwise conv, batch 1): one kernel call per output row,
-        from the last row up, each on one-row views of the input and output."""
+        .reverse_rows_shift: a conv or depthwise conv, batch 1): one kernel call per output
+        row, from the last row up. Row ``r`` gets a one-row output view, the input from the
+        first row its window reads (``top = r*stride_h - pad_top``, at least 0) and the
+        params with ``pad_top`` left for the rows above that view (never negative)."""
+        from edgekit.ir.ops import normalize_attrs
+
         op, call = self.ops[name], self.calls[name]
         x, y = self.g.tensor(op.inputs[0]), self.g.tensor(op.outputs[0])
-        rows, row_in, row_out = int(y.shape[1]), x.nbytes // int(x.shape[1]), y.nbytes // int(y.shape[1])
+        rows, height = int(y.shape[1]), int(x.shape[1])
+        row_in, row_out = x.nbytes // height, y.nbytes // rows
+        attrs = normalize_attrs(op.type, op.attrs)
+        stride, pad_top = int(attrs["strides"][0]), int(attrs["pads"][0])
         args = list(call.args)
         pos = {}
         for i, a in enumerate(args):
             if isinstance(a, TensorRef) and a.name in (op.inputs[0], op.outputs[0]) and a.name not in pos:
                 pos[a.name] = i
         xi, yi = pos[op.inputs[0]], pos[op.outputs[0]]
-        for i in (xi - 1, yi - 1):  # the dims struct each kernel takes just before its tensor
+        params = args[0]
+        for i, want in ((xi - 1, height), (yi - 1, rows)):  # each tensor's dims come just before it
             d = args[i]
-            if not (isinstance(d, Struct) and d.ctype == "ek_dims4" and d.values.get("h") == rows):
+            if not (isinstance(d, Struct) and d.ctype == "ek_dims4" and d.values.get("h") == want):
                 raise ValueError(f"{name}: cannot run {call.function} by rows (argument {i} is not its dims)")
-            args[i] = Struct("ek_dims4", {**d.values, "h": 1})
+        if not (isinstance(params, Struct) and params.values.get("pad_top") == pad_top
+                and params.values.get("stride_h") == stride):
+            raise ValueError(f"{name}: cannot run {call.function} by rows (no params with pad_top first)")
         pre: list[str] = []
         text = []
         for i, a in enumerate(args):
-            if i == xi:
-                text.append(f"EK_I8({self.plan.offsets[op.inputs[0]]} + r * {row_in})")
+            if i == 0:
+                text.append("&p_r")
+            elif i == xi - 1:
+                text.append("&in_r")
+            elif i == yi - 1:
+                text.append("&out_r")
+            elif i == xi:
+                text.append(f"EK_I8({self.plan.offsets[op.inputs[0]]} + skip * {row_in})")
             elif i == yi:
                 text.append(f"EK_I8({self.plan.offsets[op.outputs[0]]} + r * {row_out})")
             else:
                 text.append(self.arg(idx, a, name, pre))
+        p_ref = self.struct(idx, params, name)
+        in_ref = self.struct(idx, args[xi - 1], name)
+        out_ref = self.struct(idx, Struct("ek_dims4", {**args[yi - 1].values, "h": 1}), name)
         return [head + ": its output sits above its input: rows from the last up */", "  {",
                 *("    " + p for p in pre), "    int32_t r;",
                 f"    for (r = {rows - 1}; r >= 0; r--) {{",
+                f"      const int32_t top = r * {stride} - {pad_top};",
+                "      const int32_t skip = top > 0 ? top : 0;",
+                f"      {params.ctype} p_r = *{p_ref};",
+                f"      ek_dims4 in_r = *{in_ref};",
+                f"      const ek_dims4 out_r = *{out_ref};",
+                "      p_r.pad_top = skip - top;",
+                f"      in_r.h = {height} - skip;",
                 f"      {call.function}({', '.join(text)});", "    }", "  }"]
 
     # -- files ---------------------------------------------------------------

@@ -52,14 +52,14 @@ def test_folder_manifest_and_header(kws_out):
                               "constants": "SSRAM1 (flash)", "stack": "SSRAM2-3 (sram)",
                               "arena": "SSRAM2-3 (sram)", "scratch": "SSRAM2-3 (sram)"}
     h = (d / "model.h").read_text()
-    for macro in ("EDGEKIT_MODEL_ARENA_BYTES 8496u", "EDGEKIT_MODEL_INPUT_SHAPE {1, 49, 10, 1}",
+    for macro in ("EDGEKIT_MODEL_ARENA_BYTES 8384u", "EDGEKIT_MODEL_INPUT_SHAPE {1, 49, 10, 1}",
                   "EDGEKIT_MODEL_INPUT_ZERO_POINT (83)", "EDGEKIT_MODEL_OUTPUT_BYTES 12u",
                   "EDGEKIT_MODEL_OUTPUT_SCALE 0.00390625f",
                   "int edgekit_model_invoke(const int8_t *in, int8_t *out);"):
         assert macro in h, macro
     c = (d / "model.c").read_text()
     assert 'section(".rodata.edgekit_weights"), aligned(16)' in c
-    assert re.search(r"static uint8_t ek_arena\[8496\] EK_ARENA;", c)
+    assert re.search(r"static uint8_t ek_arena\[8384\] EK_ARENA;", c)
     # cortex-m4 has the dsp feature: every conv takes the packed kernel (cost model), and
     # its filters the packed layout; the portable build keeps the generic kernel
     assert c.count("ek_conv2d_packed_s8(") == 5 and c.count("ek_depthwise_conv2d_s8(") == 4
@@ -73,9 +73,9 @@ def test_report_has_timeline_and_tables(kws_out):
     assert html.count("<svg") == 1 and "Arena timeline" in html and "Memory fit" in html
     assert "op_3_depthwise_conv_2d" in html and "SSRAM2-3" in html
     rep = json.loads((d / "report.json").read_text())
-    assert len(rep["timeline"]) == 13 and rep["arena_bytes"] == 8496
+    assert len(rep["timeline"]) == 13 and rep["arena_bytes"] == 8384
     peak = max(row["bytes"] for row in rep["timeline"])
-    assert peak == 8496
+    assert peak == 8384
 
 
 def test_timeline_svg_draws_each_buffer_once():
@@ -159,14 +159,14 @@ def test_cli_compile_prints_the_summary(tmp_path):
     r = invoke("compile", shared_file(KWS), "--target", "cortex-m4", "--out", out,
                "--variant", "portable")
     assert r.exit_code == 0, r.output
-    for text in ("tensor arena", "8,496", "weights and biases", "flash total", "fit per region",
+    for text in ("tensor arena", "8,384", "weights and biases", "flash total", "fit per region",
                  "SSRAM2-3", "PSRAM", "conv2d (portable)", str(out)):
         assert text in r.output, (text, r.output)
     m = json.loads((out / "c" / "manifest.json").read_text())   # the bundle keeps the generated C in c/
     assert {k["variant"] for k in m["kernels"]} == {"portable"}
     # compiling again into the same folder replaces it
     r = invoke("compile", shared_file(KWS), "--target", "cortex-m4", "--out", out, "--json")
-    assert r.exit_code == 0 and json.loads(r.output)["arena_bytes"] == 8496
+    assert r.exit_code == 0 and json.loads(r.output)["arena_bytes"] == 8384
 
 
 @pytest.mark.filterwarnings("ignore::edgekit.quantize.FewSamplesWarning")
