@@ -44,6 +44,7 @@ from edgekit.backends.onnx.movement import emit_movement
 from edgekit.backends.onnx.reduction import REDUCTION_OPS, emit_reduction, index_output
 from edgekit.backends.onnx.recurrent import emit_lstm, emit_svdf
 from edgekit.backends.onnx.resample import RESAMPLE_OPS, emit_resample
+from edgekit.backends.onnx.elementwise import ELEMENTWISE_ONNX_OPS, emit_elementwise
 
 __all__ = ["to_onnx", "write_onnx", "MIN_OPSET", "SUPPORTED_IR_OPS"]
 
@@ -629,6 +630,7 @@ _EMITTERS.update({t: emit_reduction for t in REDUCTION_OPS})
 _EMITTERS[OpType.UNIDIRECTIONAL_SEQUENCE_LSTM] = emit_lstm
 _EMITTERS[OpType.SVDF] = emit_svdf
 _EMITTERS.update({t: emit_resample for t in RESAMPLE_OPS})
+_EMITTERS.update({t: emit_elementwise for t in ELEMENTWISE_ONNX_OPS})
 
 SUPPORTED_IR_OPS: tuple[str, ...] = tuple(sorted(
     [t.value for t in _EMITTERS] + [OpType.QUANTIZE.value, OpType.DEQUANTIZE.value]

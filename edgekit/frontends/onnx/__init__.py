@@ -21,6 +21,7 @@ from edgekit.frontends.onnx import handlers_recurrent  # noqa: F401,E402
 from edgekit.frontends.onnx import handlers_movement  # noqa: F401,E402  (after handlers: replaces Slice/Gather/Cast)
 from edgekit.frontends.onnx import handlers_reduction  # noqa: F401,E402  (after handlers: MatMul of activations)
 from edgekit.frontends.onnx import handlers_resample  # noqa: F401,E402  (after handlers: 1-D Conv and pooling)
+from edgekit.frontends.onnx import handlers_elementwise  # noqa: E402  (after handlers: Div by a run-time tensor)
 from edgekit.frontends.onnx.convert import Converter, handled_ops
 from edgekit.frontends.onnx.loader import read_model
 from edgekit.frontends.onnx.qdq import fuse_qdq, simplify_transposes
@@ -45,6 +46,7 @@ def load_onnx(model: str | os.PathLike | bytes, input_shapes: dict[str, list[int
             raise BadInputError("input_shapes must map input names to lists of integers, "
                                 "e.g. {'input': [1, 3, 32, 32]}")
     proto, label, _ = read_model(model)
+    proto = handlers_elementwise.fuse_erf_gelu(proto)
     try:
         conv = Converter(proto, label, input_shapes, SUPPORTED_ONNX_OPS)
         g = conv.run()
