@@ -114,3 +114,22 @@ def test_refusals_are_named():
     m = _model([helper.make_node("LpNormalization", ["x"], ["y"], p=1)], [("x", (2, 3))], ["y"])
     with pytest.raises(UnsupportedOpError, match="p=1"):
         load_onnx(m)
+
+
+@pytest.mark.parametrize("eq, a_shape, b_shape", [
+    ("bij,bjk->bik", (2, 3, 4), (2, 4, 5)),
+    ("bhqd,bhkd->bhqk", (1, 2, 5, 4), (1, 2, 6, 4)),
+    ("bji,bjk->bik", (2, 4, 3), (2, 4, 5)),
+    ("ij,kj->ik", (3, 4), (5, 4)),
+])
+def test_einsum_matrix_products(eq, a_shape, b_shape):
+    m = _model([helper.make_node("Einsum", ["a", "b"], ["y"], equation=eq)], [("a", a_shape), ("b", b_shape)],
+               ["y"], opset=12)
+    g = _check(m, {"a": _rand(a_shape, 10), "b": _rand(b_shape, 11)}, rtol=1e-4, atol=1e-5)
+    assert [op.type for op in g.ops].count(OpType.BATCH_MATMUL) == 1
+
+
+def test_einsum_other_equations_are_refused():
+    m = _model([helper.make_node("Einsum", ["a"], ["y"], equation="ii->i")], [("a", (3, 3))], ["y"], opset=12)
+    with pytest.raises(UnsupportedOpError, match="equation"):
+        load_onnx(m)

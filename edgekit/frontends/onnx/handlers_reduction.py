@@ -9,6 +9,8 @@
 - MatMul of two run-time tensors -> BATCH_MATMUL (batched, broadcasting; a constant
   second operand keeps the FULLY_CONNECTED lowering of ``handlers``), in the source's
   axis order (4-D operands are transposed from NHWC and back);
+- Einsum of a batched matrix product (same batch letters, one contracted letter) ->
+  BATCH_MATMUL with adj_x / adj_y; other equations are refused naming them;
 - LayerNormalization (opset 17) -> decomposed as the TFLite converter does: MEAN, SUB,
   MUL, MEAN, ADD epsilon, RSQRT, MUL, MUL scale, ADD bias (see torch_reduction); the
   optional Mean / InvStdDev outputs are refused.
@@ -150,3 +152,52 @@ def _layer_norm(c: Converter, node, a):
     if bias is not None:
         y = c.emit(OpType.ADD, [y, laid_out(bias, "bias")], out=out)
     c.set_out(node, 0, Act(y))
+
+
+def _einsum_matmul(eq: str):
+    """(adj_x, adj_y) when ``eq`` is a batched matrix product of two operands: the same
+    batch letters in front of each, one shared contracted letter and one free letter per
+    operand, the output batch + (lhs free, rhs free). None otherwise."""
+    eq = eq.replace(" ", "")
+    if "->" not in eq or "." in eq:
+        return None
+    ins, out = eq.split("->")
+    parts = ins.split(",")
+    if len(parts) != 2 or any(len(set(p)) != len(p) for p in parts + [out]):
+        return None
+    a, b = parts
+    if len(a) < 2 or len(a) != len(b) or a[:-2] != b[:-2] or out[:-2] != a[:-2] or len(out) != len(a):
+        return None
+    am, bm, om = set(a[-2:]), set(b[-2:]), out[-2:]
+    shared = am & bm
+    if len(shared) != 1:
+        return None
+    (k,) = shared
+    (i,) = am - shared
+    (j,) = bm - shared
+    if om != i + j:
+        return None
+    return a[-1] != k, b[-2] != k  # adj_x: lhs stored [k, i]; adj_y: rhs stored [j, k]
+
+
+@handler("Einsum")
+def _einsum(c: Converter, node, a):
+    eq = a.get("equation", "")
+    eq = eq.decode() if isinstance(eq, bytes) else str(eq)
+    adj = _einsum_matmul(eq)
+    if adj is None or len(node.input) != 2:
+        raise c.unsupported(f"equation {eq!r}: only batched matrix products of two operands "
+                            "(e.g. 'bij,bjk->bik', 'bhqd,bhkd->bhqk') are supported")
+    names = []
+    for i in range(2):
+        v = c.inp(node, i)
+        if isinstance(v, Act):
+            names.append(c.to_src(c.act_inp(node, i)))
+        else:
+            arr = v.value() if isinstance(v, QConst) else np.asarray(v, np.float32)
+            names.append(c.const(arr, f"{c.node_name()}_operand{i}", ir_layout=True))
+    out = c.out_name(node.output[0])
+    rank = c.g.tensor(names[0]).rank
+    y = c.emit(OpType.BATCH_MATMUL, names, {"adj_x": adj[0], "adj_y": adj[1]}, out=out if rank != 4 else None,
+               dtype=DType.FLOAT32)
+    c.set_out(node, 0, Act(c.from_src(y, out) if rank == 4 else y))
