@@ -78,9 +78,9 @@ def main() -> None:
              "overwrite the inputs they consume where the kernel write contract allows "
              "(edgekit/memory/lifetimes.py); the C arena also lets a conv run its output rows from the last, so its "
              "output may sit above its input (what edgekit compile and the linked firmware use; model packages "
-             "run each op in one call and use the first column). Lower bound: the most bytes live during any op, less the most that "
-             "sharing could save. '-': tflite_micro is not installed, or TFLM does not run the model (the float "
-             "KWS file is a hybrid model with int8 weights).")
+             "run each op in one call and use the first column). Lower bound: the most bytes live during any "
+             "op, less the most that sharing could save. '-': tflite_micro is not installed, or TFLM does not "
+             "run the model (the float KWS file is a hybrid model with int8 weights).")
     rep.save()
 
 

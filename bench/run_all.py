@@ -56,6 +56,7 @@ BENCHES = [
     Bench("quantization.py", [], ["--methods", "minmax"]),
     Bench("memory_vs_tflm.py", [], []),
     Bench("mcu.py", ["--kws-inputs", "20", "--ad-inputs", "50"], ["--kws-inputs", "1", "--ad-inputs", "1"]),
+    Bench("mcu_profile.py", ["--kws-inputs", "3", "--ad-inputs", "3"], ["--kws-inputs", "1", "--ad-inputs", "1"]),
     Bench("zoo.py", ["--vectors", "5", "--tflm-vectors", "8"],
           ["--vectors", "1", "--tflm-vectors", "1", "--models", "accel_conv1d"]),
     Bench("kernels.py", [], []),

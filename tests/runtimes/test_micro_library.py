@@ -127,12 +127,12 @@ def _variant_sources(variant: str):
 
 def test_every_variant_compiles_cleanly_for_every_target(tmp_path):
     """-std=c99 -Wall -Wextra -Werror -O2 with each target's own flags: portable/ for all,
-    dsp/ where the target has the dsp feature; the host compiler with -pedantic."""
+    dsp/ (mve/) where the target has the dsp (mve) feature; the host compiler with -pedantic."""
     cc = require_tool("arm-none-eabi-gcc")
     jobs = []
     for name in MCU_TARGETS:
         t = target(name)
-        variants = ["portable"] + (["dsp"] if "dsp" in t["features"] else [])
+        variants = ["portable"] + [v for v in ("dsp", "mve") if v in t["features"]]
         for v in variants:
             flags = list(t["toolchain"]["cflags"])
             jobs.append((cc, flags, _variant_sources(v), tmp_path / name / v))
