@@ -72,10 +72,11 @@ def test_reduce_with_axes_attribute_before_opset_18():
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (4, 9)])
-def test_lp_normalization(shape):
-    m = _model([helper.make_node("LpNormalization", ["x"], ["y"], p=2, axis=-1)], [("x", shape)], ["y"])
+@pytest.mark.parametrize("p, axis", [(2, -1), (2, 1), (1, -1)])
+def test_lp_normalization(shape, p, axis):
+    m = _model([helper.make_node("LpNormalization", ["x"], ["y"], p=p, axis=axis)], [("x", shape)], ["y"])
     g = _check(m, {"x": _rand(shape, 2)})
-    assert OpType.L2_NORMALIZATION in {op.type for op in g.ops}
+    assert (OpType.L2_NORMALIZATION if p == 2 else OpType.DIV) in {op.type for op in g.ops}
 
 
 @pytest.mark.parametrize("a_shape, b_shape", [((2, 3, 4, 5), (2, 3, 5, 6)), ((1, 5, 7), (3, 7, 2)),
@@ -107,12 +108,19 @@ def test_layer_normalization(shape, axis):
     assert OpType.RSQRT in {op.type for op in g.ops}
 
 
+def test_layer_normalization_statistics_outputs():
+    shape = (2, 5, 8)
+    node = helper.make_node("LayerNormalization", ["x", "scale"], ["y", "mean", "inv_std"], axis=-1)
+    m = _model([node], [("x", shape)], ["y", "mean", "inv_std"], [("scale", _rand((8,), 3))], opset=17)
+    _check(m, {"x": _rand(shape, 4)}, rtol=1e-4, atol=1e-5)
+
+
 def test_refusals_are_named():
     m = _model([helper.make_node("ArgMax", ["x"], ["arg"], select_last_index=1)], [("x", (2, 3))], ["arg"])
     with pytest.raises(UnsupportedOpError, match="select_last_index"):
         load_onnx(m)
-    m = _model([helper.make_node("LpNormalization", ["x"], ["y"], p=1)], [("x", (2, 3))], ["y"])
-    with pytest.raises(UnsupportedOpError, match="p=1"):
+    m = _model([helper.make_node("LpNormalization", ["x"], ["y"], p=3)], [("x", (2, 3))], ["y"])
+    with pytest.raises(UnsupportedOpError, match="p=3"):
         load_onnx(m)
 
 

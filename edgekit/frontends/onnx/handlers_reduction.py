@@ -5,15 +5,16 @@
 - ArgMax / ArgMin -> ARG_MAX / ARG_MIN: int32 indices where ONNX has int64 (the values
   are the same); select_last_index=1 is refused (TFLite's kernels take the first);
 - LpNormalization with p=2 over the last axis -> L2_NORMALIZATION (TFLite divides by
-  max(norm, 1e-6): the same as ONNX except for rows whose norm is below 1e-6);
+  max(norm, 1e-6): the same as ONNX except for rows whose norm is below 1e-6); over
+  another axis, between TRANSPOSEs; p=1 -> x / SUM(ABS(x)) (DIV);
 - MatMul of two run-time tensors -> BATCH_MATMUL (batched, broadcasting; a constant
   second operand keeps the FULLY_CONNECTED lowering of ``handlers``), in the source's
   axis order (4-D operands are transposed from NHWC and back);
 - Einsum of a batched matrix product (same batch letters, one contracted letter) ->
   BATCH_MATMUL with adj_x / adj_y; other equations are refused naming them;
 - LayerNormalization (opset 17) -> decomposed as the TFLite converter does: MEAN, SUB,
-  MUL, MEAN, ADD epsilon, RSQRT, MUL, MUL scale, ADD bias (see torch_reduction); the
-  optional Mean / InvStdDev outputs are refused.
+  MUL, MEAN, ADD epsilon, RSQRT, MUL, MUL scale, ADD bias (see torch_reduction); its
+  Mean / InvStdDev outputs are the MEAN and RSQRT results.
 """
 
 from __future__ import annotations
@@ -79,13 +80,26 @@ def _arg(c: Converter, node, a):
 def _lp_normalization(c: Converter, node, a):
     x = c.act_inp(node, 0)
     r = c.g.tensor(x).rank
-    if int(a.get("p", 2)) != 2:
-        raise c.unsupported(f"p={a.get('p')} (only the L2 norm, p=2)")
-    if r == 0 or c.norm_axis(int(a.get("axis", -1)), r) != r - 1:
-        raise c.unsupported("normalization over an axis other than the last one")
+    p = int(a.get("p", 2))
+    if p not in (1, 2):
+        raise c.unsupported(f"p={p} (only p=1 and p=2)")
+    if r == 0:
+        raise c.malformed("LpNormalization of a scalar")
+    axis = c.norm_axis(int(a.get("axis", -1)), r)
     out = c.out_name(node.output[0])
+    if p == 1:
+        total = reduce_source_axes(c, c.emit(OpType.ABS, [x]), OpType.SUM, [axis], True, None)
+        c.set_out(node, 0, Act(c.emit(OpType.DIV, [x, total], out=out)))
+        return
     src = c.to_src(x)
-    y = c.emit(OpType.L2_NORMALIZATION, [src], out=out if r != 4 else None)
+    perm = [i for i in range(r) if i != axis] + [axis]
+    moved = perm != list(range(r))
+    if moved:
+        src = c.emit(OpType.TRANSPOSE, [src], {"perm": tuple(perm)})
+    y = c.emit(OpType.L2_NORMALIZATION, [src], out=out if r != 4 and not moved else None)
+    if moved:
+        inv = tuple(int(v) for v in np.argsort(perm))
+        y = c.emit(OpType.TRANSPOSE, [y], {"perm": inv}, out=out if r != 4 else None)
     c.set_out(node, 0, Act(c.from_src(y, out) if r == 4 else y))
 
 
@@ -116,9 +130,6 @@ def _matmul(c: Converter, node, a):
 
 @handler("LayerNormalization")
 def _layer_norm(c: Converter, node, a):
-    for i in (1, 2):
-        if c.used(node, i):
-            raise c.unsupported("the Mean / InvStdDev outputs are not supported")
     x = c.act_inp(node, 0)
     r = c.g.tensor(x).rank
     if r == 0:
@@ -152,6 +163,8 @@ def _layer_norm(c: Converter, node, a):
     if bias is not None:
         y = c.emit(OpType.ADD, [y, laid_out(bias, "bias")], out=out)
     c.set_out(node, 0, Act(y))
+    c.set_out(node, 1, Act(mean))  # Mean and InvStdDev: the statistics, reduced axes kept as 1
+    c.set_out(node, 2, Act(inv))
 
 
 def _einsum_matmul(eq: str):
