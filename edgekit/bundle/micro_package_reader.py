@@ -51,6 +51,10 @@ OP_KINDS = {
     "ek_dequantize_s8_f32": 20, "copy": 21,
     "ek_slice_s8": 22, "ek_split_s8": 23, "ek_gather_s8": 24, "ek_depth_to_space_s8": 25,
     "ek_space_to_depth_s8": 26, "ek_cast_s8_f32": 27, "ek_cast_f32_s8": 28,
+    "ek_resize_nearest_s8": 29, "ek_resize_bilinear_s8": 30, "ek_transpose_conv_s8": 31,
+    "ek_lut_s8": 32, "ek_maximum_s8": 33, "ek_minimum_s8": 34, "ek_prelu_s8": 35,
+    "ek_squared_difference_s8": 36, "ek_div_s8": 37,
+    "ek_lstm_s8": 38, "ek_svdf_s8": 39,
 }
 KIND_NAMES = {v: k for k, v in OP_KINDS.items()}
 

@@ -75,8 +75,17 @@ STRUCT_FIELDS = {
                           "act_max"),
     "ek_slice_params": ("begin", "stride", "size"),
     "ek_gather_params": ("batch_size", "outer_size", "axis_size", "inner_size", "num_indices"),
+    "ek_resize_bilinear_params": ("scale_10_h", "scale_10_w", "half_pixel_centers"),
+    "ek_prelu_params": ("input_offset", "alpha_offset", "output_offset", "output_multiplier_1",
+                        "output_shift_1", "output_multiplier_2", "output_shift_2"),
     "ek_dims4": ("n", "h", "w", "c"),
     "ek_strides4": ("n", "h", "w", "c"),
+    "ek_lstm_params": ("batches", "steps", "input_size", "hidden", "time_major", "input_offset", "hidden_offset",
+                       "output_offset", "input_mult", "input_shift", "recurrent_mult", "recurrent_shift",
+                       "forget_mult", "forget_shift", "input_gate_mult", "input_gate_shift", "output_mult",
+                       "output_shift", "cell_tanh_multiplier", "cell_tanh_shift", "use_clip", "cell_clip"),
+    "ek_svdf_params": ("batches", "input_size", "features", "rank", "input_offset", "feature_mult",
+                       "feature_shift", "output_mult", "output_shift", "output_offset"),
 }
 
 def _cstr(text: str, size: int) -> bytes:
@@ -176,7 +185,7 @@ class _Packer:
 
         f, a = call.function, call.args
         r, sw = self.ref, _struct_words
-        if f in ("ek_conv2d_s8", "ek_depthwise_conv2d_s8"):
+        if f in ("ek_conv2d_s8", "ek_depthwise_conv2d_s8", "ek_transpose_conv_s8"):
             s, mult, shift, din, x, dw, w, b, dout, y = a
             return sw(s) + sw(din) + sw(dw) + sw(dout) + [r(x), r(w), r(b), r(mult), r(shift), r(y)]
         if f == "ek_fully_connected_s8":
@@ -185,7 +194,13 @@ class _Packer:
         if f in ("ek_avg_pool2d_s8", "ek_max_pool2d_s8"):
             s, din, x, dout, y = a
             return sw(s) + sw(din) + sw(dout) + [r(x), r(y)]
-        if f in ("ek_add_s8", "ek_sub_s8", "ek_mul_s8"):
+        if f == "ek_lut_s8":
+            table, size, x, y = a
+            return [r(table), size, r(x), r(y)]
+        if f in ("ek_maximum_s8", "ek_minimum_s8"):
+            dout, x1, s1, x2, s2, y = a
+            return sw(dout) + sw(s1) + sw(s2) + [self.elems(x1), self.elems(x2), r(x1), r(x2), r(y)]
+        if f in ("ek_add_s8", "ek_sub_s8", "ek_mul_s8", "ek_prelu_s8", "ek_squared_difference_s8", "ek_div_s8"):
             s, dout, x1, s1, x2, s2, y = a
             return sw(s) + sw(dout) + sw(s1) + sw(s2) + [self.elems(x1), self.elems(x2), r(x1),
                                                           r(x2), r(y)]
@@ -211,6 +226,18 @@ class _Packer:
             for size, item in zip(sizes.data.tolist(), outs.items):
                 out += [size, r(item)]
             return out
+        if f == "ek_resize_nearest_s8":
+            din, rows, cols, dout, x, y = a
+            return sw(din) + sw(dout) + [r(rows), r(cols), r(x), r(y)]
+        if f == "ek_resize_bilinear_s8":
+            s, din, dout, x, y = a
+            return sw(s) + sw(din) + sw(dout) + [r(x), r(y)]
+        if f == "ek_lstm_s8":
+            s, x, w_in, w_rec, b, y = a
+            return sw(s) + [r(x), r(w_in), r(w_rec), r(b), r(y)]
+        if f == "ek_svdf_s8":
+            s, x, wf, wt_last, b, y = a
+            return sw(s) + [r(x), r(wf), r(wt_last), r(b), r(y)]
         if f == "ek_slice_s8":
             s, din, x, y = a
             return sw(s) + sw(din) + [r(x), r(y)]

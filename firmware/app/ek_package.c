@@ -48,6 +48,17 @@ static const uint8_t kWords[EK_OP_KIND_COUNT] = {
     7,  /* SPACE_TO_DEPTH */
     3,  /* CAST int8 -> float32 */
     3,  /* CAST float32 -> int8 */
+    12, /* RESIZE_NEAREST_NEIGHBOR */
+    13, /* RESIZE_BILINEAR */
+    28, /* TRANSPOSE_CONV */
+    4,  /* LUT (HARD_SWISH, LEAKY_RELU, ABS, NEG, EXP, LOG, SQRT, RSQRT, GELU) */
+    17, /* MAXIMUM */
+    17, /* MINIMUM */
+    24, /* PRELU */
+    29, /* SQUARED_DIFFERENCE */
+    24, /* DIV */
+    39, /* UNIDIRECTIONAL_SEQUENCE_LSTM */
+    15, /* SVDF */
 };
 
 #define MAX_DIM 65535
@@ -519,6 +530,171 @@ static int check_depth_space(vctx *v, int to_space) {
   return 0;
 }
 
+/* RESIZE_NEAREST_NEIGHBOR: input dims, output dims, row table ref, column table ref (int32
+ * constants, each an input row / column), input ref, output ref. */
+static int check_resize_nearest(vctx *v) {
+  const uint8_t *w = v->w;
+  uint64_t ni, no;
+  if (!dims_ok(v, 0, &ni) || !dims_ok(v, 4, &no) || word(w, 4) != word(w, 0) || word(w, 7) != word(w, 3)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "resize: dimensions invalid");
+  }
+  if (!shift_ref(v, 8, (uint64_t)word(w, 5), 0, word(w, 1) - 1) ||
+      !shift_ref(v, 9, (uint64_t)word(w, 6), 0, word(w, 2) - 1)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "resize: index tables out of range");
+  }
+  if (!in_ref(v, 10, ni) || !out_ref(v, 11, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "resize: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* RESIZE_BILINEAR: scale_10_h, scale_10_w, half_pixel_centers, input dims, output dims, input
+ * ref, output ref. The kernel clamps its taps to the input, so only the positions' int32
+ * range needs bounding: (out - 1) * scale_10 <= 1024 * in + out holds for every scale
+ * edgekit derives. */
+static int check_resize_bilinear(vctx *v) {
+  const uint8_t *w = v->w;
+  uint64_t ni, no;
+  uint32_t k;
+  if (!dims_ok(v, 3, &ni) || !dims_ok(v, 7, &no) || word(w, 7) != word(w, 3) || word(w, 10) != word(w, 6) ||
+      !in_range(word(w, 2), 0, 1)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "resize: dimensions invalid");
+  }
+  for (k = 0; k < 2u; k++) {
+    const int64_t scale = word(w, k), in = word(w, 4u + k), out = word(w, 8u + k);
+    if (scale < 1 || (out - 1) * scale > 1024 * in + out) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "resize: scale out of range");
+    }
+  }
+  if (!in_ref(v, 11, ni) || !out_ref(v, 12, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "resize: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* TRANSPOSE_CONV: as CONV_2D (filter [Cout, KH, KW, Cin]; the kernel only reads input
+ * pixels inside the input, whatever the pads). */
+static int check_transpose_conv(vctx *v) {
+  const uint8_t *w = v->w;
+  uint64_t ni, nf, no;
+  if (!in_range(word(w, 0), 1, 255) || !in_range(word(w, 1), 1, 255) || !in_range(word(w, 4), 0, MAX_DIM) ||
+      !in_range(word(w, 5), 0, MAX_DIM)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "transpose_conv: stride or padding out of range");
+  }
+  if (!offset_ok(word(w, 6)) || !offset_ok(word(w, 7)) || !act_ok(word(w, 8), word(w, 9))) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "transpose_conv: offsets or activation range invalid");
+  }
+  if (!dims_ok(v, 10, &ni) || !dims_ok(v, 14, &nf) || !dims_ok(v, 18, &no) || word(w, 18) != word(w, 10) ||
+      word(w, 14) != word(w, 21) || word(w, 17) != word(w, 13)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "transpose_conv: dimensions invalid");
+  }
+  if (!in_ref(v, 22, ni) || !in_ref(v, 23, nf) || !opt_i32_ref(v, 24, (uint64_t)word(w, 21)) ||
+      !const_i32_ref(v, 25, (uint64_t)word(w, 21)) || !shift_ref(v, 26, (uint64_t)word(w, 21), -31, 31) ||
+      !out_ref(v, 27, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "transpose_conv: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* The elementwise kinds: LUT (table ref, size, input ref, output ref) and the broadcast
+ * binaries, laid out as ADD / MUL: params words (none for MAXIMUM / MINIMUM, 7 for PRELU
+ * and DIV as ek_prelu_params / ek_mul_params, 12 for SQUARED_DIFFERENCE as ek_add_params),
+ * output dims (4), the two operands' strides (4 + 4), their element counts, their refs
+ * and the output ref. */
+static int check_elementwise(vctx *v, uint32_t kind) {
+  const uint8_t *w = v->w;
+  uint32_t d = 0; /* first output dims word */
+  uint64_t no;
+  int ok = 1;
+  if (kind == EK_OP_LUT) {
+    if (!ref_ok(v, (uint32_t)word(w, 0), 256u, 1, 0) || !((uint32_t)word(w, 0) & EK_REF_CONST)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "lut: the table must be 256 constant bytes");
+    }
+    return check_flat(v, 1, 1, 1);
+  }
+  if (kind == EK_OP_PRELU) {
+    d = 7u;
+    ok = offset_ok(word(w, 0)) && offset_ok(word(w, 1)) && offset_ok(word(w, 2)) &&
+         in_range(word(w, 4), -31, 31) && in_range(word(w, 6), -31, 31);
+  } else if (kind == EK_OP_DIV) {
+    d = 7u;
+    ok = offset_ok(word(w, 0)) && offset_ok(word(w, 1)) && in_range(word(w, 3), -31, 31) &&
+         offset_ok(word(w, 4)) && act_ok(word(w, 5), word(w, 6));
+  } else if (kind == EK_OP_SQUARED_DIFFERENCE) {
+    d = 12u;
+    ok = offset_ok(word(w, 0)) && offset_ok(word(w, 1)) && in_range(word(w, 2), 0, 15) &&
+         in_range(word(w, 4), -31, 0) && in_range(word(w, 6), -31, 0) &&
+         in_range(word(w, 8), -31, 31) && offset_ok(word(w, 9)) && act_ok(word(w, 10), word(w, 11));
+  }
+  if (!ok) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "elementwise op: parameters invalid");
+  }
+  if (!dims_ok(v, d, &no) || !strides_ok(v, d, d + 4u, word(w, d + 12u)) ||
+      !strides_ok(v, d, d + 8u, word(w, d + 13u))) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "elementwise op: dimensions or strides invalid");
+  }
+  if (!in_ref(v, d + 14u, (uint64_t)word(w, d + 12u)) ||
+      !in_ref(v, d + 15u, (uint64_t)word(w, d + 13u)) || !out_ref(v, d + 16u, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "elementwise op: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* UNIDIRECTIONAL_SEQUENCE_LSTM: ek_lstm_params (34 words), then input, input weights,
+ * recurrent weights, bias and output references. */
+static int check_lstm(vctx *v) {
+  const uint8_t *w = v->w;
+  const int32_t b = word(w, 0), t = word(w, 1), ni = word(w, 2), nh = word(w, 3);
+  uint64_t seq_in, seq_out;
+  int32_t k;
+  if (!in_range(b, 1, MAX_DIM) || !in_range(t, 1, MAX_DIM) || !in_range(ni, 1, MAX_DIM) ||
+      !in_range(nh, 1, 1024) || !in_range(word(w, 4), 0, 1)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "lstm: dimensions invalid");
+  }
+  if (!offset_ok(word(w, 5)) || !offset_ok(word(w, 6)) || !in_range(word(w, 7), -128, 127)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "lstm: offsets invalid");
+  }
+  for (k = 0; k < 4; k++) {
+    if (!in_range(word(w, 12u + (uint32_t)k), -31, 31) || !in_range(word(w, 20u + (uint32_t)k), -31, 31)) {
+      return fail(v, EK_PKG_E_OP_PARAMS, "lstm: gate shifts out of range");
+    }
+  }
+  if (!in_range(word(w, 25), -31, 31) || !in_range(word(w, 27), -31, 31) || !in_range(word(w, 29), -31, 31) ||
+      !in_range(word(w, 30), 0, 3) || !in_range(word(w, 31), 0, 30) || !in_range(word(w, 32), 0, 1) ||
+      !in_range(word(w, 33), 0, 32767)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "lstm: cell parameters out of range");
+  }
+  seq_in = (uint64_t)b * (uint64_t)t * (uint64_t)ni;
+  seq_out = (uint64_t)b * (uint64_t)t * (uint64_t)nh;
+  if (seq_in > MAX_ELEMS || seq_out > MAX_ELEMS || !in_ref(v, 34, seq_in) ||
+      !in_ref(v, 35, 4u * (uint64_t)nh * (uint64_t)ni) || !in_ref(v, 36, 4u * (uint64_t)nh * (uint64_t)nh) ||
+      !const_i32_ref(v, 37, 4u * (uint64_t)nh) || !out_ref(v, 38, seq_out)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "lstm: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* SVDF: ek_svdf_params (10 words), then input, feature weights, newest time weights
+ * (int32), bias and output references. */
+static int check_svdf(vctx *v) {
+  const uint8_t *w = v->w;
+  const int32_t b = word(w, 0), ni = word(w, 1), nf = word(w, 2), rank = word(w, 3);
+  if (!in_range(b, 1, MAX_DIM) || !in_range(ni, 1, MAX_DIM) || !in_range(nf, 1, MAX_DIM) ||
+      !in_range(rank, 1, nf) || nf % rank != 0) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "svdf: dimensions invalid");
+  }
+  if (!offset_ok(word(w, 4)) || !in_range(word(w, 6), -31, 31) || !in_range(word(w, 8), -31, 31) ||
+      !in_range(word(w, 9), -128, 127)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "svdf: parameters invalid");
+  }
+  if (!in_ref(v, 10, (uint64_t)b * (uint64_t)ni) || !in_ref(v, 11, (uint64_t)nf * (uint64_t)ni) ||
+      !const_i32_ref(v, 12, (uint64_t)nf) || !const_i32_ref(v, 13, (uint64_t)(nf / rank)) ||
+      !out_ref(v, 14, (uint64_t)b * (uint64_t)(nf / rank))) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "svdf: tensor reference out of bounds");
+  }
+  return 0;
+}
+
 static int check_op(vctx *v, uint32_t kind, uint32_t words) {
   const uint8_t *w = v->w;
   switch (kind) {
@@ -601,6 +777,23 @@ static int check_op(vctx *v, uint32_t kind, uint32_t words) {
       return check_flat(v, 0, 1, 4);
     case EK_OP_CAST_F32_S8:
       return check_flat(v, 0, 4, 1);
+    case EK_OP_RESIZE_NEAREST:
+      return check_resize_nearest(v);
+    case EK_OP_RESIZE_BILINEAR:
+      return check_resize_bilinear(v);
+    case EK_OP_TRANSPOSE_CONV:
+      return check_transpose_conv(v);
+    case EK_OP_LSTM:
+      return check_lstm(v);
+    case EK_OP_SVDF:
+      return check_svdf(v);
+    case EK_OP_LUT:
+    case EK_OP_MAXIMUM:
+    case EK_OP_MINIMUM:
+    case EK_OP_PRELU:
+    case EK_OP_SQUARED_DIFFERENCE:
+    case EK_OP_DIV:
+      return check_elementwise(v, kind);
     default:
       return fail(v, EK_PKG_E_OP_KIND, "unknown op kind");
   }
@@ -808,6 +1001,27 @@ static void run_conv(const rctx *r) {
   ek_conv2d_s8(&p, (const int32_t *)cref(r, 25), (const int32_t *)cref(r, 26), &in,
                (const int8_t *)cref(r, 22), &fd, (const int8_t *)cref(r, 23),
                (const int32_t *)cref(r, 24), &out, (int8_t *)mref(r, 27));
+}
+
+static void run_transpose_conv(const rctx *r) {
+  ek_conv_params p;
+  ek_dims4 in, fd, out;
+  p.stride_h = rw(r, 0);
+  p.stride_w = rw(r, 1);
+  p.dilation_h = rw(r, 2);
+  p.dilation_w = rw(r, 3);
+  p.pad_top = rw(r, 4);
+  p.pad_left = rw(r, 5);
+  p.input_offset = rw(r, 6);
+  p.output_offset = rw(r, 7);
+  p.act_min = rw(r, 8);
+  p.act_max = rw(r, 9);
+  in = rdims(r, 10);
+  fd = rdims(r, 14);
+  out = rdims(r, 18);
+  ek_transpose_conv_s8(&p, (const int32_t *)cref(r, 25), (const int32_t *)cref(r, 26), &in,
+                       (const int8_t *)cref(r, 22), &fd, (const int8_t *)cref(r, 23),
+                       (const int32_t *)cref(r, 24), &out, (int8_t *)mref(r, 27));
 }
 
 static void run_depthwise(const rctx *r) {
@@ -1021,6 +1235,103 @@ static void run_sigmoid(const rctx *r, int tanh_op) {
   }
 }
 
+/* MAXIMUM, MINIMUM, PRELU, SQUARED_DIFFERENCE, DIV (layout: check_elementwise). */
+static void run_elementwise(const rctx *r, uint32_t kind) {
+  const uint32_t d = kind == EK_OP_SQUARED_DIFFERENCE ? 12u : (kind == EK_OP_PRELU || kind == EK_OP_DIV ? 7u : 0u);
+  const ek_dims4 out = rdims(r, d);
+  const ek_strides4 s1 = rstrides(r, d + 4u), s2 = rstrides(r, d + 8u);
+  const int8_t *a = (const int8_t *)cref(r, d + 14u);
+  const int8_t *b = (const int8_t *)cref(r, d + 15u);
+  int8_t *y = (int8_t *)mref(r, d + 16u);
+  if (kind == EK_OP_MAXIMUM) {
+    ek_maximum_s8(&out, a, &s1, b, &s2, y);
+  } else if (kind == EK_OP_MINIMUM) {
+    ek_minimum_s8(&out, a, &s1, b, &s2, y);
+  } else if (kind == EK_OP_PRELU) {
+    ek_prelu_params p;
+    p.input_offset = rw(r, 0);
+    p.alpha_offset = rw(r, 1);
+    p.output_offset = rw(r, 2);
+    p.output_multiplier_1 = rw(r, 3);
+    p.output_shift_1 = rw(r, 4);
+    p.output_multiplier_2 = rw(r, 5);
+    p.output_shift_2 = rw(r, 6);
+    ek_prelu_s8(&p, &out, a, &s1, b, &s2, y);
+  } else if (kind == EK_OP_DIV) {
+    ek_mul_params p;
+    p.input1_offset = rw(r, 0);
+    p.input2_offset = rw(r, 1);
+    p.output_multiplier = rw(r, 2);
+    p.output_shift = rw(r, 3);
+    p.output_offset = rw(r, 4);
+    p.act_min = rw(r, 5);
+    p.act_max = rw(r, 6);
+    ek_div_s8(&p, &out, a, &s1, b, &s2, y);
+  } else {
+    ek_add_params p;
+    p.input1_offset = rw(r, 0);
+    p.input2_offset = rw(r, 1);
+    p.left_shift = rw(r, 2);
+    p.input1_multiplier = rw(r, 3);
+    p.input1_shift = rw(r, 4);
+    p.input2_multiplier = rw(r, 5);
+    p.input2_shift = rw(r, 6);
+    p.output_multiplier = rw(r, 7);
+    p.output_shift = rw(r, 8);
+    p.output_offset = rw(r, 9);
+    p.act_min = rw(r, 10);
+    p.act_max = rw(r, 11);
+    ek_squared_difference_s8(&p, &out, a, &s1, b, &s2, y);
+  }
+}
+
+static void run_lstm(const rctx *r) {
+  ek_lstm_params p;
+  int32_t k;
+  p.batches = rw(r, 0);
+  p.steps = rw(r, 1);
+  p.input_size = rw(r, 2);
+  p.hidden = rw(r, 3);
+  p.time_major = rw(r, 4);
+  p.input_offset = rw(r, 5);
+  p.hidden_offset = rw(r, 6);
+  p.output_offset = rw(r, 7);
+  for (k = 0; k < 4; k++) {
+    p.input_mult[k] = rw(r, 8u + (uint32_t)k);
+    p.input_shift[k] = rw(r, 12u + (uint32_t)k);
+    p.recurrent_mult[k] = rw(r, 16u + (uint32_t)k);
+    p.recurrent_shift[k] = rw(r, 20u + (uint32_t)k);
+  }
+  p.forget_mult = rw(r, 24);
+  p.forget_shift = rw(r, 25);
+  p.input_gate_mult = rw(r, 26);
+  p.input_gate_shift = rw(r, 27);
+  p.output_mult = rw(r, 28);
+  p.output_shift = rw(r, 29);
+  p.cell_tanh_multiplier = rw(r, 30);
+  p.cell_tanh_shift = rw(r, 31);
+  p.use_clip = rw(r, 32);
+  p.cell_clip = rw(r, 33);
+  ek_lstm_s8(&p, (const int8_t *)cref(r, 34), (const int8_t *)cref(r, 35), (const int8_t *)cref(r, 36),
+             (const int32_t *)cref(r, 37), (int8_t *)mref(r, 38));
+}
+
+static void run_svdf(const rctx *r) {
+  ek_svdf_params p;
+  p.batches = rw(r, 0);
+  p.input_size = rw(r, 1);
+  p.features = rw(r, 2);
+  p.rank = rw(r, 3);
+  p.input_offset = rw(r, 4);
+  p.feature_mult = rw(r, 5);
+  p.feature_shift = rw(r, 6);
+  p.output_mult = rw(r, 7);
+  p.output_shift = rw(r, 8);
+  p.output_offset = rw(r, 9);
+  ek_svdf_s8(&p, (const int8_t *)cref(r, 10), (const int8_t *)cref(r, 11), (const int32_t *)cref(r, 12),
+             (const int32_t *)cref(r, 13), (int8_t *)mref(r, 14));
+}
+
 static void run_op(const rctx *r, uint32_t kind) {
   switch (kind) {
     case EK_OP_CONV_2D:
@@ -1117,6 +1428,40 @@ static void run_op(const rctx *r, uint32_t kind) {
       break;
     case EK_OP_CAST_F32_S8:
       ek_cast_f32_s8(rw(r, 0), (const float *)cref(r, 1), (int8_t *)mref(r, 2));
+      break;
+    case EK_OP_RESIZE_NEAREST: {
+      const ek_dims4 in = rdims(r, 0), out = rdims(r, 4);
+      ek_resize_nearest_s8(&in, (const int32_t *)cref(r, 8), (const int32_t *)cref(r, 9), &out,
+                           (const int8_t *)cref(r, 10), (int8_t *)mref(r, 11));
+      break;
+    }
+    case EK_OP_RESIZE_BILINEAR: {
+      ek_resize_bilinear_params p;
+      const ek_dims4 in = rdims(r, 3), out = rdims(r, 7);
+      p.scale_10_h = rw(r, 0);
+      p.scale_10_w = rw(r, 1);
+      p.half_pixel_centers = rw(r, 2);
+      ek_resize_bilinear_s8(&p, &in, &out, (const int8_t *)cref(r, 11), (int8_t *)mref(r, 12));
+      break;
+    }
+    case EK_OP_TRANSPOSE_CONV:
+      run_transpose_conv(r);
+      break;
+    case EK_OP_LSTM:
+      run_lstm(r);
+      break;
+    case EK_OP_SVDF:
+      run_svdf(r);
+      break;
+    case EK_OP_LUT:
+      ek_lut_s8((const int8_t *)cref(r, 0), rw(r, 1), (const int8_t *)cref(r, 2), (int8_t *)mref(r, 3));
+      break;
+    case EK_OP_MAXIMUM:
+    case EK_OP_MINIMUM:
+    case EK_OP_PRELU:
+    case EK_OP_SQUARED_DIFFERENCE:
+    case EK_OP_DIV:
+      run_elementwise(r, kind);
       break;
     default:
       break;

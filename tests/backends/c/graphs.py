@@ -184,10 +184,16 @@ def cases(seed: int = 7) -> dict[str, Graph]:
     from tests.backends.c.graphs_movement import movement_cases
 
     out.update(movement_cases(rng))
+    from tests.backends.c.graphs_elementwise import elementwise_family_cases
+
+    out.update(elementwise_family_cases(rng))
     from tests.backends.c.graphs_reduction import reduction_cases
 
     out.update(reduction_cases(rng))
     from tests.backends.c.graphs_recurrent import recurrent_cases
 
     out.update(recurrent_cases(rng))
+    from tests.backends.c.graphs_resample import resample_cases
+
+    out.update(resample_cases(rng))
     return out

@@ -10,7 +10,9 @@ static void positions(int32_t v, int32_t scale_10, int32_t half_pixel, int32_t s
     p += scale_10 / 2 - (1 << 9);
   }
   *pos = p;
-  *lo = p / 1024 > 0 ? p / 1024 : 0; /* C division truncates, as TFLM's */
+  /* C division truncates, as TFLM's; the upper clamp of lo never acts on TFLite's sizes
+   * (it keeps a hostile model package inside the input) */
+  *lo = p / 1024 > 0 ? (p / 1024 < size - 1 ? p / 1024 : size - 1) : 0;
   *hi = (p + 1023) / 1024 < size - 1 ? (p + 1023) / 1024 : size - 1;
 }
 
