@@ -453,7 +453,7 @@ class _GraphBuilder:
         t = self.g.tensor(x)
         r = t.rank
         choices = ["unary", "binary", "softmax", "fc", "fc_keep", "reshape", "transpose", "mean", "pad",
-                   "concat", "batch_norm"]
+                   "concat", "batch_norm", "movement", "movement", "movement"]
         if r == 4:
             choices += ["conv", "depthwise", "pool", "conv", "depthwise", "pool"]
         kind = d(_st.sampled_from(choices))
@@ -544,6 +544,10 @@ class _GraphBuilder:
             self.g.tensor(var).data = np.abs(self.g.tensor(var).data) + np.float32(0.5)
             out = self.op(OpType.BATCH_NORM, [x, self.const((c,)), self.const((c,)), self.const((c,)), var],
                           {"epsilon": 1e-3})
+        elif kind == "movement":  # tests/backends/movement_random.py
+            from tests.backends.movement_random import movement_step
+
+            out = movement_step(self, x, _st)
         return out or x
 
 

@@ -83,8 +83,13 @@ def emit_movement(w, op: Op, a: dict) -> None:
         else:
             end, steps = list(a["end"]), list(a["strides"])
             end = [INT64_MIN if e < 0 and s < 0 else e for e, s in zip(end, steps)]
-        y = w.node("Slice", [x, w.ints(begin, "starts"), w.ints(end, "ends"), w.ints(list(range(rank)), "axes"),
-                             w.ints(steps, "steps")])
+        # Only the axes that are cut: the batch axis stays whole (dynamic_batch runs N samples).
+        cut = [i for i in range(rank) if (begin[i], end[i], steps[i]) != (0, x_t.shape[i], 1)]
+        if cut:
+            y = w.node("Slice", [x, w.ints([begin[i] for i in cut], "starts"), w.ints([end[i] for i in cut], "ends"),
+                                 w.ints(cut, "axes"), w.ints([steps[i] for i in cut], "steps")])
+        else:
+            y = w.node("Identity", [x])
         if t is OpType.STRIDED_SLICE and a["shrink_axis_mask"]:
             y = _reshape(w, y, outs[0].shape)
         results = [_to_onnx_layout(w, y, outs[0].rank)]
