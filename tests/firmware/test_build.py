@@ -63,8 +63,8 @@ def test_firmware_builds_with_werror(board, tmp_path_factory):
     assert info["kind"] == "slots" and info["board"] == board
     from edgekit.targets import load_target
 
-    dsp = "dsp" in load_target(port.target).features
-    assert info["kernel_variant"] == ("dsp" if dsp else "portable")
+    features = load_target(port.target).features
+    assert info["kernel_variant"] == ("mve" if "mve" in features else "dsp" if "dsp" in features else "portable")
     # FLASH and RAM come from the target file, the slots from board.json
     tgt = load_target(port.target)
     mem = port.config["memory"]
