@@ -183,3 +183,15 @@ def test_function_body_needing_a_missing_op_names_both(monkeypatch):
     m = _model([helper.make_node("HardSwish", ["x"], ["y"])], [("x", (2, 3))], ["y"], opset=14)
     with pytest.raises(UnsupportedOpError, match="HardSwish.*ONNX function definition.*HardSigmoid"):
         load_onnx(m)
+
+
+def test_where_passes_infinities_of_the_unpicked_side_untouched():
+    """Log(0) = -inf at run time where the condition picks the other side: the result
+    must be that side's value, not the NaN a mask multiplication would give."""
+    x = np.abs(_rand((2, 4), 15)) + 0.5
+    x[0, 1] = x[1, 3] = 0.0
+    cond = x != 0  # False exactly where Log gives -inf
+    nodes = [helper.make_node("Log", ["x"], ["l"]), helper.make_node("Where", ["cond", "l", "y"], ["out"])]
+    m = _model(nodes, [("x", (2, 4)), ("y", (2, 4))], ["out"], [("cond", cond)])
+    y = _rand((2, 4), 16)
+    _check(m, {"x": x, "y": y})

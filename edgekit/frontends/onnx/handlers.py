@@ -308,6 +308,17 @@ def _matmul(c: Converter, node, a):
     bshape = (vb.q if isinstance(vb, QConst) else np.asarray(vb)).shape
     xs = c.sshape(x)
     out = c.out_name(node.output[0])
+    if len(bshape) > 2 and len(xs) >= 2:
+        # A stack of constant matrices (attention with constant keys/values): BATCH_MATMUL
+        # with a constant right operand, batch dimensions broadcast.
+        if xs[-1] != bshape[-2]:
+            raise c.malformed(f"cannot multiply {list(xs)} by {list(bshape)}")
+        arr = vb.value() if isinstance(vb, QConst) else np.asarray(vb, np.float32)
+        names = [c.to_src(x), c.const(arr.astype(np.float32), f"{c.node_name()}_operand1", ir_layout=True)]
+        rank = max(len(xs), len(bshape))
+        y = c.emit(OpType.BATCH_MATMUL, names, out=out if rank != 4 else None, dtype=DType.FLOAT32)
+        c.set_out(node, 0, Act(c.from_src(y, out) if rank == 4 else y))
+        return
     if len(bshape) not in (1, 2) or len(xs) == 0:
         raise c.unsupported(f"MatMul of shapes {list(xs)} and {list(bshape)}: the constant operand must be 1-D or 2-D")
     k = bshape[0]

@@ -14,11 +14,9 @@ float32, so it matches onnxruntime / the ONNX reference to rounding:
   as ONNX defines it), ReduceMin ``-max(-x)``.
 - Sum (a chain of Add), Mean (Sum, then Div by the count), Expand of a run-time tensor
   (Mul by ones of the broadcast shape: exact, -0.0, infinities and NaN included).
-- Where with a constant condition: ``x * c + y * (1 - c)`` with the constant side
-  folded (``x * c + where(c, 0, y)``). Exact for finite run-time values; an infinite
-  or NaN run-time value where the condition does not pick it becomes NaN (the mask
-  multiplies it by zero), so a model that feeds infinities through Where should
-  compute its mask on constants.
+- Where with a constant condition: both sides broadcast (Mul by ones), flattened and
+  concatenated, the picked elements gathered by constant indices (GATHER), reshaped:
+  data movement only, exact for every value.
 - Comparisons, logic, Mod and Trilu exist only to be evaluated on constants (the
   masks and index arithmetic of exported attention and normalization graphs);
   ``folding`` computes them; on a run-time tensor they are rejected.
@@ -351,23 +349,23 @@ def _where(c: Converter, node, a):
         pick = node.input[1] if cond.all() else node.input[2]
         sub_node(c, node, "Mul", [pick, ones], out=node.output[0])
         return
-    mask = np.broadcast_to(cond, out_shape).astype(np.float32)
-
-    def value(v):
-        return v.value() if isinstance(v, QConst) else np.asarray(v, np.float32)
-
-    if isinstance(vx, Act) and isinstance(vy, Act):
-        px = sub_node(c, node, "Mul", [node.input[1], mask])
-        py = sub_node(c, node, "Mul", [node.input[2], (1 - mask).astype(np.float32)])
-        sub_node(c, node, "Add", [px, py], out=node.output[0])
-    elif isinstance(vx, Act):
-        rest = np.where(cond, np.float32(0), value(vy)).astype(np.float32)
-        px = sub_node(c, node, "Mul", [node.input[1], mask])
-        sub_node(c, node, "Add", [px, np.broadcast_to(rest, out_shape).copy()], out=node.output[0])
-    else:
-        rest = np.where(cond, value(vx), np.float32(0)).astype(np.float32)
-        py = sub_node(c, node, "Mul", [node.input[2], (1 - mask).astype(np.float32)])
-        sub_node(c, node, "Add", [py, np.broadcast_to(rest, out_shape).copy()], out=node.output[0])
+    # Mixed: both sides broadcast to the output, flattened and concatenated, then the
+    # elements the condition picks gathered by constant indices: data movement only, so
+    # every value (infinities and NaN included) passes through unchanged.
+    n = int(np.prod(out_shape, dtype=np.int64))
+    flat = []
+    for i, v in ((1, vx), (2, vy)):
+        if isinstance(v, Act):
+            full = node.input[i] if tuple(shape_of(v)) == tuple(out_shape) else \
+                sub_node(c, node, "Mul", [node.input[i], ones])
+            flat.append(sub_node(c, node, "Reshape", [full, np.asarray([n], np.int64)]))
+        else:
+            val = v.value() if isinstance(v, QConst) else np.asarray(v, np.float32)
+            flat.append(np.broadcast_to(val.astype(np.float32), out_shape).reshape(n).copy())
+    both = sub_node(c, node, "Concat", flat, axis=0)
+    picks = np.where(np.broadcast_to(cond, out_shape).reshape(n), np.arange(n), n + np.arange(n)).astype(np.int64)
+    gathered = sub_node(c, node, "Gather", [both, picks], axis=0)
+    sub_node(c, node, "Reshape", [gathered, np.asarray(out_shape, np.int64)], out=node.output[0])
 
 
 @handler("CastLike")
