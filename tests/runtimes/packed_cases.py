@@ -88,6 +88,10 @@ PINNED = {
         dict(kh=3, kw=3, padding="same", cin=12, cout=7, dh=1, dw=1, **_PLAIN),
         dict(kh=3, kw=2, padding="explicit", dh=2, dw=3, cin=5, **_PLAIN),  # dilated, gathered
         dict(kh=3, kw=3, padding="same", cin=3, cout=4, dh=1, dw=1, act="RELU6"),  # RGB stem
+        dict(kh=1, kw=1, padding="valid", cin=12, cout=6, h=1, w=5, n=1, sh=1, sw=1,
+             **_PLAIN),  # one output row of 5: an odd last pixel on its own (fast path)
+        dict(kh=3, kw=3, padding="same", cin=4, cout=8, h=3, w=3, n=1, sh=1, sw=1, dh=1, dw=1,
+             act="RELU6"),  # 9 pixels, clamped requantization
     ],
     "fully_connected_packed": [
         dict(per_channel=True, k=40, cout=9, batches=2, **_PLAIN),

@@ -24,6 +24,7 @@ from tests.runtimes import micro_cgen as cgen
 from tests.runtimes import packed_cases as pc
 from tests.runtimes.micro_abi import call
 from tests.runtimes.micro_build import BoardBuild, build_elf, require_tool, run_qemu
+from tests.runtimes.test_micro_qemu import _instructions_by_function
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -155,6 +156,15 @@ def packed_vectors(tmp_path_factory):
     return work, cgen.write_vectors(cases, work / "vectors.c"), len(cases)
 
 
+# Where the dsp variants' instructions must be (functions, inlined or not).
+PACKED_DSP_INSTRUCTIONS = {
+    "conv2d_packed": ({"pair_block_full", "pair_block_clamp", "single_block_full"},
+                      ("ldmia", "smlad", "sxtb16", "smmulr", "ssat")),
+    "fully_connected_packed": ({"ek_fully_connected_packed_s8", "fc_rows"},
+                               ("ldrd", "smlad", "sxtb16", "smmulr")),
+}
+
+
 @pytest.mark.parametrize("build", BUILDS, ids=lambda b: b.id)
 def test_board_reproduces_every_packed_case(packed_vectors, build):
     work, vectors, n = packed_vectors
@@ -163,3 +173,9 @@ def test_board_reproduces_every_packed_case(packed_vectors, build):
     report = res.stderr + res.stdout
     assert res.returncode == 0, f"{build.id}: exit {res.returncode}\n{report}"
     assert f"edgekit micro tests: {n} passed, 0 failed" in report, report
+    if build.variant == "dsp":  # the cases really ran the SIMD code
+        found = _instructions_by_function(elf)
+        for kernel, (functions, mnemonics) in PACKED_DSP_INSTRUCTIONS.items():
+            used = set().union(*(found.get(f, set()) for f in functions))
+            missing = [m for m in mnemonics if m not in used]
+            assert not missing, f"{build.id}: {kernel} has no {missing} in {sorted(functions)}"
