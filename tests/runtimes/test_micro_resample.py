@@ -103,3 +103,47 @@ def test_bilinear_half_pixel_negative_positions(micro_lib):
     for size in ((2, 2), (1, 3), (13, 1)):
         kc = resize_bilinear_case(x, size, False, True)
         np.testing.assert_array_equal(call(micro_lib, kc), kc.expected)
+
+
+# ------------------------------------------------------------------------------ on QEMU
+
+
+def _fixed_cases():
+    """Deterministic cases for the boards: each resize mode up and down, and transposed
+    convolutions with negative end pads, strides 1-3 and every activation."""
+    rng = np.random.default_rng(11)
+    cases = []
+    for size, mode in [((9, 13), "none"), ((3, 2), "none"), ((7, 10), "align"), ((12, 5), "half"),
+                       ((2, 3), "half")]:
+        x = rng.integers(-128, 128, size=(2, 5, 6, 3)).astype(np.int8)
+        cases.append(resize_nearest_case(x, size, mode == "align", mode == "half"))
+        cases.append(resize_bilinear_case(x, size, mode == "align", mode == "half"))
+    geometries = [((2, 2), (1, 1, 0, 0), "RELU"), ((1, 1), (0, 0, 0, 0), "NONE"),
+                  ((3, 2), (2, 1, -2, -1), "RELU6"), ((2, 3), (0, 2, 1, 0), "RELU_N1_TO_1")]
+    for i, (strides, pads, act) in enumerate(geometries):
+        x = rng.integers(-128, 128, size=(1, 4, 5, 6)).astype(np.int8)
+        w = rng.integers(-127, 128, size=(7, 3, 4, 6)).astype(np.int8)
+        bias = rng.integers(-(2**15), 2**15, size=7).astype(np.int32)
+        wq = QuantParams.per_axis(np.float32(10 ** rng.uniform(-3, -1, 7)), [0] * 7, 0)
+        cases.append(transpose_conv_case(x, w, bias if i % 2 == 0 else None, QuantParams.per_tensor(0.05, -7), wq,
+                                         QuantParams.per_tensor(0.3, 12), strides, pads, act))
+    for i, kc in enumerate(cases):
+        kc.name = f"{kc.name}[{i}]"
+    return cases
+
+
+@pytest.mark.parametrize("board", ["cortex-m3", "cortex-m7"])
+def test_boards_reproduce_the_fixed_cases(board, tmp_path):
+    from tests.runtimes import micro_cgen as cgen
+    from tests.runtimes.micro_build import BoardBuild, build_elf, require_tool, run_qemu
+
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    cases = _fixed_cases()
+    build = BoardBuild(board, "portable")
+    vectors = cgen.write_vectors(cases, tmp_path / "vectors.c")
+    elf = build_elf(build, [cgen.RUNNER, vectors], tmp_path / f"{board}.elf", [cgen.HERE])
+    res = run_qemu(build.machine, elf, timeout=60)
+    report = res.stderr + res.stdout
+    assert res.returncode == 0, report
+    assert f"edgekit micro tests: {len(cases)} passed, 0 failed" in report, report
