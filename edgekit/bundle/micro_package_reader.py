@@ -55,6 +55,7 @@ OP_KINDS = {
     "ek_lut_s8": 32, "ek_maximum_s8": 33, "ek_minimum_s8": 34, "ek_prelu_s8": 35,
     "ek_squared_difference_s8": 36, "ek_div_s8": 37,
     "ek_lstm_s8": 38, "ek_svdf_s8": 39,
+    "ek_reduce_max_s8": 40, "ek_arg_min_max_s8": 41, "ek_l2_normalization_s8": 42, "ek_batch_matmul_s8": 43,
 }
 KIND_NAMES = {v: k for k, v in OP_KINDS.items()}
 

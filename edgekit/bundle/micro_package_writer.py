@@ -84,6 +84,8 @@ STRUCT_FIELDS = {
                        "output_offset", "input_mult", "input_shift", "recurrent_mult", "recurrent_shift",
                        "forget_mult", "forget_shift", "input_gate_mult", "input_gate_shift", "output_mult",
                        "output_shift", "cell_tanh_multiplier", "cell_tanh_shift", "use_clip", "cell_clip"),
+    "ek_batch_matmul_params": ("lhs_offset", "rhs_offset", "output_offset", "multiplier", "shift", "adj_x",
+                               "adj_y"),
     "ek_svdf_params": ("batches", "input_size", "features", "rank", "input_offset", "feature_mult",
                        "feature_shift", "output_mult", "output_shift", "output_offset"),
 }
@@ -253,9 +255,21 @@ class _Packer:
         if f == "ek_transpose_s8":
             din, perm, x, y = a
             return sw(din) + [int(p) for p in perm.data.tolist()] + [r(x), r(y)]
-        if f == "ek_mean_s8":
+        if f == "ek_mean_s8":  # MEAN, and SUM (its multiplier without the 1/count)
             s, din, mask, x, y = a
             return sw(s) + sw(din) + [mask, r(x), r(y)]
+        if f == "ek_reduce_max_s8":
+            din, mask, x, y = a
+            return sw(din) + [mask, r(x), r(y)]
+        if f == "ek_arg_min_max_s8":
+            outer, axis, inner, is_min, x, y = a
+            return [outer, axis, inner, is_min, r(x), r(y)]
+        if f == "ek_l2_normalization_s8":
+            offset, outer, depth, x, y = a
+            return [offset, outer, depth, r(x), r(y)]
+        if f == "ek_batch_matmul_s8":
+            s, dl, lhs, dr, rhs, dout, y = a
+            return sw(s) + sw(dl) + sw(dr) + sw(dout) + [r(lhs), r(rhs), r(y)]
         if f == "ek_softmax_s8":
             s, outer, depth, x, y = a
             return sw(s) + [outer, depth, r(x), r(y)]

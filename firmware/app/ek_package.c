@@ -59,6 +59,10 @@ static const uint8_t kWords[EK_OP_KIND_COUNT] = {
     24, /* DIV */
     39, /* UNIDIRECTIONAL_SEQUENCE_LSTM */
     15, /* SVDF */
+    7,  /* REDUCE_MAX */
+    6,  /* ARG_MAX / ARG_MIN */
+    5,  /* L2_NORMALIZATION */
+    22, /* BATCH_MATMUL */
 };
 
 #define MAX_DIM 65535
@@ -695,6 +699,87 @@ static int check_svdf(vctx *v) {
   return 0;
 }
 
+/* REDUCE_MAX: input dims (4), axis mask, input ref, output ref. */
+static int check_reduce_max(vctx *v) {
+  const int32_t mask = word(v->w, 4);
+  uint64_t ni, no = 1;
+  uint32_t k;
+  if (!in_range(mask, 0, 15) || !dims_ok(v, 0, &ni)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "reduce_max: parameters invalid");
+  }
+  for (k = 0; k < 4u; k++) {
+    if (!(mask & (1 << k))) {
+      no *= (uint64_t)word(v->w, k);
+    }
+  }
+  if (!in_ref(v, 5, ni) || !out_ref(v, 6, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "reduce_max: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* ARG_MAX / ARG_MIN: outer size, axis size, inner size, is_min, input ref, output ref
+ * (int32 indices, 4-byte aligned). */
+static int check_arg_min_max(vctx *v) {
+  const int32_t outer = word(v->w, 0), axis = word(v->w, 1), inner = word(v->w, 2);
+  uint64_t ni;
+  if (!size_ok(outer) || !size_ok(axis) || !size_ok(inner) || !in_range(word(v->w, 3), 0, 1)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "arg_min_max: parameters invalid");
+  }
+  ni = (uint64_t)outer * (uint64_t)axis * (uint64_t)inner;
+  if (ni > MAX_ELEMS || !in_ref(v, 4, ni) ||
+      !ref_ok(v, (uint32_t)word(v->w, 5), 4u * (uint64_t)outer * (uint64_t)inner, 4, 1)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "arg_min_max: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* L2_NORMALIZATION: input offset, outer size, depth, input ref, output ref. */
+static int check_l2_normalization(vctx *v) {
+  const int32_t outer = word(v->w, 1), depth = word(v->w, 2);
+  uint64_t n;
+  if (!offset_ok(word(v->w, 0)) || !size_ok(outer) || !in_range(depth, 1, 32768)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "l2_normalization: parameters invalid");
+  }
+  n = (uint64_t)outer * (uint64_t)depth;
+  if (n > MAX_ELEMS || !in_ref(v, 3, n) || !out_ref(v, 4, n)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "l2_normalization: tensor reference out of bounds");
+  }
+  return 0;
+}
+
+/* A batch dimension of an operand: its own size or 1 (broadcast). */
+static int batch_ok(int32_t operand, int32_t out) {
+  return operand == out || operand == 1;
+}
+
+/* BATCH_MATMUL: ek_batch_matmul_params (7), lhs dims (4), rhs dims (4), output dims (4),
+ * lhs ref, rhs ref, output ref. The matrix shapes must agree. */
+static int check_batch_matmul(vctx *v) {
+  const uint8_t *w = v->w;
+  const int32_t adj_x = word(w, 5), adj_y = word(w, 6);
+  uint64_t na, nb, no;
+  int32_t rows, depth, depth_b, cols;
+  if (!offset_ok(word(w, 0)) || !offset_ok(word(w, 1)) || !in_range(word(w, 2), -128, 127) ||
+      !in_range(word(w, 4), -31, 31) || !in_range(adj_x, 0, 1) || !in_range(adj_y, 0, 1) ||
+      !dims_ok(v, 7, &na) || !dims_ok(v, 11, &nb) || !dims_ok(v, 15, &no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "batch_matmul: parameters invalid");
+  }
+  rows = adj_x ? word(w, 10) : word(w, 9);
+  depth = adj_x ? word(w, 9) : word(w, 10);
+  depth_b = adj_y ? word(w, 14) : word(w, 13);
+  cols = adj_y ? word(w, 13) : word(w, 14);
+  if (depth != depth_b || rows != word(w, 17) || cols != word(w, 18) ||
+      !batch_ok(word(w, 7), word(w, 15)) || !batch_ok(word(w, 8), word(w, 16)) ||
+      !batch_ok(word(w, 11), word(w, 15)) || !batch_ok(word(w, 12), word(w, 16))) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "batch_matmul: shapes do not agree");
+  }
+  if (!in_ref(v, 19, na) || !in_ref(v, 20, nb) || !out_ref(v, 21, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "batch_matmul: tensor reference out of bounds");
+  }
+  return 0;
+}
+
 static int check_op(vctx *v, uint32_t kind, uint32_t words) {
   const uint8_t *w = v->w;
   switch (kind) {
@@ -787,6 +872,14 @@ static int check_op(vctx *v, uint32_t kind, uint32_t words) {
       return check_lstm(v);
     case EK_OP_SVDF:
       return check_svdf(v);
+    case EK_OP_REDUCE_MAX:
+      return check_reduce_max(v);
+    case EK_OP_ARG_MIN_MAX:
+      return check_arg_min_max(v);
+    case EK_OP_L2_NORMALIZATION:
+      return check_l2_normalization(v);
+    case EK_OP_BATCH_MATMUL:
+      return check_batch_matmul(v);
     case EK_OP_LUT:
     case EK_OP_MAXIMUM:
     case EK_OP_MINIMUM:
@@ -1207,6 +1300,23 @@ static void run_mean(const rctx *r) {
   ek_mean_s8(&p, &in, rw(r, 8), (const int8_t *)cref(r, 9), (int8_t *)mref(r, 10));
 }
 
+static void run_batch_matmul(const rctx *r) {
+  ek_batch_matmul_params p;
+  ek_dims4 a, b, out;
+  p.lhs_offset = rw(r, 0);
+  p.rhs_offset = rw(r, 1);
+  p.output_offset = rw(r, 2);
+  p.multiplier = rw(r, 3);
+  p.shift = rw(r, 4);
+  p.adj_x = rw(r, 5);
+  p.adj_y = rw(r, 6);
+  a = rdims(r, 7);
+  b = rdims(r, 11);
+  out = rdims(r, 15);
+  ek_batch_matmul_s8(&p, &a, (const int8_t *)cref(r, 19), &b, (const int8_t *)cref(r, 20), &out,
+                     (int8_t *)mref(r, 21));
+}
+
 static void run_requant(const rctx *r, int relu) {
   ek_requant_params p;
   p.input_offset = rw(r, 0);
@@ -1452,6 +1562,22 @@ static void run_op(const rctx *r, uint32_t kind) {
       break;
     case EK_OP_SVDF:
       run_svdf(r);
+      break;
+    case EK_OP_REDUCE_MAX: {
+      const ek_dims4 in = rdims(r, 0);
+      ek_reduce_max_s8(&in, rw(r, 4), (const int8_t *)cref(r, 5), (int8_t *)mref(r, 6));
+      break;
+    }
+    case EK_OP_ARG_MIN_MAX:
+      ek_arg_min_max_s8(rw(r, 0), rw(r, 1), rw(r, 2), rw(r, 3), (const int8_t *)cref(r, 4),
+                        (int32_t *)mref(r, 5));
+      break;
+    case EK_OP_L2_NORMALIZATION:
+      ek_l2_normalization_s8(rw(r, 0), rw(r, 1), rw(r, 2), (const int8_t *)cref(r, 3),
+                             (int8_t *)mref(r, 4));
+      break;
+    case EK_OP_BATCH_MATMUL:
+      run_batch_matmul(r);
       break;
     case EK_OP_LUT:
       ek_lut_s8((const int8_t *)cref(r, 0), rw(r, 1), (const int8_t *)cref(r, 2), (int8_t *)mref(r, 3));

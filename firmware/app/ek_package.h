@@ -90,6 +90,10 @@ enum {
   EK_OP_DIV = 37,
   EK_OP_LSTM = 38, /* ek_lstm_s8 */
   EK_OP_SVDF = 39, /* ek_svdf_s8 */
+  EK_OP_REDUCE_MAX = 40,       /* ek_reduce_max_s8 */
+  EK_OP_ARG_MIN_MAX = 41,      /* ek_arg_min_max_s8 */
+  EK_OP_L2_NORMALIZATION = 42, /* ek_l2_normalization_s8 */
+  EK_OP_BATCH_MATMUL = 43,     /* ek_batch_matmul_s8 */
   EK_OP_KIND_COUNT
 };
 
