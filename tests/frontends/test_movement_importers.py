@@ -118,9 +118,19 @@ def test_onnx_gather_layouts():
 def test_onnx_depth_to_space_and_back(mode):
     x = RNG.normal(size=(1, 8, 3, 2)).astype(np.float32)
     nodes = [helper.make_node("DepthToSpace", ["x"], ["d"], blocksize=2, mode=mode),
-             helper.make_node("SpaceToDepth", ["d"], ["y"], blocksize=2)]
-    _check(_model(nodes, [_vi("x", x.shape)], [_vi("d", None), _vi("y", None)]), {"x": x},
-           {OpType.DEPTH_TO_SPACE, OpType.SPACE_TO_DEPTH})
+             helper.make_node("SpaceToDepth", ["d"], ["y"], blocksize=2, **({"mode": mode} if mode == "CRD" else {}))]
+    opset = 28 if mode == "CRD" else 17  # SpaceToDepth has a mode from opset 28
+    model = _model(nodes, [_vi("x", x.shape)], [_vi("d", None), _vi("y", None)], opset=opset)
+    g = load_onnx(model.SerializeToString())
+    ours = Interpreter(g).run({"x": x}, layout="source")
+    assert np.array_equal(ours["y"], x)  # there and back
+    if mode == "DCR":
+        _check(model, {"x": x}, {OpType.DEPTH_TO_SPACE, OpType.SPACE_TO_DEPTH})
+    else:
+        import torch
+
+        want = torch.nn.functional.pixel_shuffle(torch.from_numpy(x), 2).numpy()  # CRD
+        assert np.array_equal(ours["d"], want)
 
 
 def test_onnx_cast_float_to_int32_and_back():

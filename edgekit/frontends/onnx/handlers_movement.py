@@ -11,8 +11,9 @@ computed from static shapes are). Gather's indices may be a run-time int32/int64
 tensor (an embedding lookup): run-time indices must then be in ``[0, dim)``, as TFLite
 requires; constant ones may be negative (resolved here).
 
-DepthToSpace: mode DCR is TFLite's DEPTH_TO_SPACE on NHWC; mode CRD (PyTorch's
-PixelShuffle) reorders the channels to DCR order with a constant GATHER first.
+DepthToSpace / SpaceToDepth: mode DCR is TFLite's DEPTH_TO_SPACE / SPACE_TO_DEPTH on
+NHWC; mode CRD (PyTorch's PixelShuffle order) adds a constant channel GATHER (before
+DEPTH_TO_SPACE, after SPACE_TO_DEPTH).
 """
 
 from __future__ import annotations
@@ -198,11 +199,22 @@ def _depth_space(c: Converter, node, a):
     if bs < 1:
         raise c.malformed(f"blocksize {bs} must be at least 1")
     out = c.out_name(node.output[0])
-    if node.op_type == "SpaceToDepth":
-        c.set_out(node, 0, Act(c.emit(OpType.SPACE_TO_DEPTH, [x], {"block_size": bs}, out=out)))
-        return
     mode = a.get("mode", "DCR")
     mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode not in ("DCR", "CRD"):
+        raise c.malformed(f"unknown mode {mode!r}")
+    if node.op_type == "SpaceToDepth":
+        if mode == "DCR":
+            c.set_out(node, 0, Act(c.emit(OpType.SPACE_TO_DEPTH, [x], {"block_size": bs}, out=out)))
+            return
+        # CRD puts channel c, block offset k at c * bs^2 + k; TFLite (DCR) at k * C + c.
+        y = c.emit(OpType.SPACE_TO_DEPTH, [x], {"block_size": bs})
+        ch = c.g.tensor(x).shape[3]
+        k = np.arange(ch * bs * bs)
+        idx = c.const(((k % (bs * bs)) * ch + k // (bs * bs)).astype(np.int32), f"{c.node_name()}_dcr_to_crd",
+                      ir_layout=True)
+        c.set_out(node, 0, Act(c.emit(OpType.GATHER, [y, idx], {"axis": 3}, out=out)))
+        return
     ch = c.g.tensor(x).shape[3]
     if ch % (bs * bs):
         raise c.malformed(f"{ch} channels are not a multiple of blocksize^2 = {bs * bs}")
@@ -212,7 +224,5 @@ def _depth_space(c: Converter, node, a):
         perm = np.arange(ch).reshape(oc, bs * bs).T.reshape(-1).astype(np.int32)
         idx = c.const(perm, f"{c.node_name()}_crd_to_dcr", ir_layout=True)
         x = c.emit(OpType.GATHER, [x, idx], {"axis": 3})
-    elif mode != "DCR":
-        raise c.malformed(f"unknown mode {mode!r}")
     c.set_out(node, 0, Act(c.emit(OpType.DEPTH_TO_SPACE, [x], {"block_size": bs}, out=out)))
 
