@@ -1,0 +1,1 @@
+"""Benchmark models built here (random weights, no downloads): see cnn.py."""
