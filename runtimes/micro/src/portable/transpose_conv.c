@@ -20,25 +20,23 @@ void ek_transpose_conv_s8(const ek_conv_params *p, const int32_t *mult, const in
       for (x = 0; x < out->w; x++) {
         for (oc = 0; oc < out->c; oc++) {
           int32_t acc = 0;
-          for (ky = 0; ky < kh; ky++) {
-            const int32_t ty = y + p->pad_top - ky; /* = iy * stride_h for a tap that lands here */
-            int32_t iy;
-            if (ty < 0 || ty % p->stride_h != 0) {
-              continue;
+          /* the taps that land on row y: ky = y + pad_top - iy * stride_h, so every
+           * stride_h-th one from (y + pad_top) mod stride_h, with iy falling from there */
+          for (ky = (y + p->pad_top) % p->stride_h; ky < kh; ky += p->stride_h) {
+            const int32_t iy = (y + p->pad_top - ky) / p->stride_h;
+            if (iy < 0) {
+              break;
             }
-            iy = ty / p->stride_h;
             if (iy >= in->h) {
               continue;
             }
-            for (kx = 0; kx < kw; kx++) {
-              const int32_t tx = x + p->pad_left - kx;
-              int32_t ix;
+            for (kx = (x + p->pad_left) % p->stride_w; kx < kw; kx += p->stride_w) {
+              const int32_t ix = (x + p->pad_left - kx) / p->stride_w;
               const int8_t *px;
               const int8_t *f;
-              if (tx < 0 || tx % p->stride_w != 0) {
-                continue;
+              if (ix < 0) {
+                break;
               }
-              ix = tx / p->stride_w;
               if (ix >= in->w) {
                 continue;
               }
