@@ -75,6 +75,8 @@ STRUCTS: dict[str, list[tuple[str, int]]] = {
 # "O:<ctype>" the output buffer, "Q" int8_t *const * (several int8 outputs: the call's
 # argument is the list of their byte sizes; they are consecutive parts of ``expected``),
 # "W:<ctype>" a work buffer the kernel may use (the call's argument is its size in bytes).
+# The arguments of the elementwise binaries after their params struct.
+_BROADCAST_WALK = ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"]
 FUNCTIONS: dict[str, list[str]] = {
     "ek_conv2d_s8": ["S:ek_conv_params", "A:int32_t", "A:int32_t", "S:ek_dims4", "A:int8_t",
                      "S:ek_dims4", "A:int8_t", "A:int32_t", "S:ek_dims4", "O:int8_t"],
@@ -129,9 +131,9 @@ FUNCTIONS: dict[str, list[str]] = {
     "ek_lut_s8": ["A:int8_t", "i32", "A:int8_t", "O:int8_t"],
     "ek_maximum_s8": ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
     "ek_minimum_s8": ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
-    "ek_prelu_s8": ["S:ek_prelu_params"] + ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
-    "ek_squared_difference_s8": ["S:ek_add_params"] + ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
-    "ek_div_s8": ["S:ek_mul_params"] + ["S:ek_dims4", "A:int8_t", "S:ek_strides4", "A:int8_t", "S:ek_strides4", "O:int8_t"],
+    "ek_prelu_s8": ["S:ek_prelu_params"] + _BROADCAST_WALK,
+    "ek_squared_difference_s8": ["S:ek_add_params"] + _BROADCAST_WALK,
+    "ek_div_s8": ["S:ek_mul_params"] + _BROADCAST_WALK,
     "ek_lstm_s8": ["S:ek_lstm_params", "A:int8_t", "A:int8_t", "A:int8_t", "A:int32_t", "O:int8_t"],
     "ek_svdf_s8": ["S:ek_svdf_params", "A:int8_t", "A:int8_t", "A:int32_t", "A:int32_t", "O:int8_t"],
 }

@@ -613,3 +613,7 @@ SAMPLERS.update(_MOVEMENT_SAMPLERS)
 from tests.runtimes.micro_cases_recurrent import SAMPLERS as _RECURRENT_SAMPLERS  # noqa: E402
 
 SAMPLERS.update(_RECURRENT_SAMPLERS)
+
+from tests.runtimes.micro_cases_elementwise import SAMPLERS as _ELEMENTWISE_SAMPLERS  # noqa: E402
+
+SAMPLERS.update(_ELEMENTWISE_SAMPLERS)
