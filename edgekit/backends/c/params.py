@@ -651,6 +651,7 @@ def lower_op(graph: Graph, op: Op, features=None, variant: str = "auto") -> Kern
     call = _Lowering(graph, op).lower()
     if features is None:
         return call
+    from edgekit.backends.c.mve_fold import fold_input_offset
     from edgekit.backends.c.packed import prefer_packed
 
-    return prefer_packed(call, features, variant=variant)
+    return fold_input_offset(prefer_packed(call, features, variant=variant), features, variant)

@@ -68,16 +68,20 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
   const int8_t pad_value = (int8_t)(-p->input_offset);
   int8_t col[EK_MVE_MAX_COL] __attribute__((aligned(16)));
   int32_t folded[EK_MVE_MAX_COUT + 3] __attribute__((aligned(16)));
+  /* bias + input_offset * sum of the channel's weights, mod 2^32; a compiler that folded
+   * the offset already (edgekit.backends.c.mve_fold) passes 0 and the folded bias */
+  const int32_t *init = p->input_offset != 0 || bias == 0 ? folded : bias;
   int32_t b, y, x, oc;
 
   if (k_len > EK_MVE_MAX_COL || cout > EK_MVE_MAX_COUT) {
     conv_scalar(p, mult, shift, in, input, fd, filter, bias, out, output);
     return;
   }
-  /* bias + input_offset * sum of the channel's weights, mod 2^32 */
-  for (oc = 0; oc < cout; oc++) {
-    const int32_t wsum = ek_mve_sum_s8(filter + oc * k_len, k_len);
-    folded[oc] = ek_wrap_add(bias != 0 ? bias[oc] : 0, (int32_t)((uint32_t)wsum * (uint32_t)p->input_offset));
+  if (init == folded) {
+    for (oc = 0; oc < cout; oc++) {
+      const int32_t wsum = p->input_offset != 0 ? ek_mve_sum_s8(filter + oc * k_len, k_len) : 0;
+      folded[oc] = ek_wrap_add(bias != 0 ? bias[oc] : 0, (int32_t)((uint32_t)wsum * (uint32_t)p->input_offset));
+    }
   }
   for (b = 0; b < out->n; b++) {
     const int8_t *image = input + b * in->h * in->w * cin;
@@ -123,7 +127,7 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
           const int8_t *w3 = oc + 3 < cout ? w0 + 3 * k_len : w0;
           const mve_pred16_t lanes = vctp32q((uint32_t)(cout - oc));
           int32x4_t acc = ek_mve_dot4(src, w0, w1, w2, w3, k_len);
-          acc = vaddq_s32(acc, vldrwq_z_s32(folded + oc, lanes));
+          acc = vaddq_s32(acc, vldrwq_z_s32(init + oc, lanes));
           acc = ek_mve_finish(acc, vldrwq_z_s32(mult + oc, lanes), vldrwq_z_s32(shift + oc, lanes),
                               p->output_offset, p->act_min, p->act_max);
           vstrbq_p_s32(output + oc, acc, lanes);
