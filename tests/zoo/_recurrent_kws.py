@@ -58,7 +58,7 @@ def _float_graph(kind: str):
 def _int8_graph(kind: str):
     from edgekit.quantize import quantize
 
-    return quantize(_float_graph(kind), mfcc_like(200, seed=1000)).graph
+    return quantize(_float_graph(kind), mfcc_like(100, seed=1000)).graph
 
 
 def float_graph(kind: str):
