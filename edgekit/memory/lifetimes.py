@@ -67,6 +67,8 @@ minimum shift of 0 is true in-place execution (same offset). ``min_shift`` compu
   inside the output where the copy puts it.
 - REDUCE_MAX, SUM, ARG_MAX/ARG_MIN, L2_NORMALIZATION: from the group each output element
   reduces (``reads_reduction``); a reduction can write over its input from the same offset.
+- RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR: from their exact source pixels
+  (``reads_resample``); a downscaling resize runs in place.
 - RESHAPE (and SQUEEZE, EXPAND_DIMS) is an alias, not a copy. MEAN and anything else
   (SPLIT/UNPACK, whose several outputs are not modeled, included): never shares.
 """
@@ -81,6 +83,7 @@ import numpy as np
 from edgekit.errors import EdgekitError
 from edgekit.ir.graph import Graph, Op
 from edgekit.memory.reads_reduction import REDUCTION_READ_OPS, reduction_read_map
+from edgekit.memory.reads_resample import RESAMPLE_READ_OPS, resample_read_map
 from edgekit.ir.ops import OpType, normalize_attrs
 
 _NONE = np.iinfo(np.int64).max  # "this output element reads nothing of that input"
@@ -164,6 +167,8 @@ def read_map(graph: Graph, op: Op, slot: int) -> np.ndarray | None:
         return np.ascontiguousarray(idx.transpose(attrs["perm"])).ravel()
     if t in REDUCTION_READ_OPS:
         return reduction_read_map(t, x.shape, n_out, attrs) if slot == 0 else None
+    if t in RESAMPLE_READ_OPS:
+        return resample_read_map(t, x.shape, y.shape, attrs) if slot == 0 else None
     return None
 
 

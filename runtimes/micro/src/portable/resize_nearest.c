@@ -1,8 +1,7 @@
 /* RESIZE_NEAREST_NEIGHBOR int8, portable reference (TFLM reference_ops::ResizeNearestNeighbor).
  * The compiler computes TFLM's float index rule once per row and column (the tables), so the
- * kernel is a copy of whole pixels. */
-#include <string.h>
-
+ * kernel is a copy of whole pixels. It copies byte by byte, in order (not memcpy): the
+ * memory planner may place the output over the input, shifted (edgekit/memory). */
 #include "edgekit/kernels.h"
 
 void ek_resize_nearest_s8(const ek_dims4 *in, const int32_t *row_index, const int32_t *col_index,
@@ -14,8 +13,11 @@ void ek_resize_nearest_s8(const ek_dims4 *in, const int32_t *row_index, const in
     for (y = 0; y < out->h; y++) {
       const int8_t *row = batch + row_index[y] * in->w * depth;
       for (x = 0; x < out->w; x++) {
-        memcpy(output, row + col_index[x] * depth, (size_t)depth);
-        output += depth;
+        const int8_t *src = row + col_index[x] * depth;
+        int32_t c;
+        for (c = 0; c < depth; c++) {
+          *output++ = src[c];
+        }
       }
     }
   }
