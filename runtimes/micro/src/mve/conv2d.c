@@ -71,6 +71,10 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
   /* bias + input_offset * sum of the channel's weights, mod 2^32; a compiler that folded
    * the offset already (edgekit.backends.c.mve_fold) passes 0 and the folded bias */
   const int32_t *init = p->input_offset != 0 || bias == 0 ? folded : bias;
+  /* in registers: int8 stores may alias *p, which would reload it every block */
+  const int32x4_t out_offset = vdupq_n_s32(p->output_offset);
+  const int32x4_t act_min = vdupq_n_s32(p->act_min);
+  const int32x4_t act_max = vdupq_n_s32(p->act_max);
   int32_t b, y, x, oc;
 
   if (k_len > EK_MVE_MAX_COL || cout > EK_MVE_MAX_COUT) {
@@ -119,17 +123,25 @@ void ek_conv2d_s8(const ek_conv_params *p, const int32_t *mult, const int32_t *s
           }
           src = col;
         }
-        for (oc = 0; oc < cout; oc += 4) {
-          /* rows past the last channel repeat it; their lanes are not stored */
+        for (oc = 0; oc + 4 <= cout; oc += 4) {
+          const int8_t *w0 = filter + oc * k_len;
+          int32x4_t acc = ek_mve_dot4(src, w0, w0 + k_len, w0 + 2 * k_len, w0 + 3 * k_len, k_len);
+          acc = vaddq_s32(acc, vldrwq_s32(init + oc));
+          acc = ek_mve_requant(acc, vldrwq_s32(mult + oc), vldrwq_s32(shift + oc));
+          acc = vminq_s32(vmaxq_s32(vaddq_s32(acc, out_offset), act_min), act_max);
+          vstrbq_s32(output + oc, acc);
+        }
+        if (oc < cout) {
+          /* the last one to three channels: rows past the last repeat it, their lanes
+           * are neither loaded nor stored */
           const int8_t *w0 = filter + oc * k_len;
           const int8_t *w1 = oc + 1 < cout ? w0 + k_len : w0;
           const int8_t *w2 = oc + 2 < cout ? w0 + 2 * k_len : w0;
-          const int8_t *w3 = oc + 3 < cout ? w0 + 3 * k_len : w0;
           const mve_pred16_t lanes = vctp32q((uint32_t)(cout - oc));
-          int32x4_t acc = ek_mve_dot4(src, w0, w1, w2, w3, k_len);
+          int32x4_t acc = ek_mve_dot4(src, w0, w1, w2, w0, k_len);
           acc = vaddq_s32(acc, vldrwq_z_s32(init + oc, lanes));
-          acc = ek_mve_finish(acc, vldrwq_z_s32(mult + oc, lanes), vldrwq_z_s32(shift + oc, lanes),
-                              p->output_offset, p->act_min, p->act_max);
+          acc = ek_mve_requant(acc, vldrwq_z_s32(mult + oc, lanes), vldrwq_z_s32(shift + oc, lanes));
+          acc = vminq_s32(vmaxq_s32(vaddq_s32(acc, out_offset), act_min), act_max);
           vstrbq_p_s32(output + oc, acc, lanes);
         }
         output += cout;
