@@ -54,15 +54,21 @@ static void pixel_scalar(const ek_depthwise_params *p, const int32_t *mult, cons
  * accumulators start at init[ch] (bias, plus input_offset x the sum of every tap's
  * weights when the whole window is inside: then the raw inputs are multiplied), or at
  * the bias with the offset added to each input (a window cut by the padding). */
+/* The scalars of the params every block uses, read once per call: the int8 output
+ * stores may alias *p, which would make the compiler reload it in every block. */
+typedef struct {
+  int32_t in_offset, out_offset, act_min, act_max;
+} dw_consts;
+
 /* Eight channels of one output pixel (see pixel_vector); ``full``: all eight exist, so
  * the loads need no predicate (a constant after inlining, as is ``folded``). */
 static inline __attribute__((always_inline)) void block8(
-    const ek_depthwise_params *p, const int32_t *mult, const int32_t *shift, const int8_t *xr, const int8_t *wr,
+    const dw_consts *k, const int32_t *mult, const int32_t *shift, const int8_t *xr, const int8_t *wr,
     const int32_t *init, int32_t folded, int32_t full, int32_t left, int32_t ny, int32_t nx, int32_t x_step,
     int32_t y_step, int32_t c, int32_t w_row, int8_t *out_px) {
   const mve_pred16_t lo = full ? 0xFFFF : vctp32q((uint32_t)left);
   const mve_pred16_t hi = full ? 0xFFFF : vctp32q((uint32_t)(left > 4 ? left - 4 : 0));
-  const int32_t off = p->input_offset;
+  const int32_t off = k->in_offset;
   int32x4_t acc0 = full ? vldrwq_s32(init) : vldrwq_z_s32(init, lo);
   int32x4_t acc1 = full ? vldrwq_s32(init + 4) : vldrwq_z_s32(init + 4, hi);
   int32_t ky, kx;
@@ -87,12 +93,19 @@ static inline __attribute__((always_inline)) void block8(
     xr += y_step;
     wr += w_row;
   }
-  acc0 = ek_mve_finish(acc0, vldrwq_z_s32(mult, lo), vldrwq_z_s32(shift, lo), p->output_offset, p->act_min,
-                       p->act_max);
-  acc1 = ek_mve_finish(acc1, vldrwq_z_s32(mult + 4, hi), vldrwq_z_s32(shift + 4, hi), p->output_offset,
-                       p->act_min, p->act_max);
-  vstrbq_p_s32(out_px, acc0, lo);
-  vstrbq_p_s32(out_px + 4, acc1, hi);
+  acc0 = ek_mve_requant(acc0, full ? vldrwq_s32(mult) : vldrwq_z_s32(mult, lo),
+                        full ? vldrwq_s32(shift) : vldrwq_z_s32(shift, lo));
+  acc1 = ek_mve_requant(acc1, full ? vldrwq_s32(mult + 4) : vldrwq_z_s32(mult + 4, hi),
+                        full ? vldrwq_s32(shift + 4) : vldrwq_z_s32(shift + 4, hi));
+  acc0 = vminq_s32(vmaxq_s32(vaddq_n_s32(acc0, k->out_offset), vdupq_n_s32(k->act_min)), vdupq_n_s32(k->act_max));
+  acc1 = vminq_s32(vmaxq_s32(vaddq_n_s32(acc1, k->out_offset), vdupq_n_s32(k->act_min)), vdupq_n_s32(k->act_max));
+  if (full) {
+    vstrbq_s32(out_px, acc0);
+    vstrbq_s32(out_px + 4, acc1);
+  } else {
+    vstrbq_p_s32(out_px, acc0, lo);
+    vstrbq_p_s32(out_px + 4, acc1, hi);
+  }
 }
 
 /* One output pixel, depth multiplier 1, taps [ky0, ky1) x [kx0, kx1) in bounds: eight
@@ -102,7 +115,7 @@ static inline __attribute__((always_inline)) void block8(
  * then the raw inputs are multiplied), or at the bias with the offset added to each
  * input (a window cut by the padding). */
 static inline __attribute__((always_inline)) void pixel_vector(
-    const ek_depthwise_params *p, const int32_t *mult, const int32_t *shift, const ek_dims4 *in,
+    const ek_depthwise_params *p, const dw_consts *k, const int32_t *mult, const int32_t *shift, const ek_dims4 *in,
     const int8_t *image, const ek_dims4 *fd, const int8_t *filter, const int32_t *init, int32_t folded,
     int32_t in_y0, int32_t in_x0, int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1, int8_t *out_px) {
   const int32_t c = in->c;
@@ -114,11 +127,11 @@ static inline __attribute__((always_inline)) void pixel_vector(
   const int8_t *w_base = filter + (ky0 * fd->w + kx0) * c;
   int32_t ch;
   for (ch = 0; ch + 8 <= c; ch += 8) {
-    block8(p, mult + ch, shift + ch, x_base + ch, w_base + ch, init + ch, folded, 1, 8, ny, nx, x_step, y_step,
+    block8(k, mult + ch, shift + ch, x_base + ch, w_base + ch, init + ch, folded, 1, 8, ny, nx, x_step, y_step,
            c, fd->w * c, out_px + ch);
   }
   if (ch < c) {
-    block8(p, mult + ch, shift + ch, x_base + ch, w_base + ch, init + ch, folded, 0, c - ch, ny, nx, x_step,
+    block8(k, mult + ch, shift + ch, x_base + ch, w_base + ch, init + ch, folded, 0, c - ch, ny, nx, x_step,
            y_step, c, fd->w * c, out_px + ch);
   }
 }
@@ -153,6 +166,7 @@ void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
   /* biases[ch]: the bias; folded[ch]: bias + input_offset * sum of the channel's weights */
   int32_t biases[EK_MVE_MAX_COUT + 8] __attribute__((aligned(16)));
   int32_t folded[EK_MVE_MAX_COUT + 8] __attribute__((aligned(16)));
+  const dw_consts k = {p->input_offset, p->output_offset, p->act_min, p->act_max};
   int32_t b, y, x, ch, t;
   if (vector) {
     for (ch = 0; ch < c; ch++) {
@@ -178,10 +192,10 @@ void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
           const int32_t kx1 = end_inside(in_x0, p->dilation_w, in->w, fd->w);
           const int32_t whole = ky0 == 0 && ky1 == fd->h && kx0 == 0 && kx1 == fd->w;
           if (whole) {
-            pixel_vector(p, mult, shift, in, image, fd, filter, folded, 1, in_y0, in_x0, ky0, ky1, kx0, kx1,
+            pixel_vector(p, &k, mult, shift, in, image, fd, filter, folded, 1, in_y0, in_x0, ky0, ky1, kx0, kx1,
                          out_px);
           } else {
-            pixel_vector(p, mult, shift, in, image, fd, filter, biases, 0, in_y0, in_x0, ky0, ky1, kx0, kx1,
+            pixel_vector(p, &k, mult, shift, in, image, fd, filter, biases, 0, in_y0, in_x0, ky0, ky1, kx0, kx1,
                          out_px);
           }
         } else {
