@@ -53,6 +53,47 @@ def layer_graph(graph: Graph, op: Op) -> Graph:
     return g
 
 
+def conv_layer(h: int, w: int, cin: int, cout: int, kh: int = 1, kw: int = 1, *, stride=(1, 1),
+               pads=(0, 0, 0, 0), activation: str = "RELU", seed: int = 0) -> Graph:
+    """A one-op int8 CONV_2D model with random weights and per-channel scales (what the
+    quantizer gives a trained conv), for timing kernels on chosen shapes."""
+    from edgekit.ir import DType, OpType, QuantParams
+
+    rng = np.random.default_rng(seed)
+    oh = (h + pads[0] + pads[2] - kh) // stride[0] + 1
+    ow = (w + pads[1] + pads[3] - kw) // stride[1] + 1
+    g = Graph(f"conv{kh}x{kw}_{h}x{w}x{cin}_to_{cout}")
+    s_in, s_w = 0.05, rng.uniform(0.002, 0.01, cout).astype(np.float32)
+    g.add_tensor("x", (1, h, w, cin), DType.INT8, QuantParams.per_tensor(s_in, -7))
+    g.add_tensor("w", (cout, kh, kw, cin), DType.INT8, QuantParams.per_axis(s_w, [0] * cout, 0),
+                 rng.integers(-127, 128, size=(cout, kh, kw, cin)).astype(np.int8))
+    g.add_tensor("b", (cout,), DType.INT32, QuantParams.per_axis(s_in * s_w, [0] * cout, 0),
+                 rng.integers(-3000, 3000, cout).astype(np.int32))
+    s_out = float(s_in * s_w.max() * np.sqrt(kh * kw * cin) * 60)
+    g.add_tensor("y", (1, oh, ow, cout), DType.INT8, QuantParams.per_tensor(s_out, -128))
+    g.add_op(OpType.CONV_2D, ["x", "w", "b"], ["y"],
+             {"strides": tuple(stride), "pads": tuple(pads), "activation": activation}, "conv")
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def fc_layer(k: int, cout: int, *, activation: str = "RELU", seed: int = 0) -> Graph:
+    """A one-op int8 FULLY_CONNECTED model (per-tensor weights, zero point 0)."""
+    from edgekit.ir import DType, OpType, QuantParams
+
+    rng = np.random.default_rng(seed)
+    g = Graph(f"fc_{k}_to_{cout}")
+    g.add_tensor("x", (1, k), DType.INT8, QuantParams.per_tensor(0.05, 5))
+    g.add_tensor("w", (cout, k), DType.INT8, QuantParams.per_tensor(0.006, 0),
+                 rng.integers(-127, 128, size=(cout, k)).astype(np.int8))
+    g.add_tensor("b", (cout,), DType.INT32, QuantParams.per_tensor(0.05 * 0.006, 0),
+                 rng.integers(-3000, 3000, cout).astype(np.int32))
+    g.add_tensor("y", (1, cout), DType.INT8, QuantParams.per_tensor(float(0.05 * 0.006 * np.sqrt(k) * 60), -128))
+    g.add_op(OpType.FULLY_CONNECTED, ["x", "w", "b"], ["y"], {"activation": activation}, "fc")
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
 def op_shape(graph: Graph, op: Op) -> dict:
     """The dimensions the cost model takes."""
     x = graph.tensor(op.inputs[0])

@@ -23,6 +23,7 @@ portable kernels keep their OHWI layout) and the cost model says it pays.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,35 +113,48 @@ def fast_requant(acc, mult, shift, output_offset: int, act_min: int, act_max: in
 # the model orders measured shapes as the board does.
 
 
-def conv_cost(kind: str, *, pixels: int, cout: int, kh: int, kw: int, cin: int) -> float:
-    """Predicted instructions of one CONV_2D call: ``kind`` "generic" (ek_conv2d_s8, dsp)
-    or "packed" (ek_conv2d_packed_s8, dsp)."""
+def edge_fraction(in_w: int, out_w: int, kw: int, stride_w: int = 1, pad_left: int = 0,
+                  dilation_w: int = 1) -> float:
+    """The share of output columns whose window reaches into the left or right padding."""
+    span = (kw - 1) * dilation_w + 1
+    edge = sum(1 for x in range(out_w) if x * stride_w - pad_left < 0
+               or x * stride_w - pad_left + span > in_w)
+    return edge / max(out_w, 1)
+
+
+def conv_cost(kind: str, *, pixels: int, cout: int, kh: int, kw: int, cin: int,
+              edge: float = 0.0) -> float:
+    """Predicted instructions of one CONV_2D call on Cortex-M4: ``kind`` "generic"
+    (ek_conv2d_s8, dsp) or "packed" (ek_conv2d_packed_s8, dsp); ``edge``: the share of
+    output pixels whose window is cut by the left or right padding (``edge_fraction``).
+    Coefficients fitted to the counts of bench/packed_cost.py: per (pixel, channel pair),
+    per 4-tap group, and the im2col fill per pixel."""
     k = kh * kw * cin
-    macs = pixels * cout * k
+    pairs = round_up(cout, 2) // 2
     if kind == "packed":
         groups = round_up(k, 4) // 4
-        pairs = round_up(cout, 2) // 2
-        pixel_pairs = round_up(pixels, 2) // 2
-        fill = 2 * pixel_pairs * (30 + 12 * kh + 5 * groups)
-        block = 40 + 16 * groups
-        return fill + pixel_pairs * pairs * block + 60
-    pointwise = kh == 1 and kw == 1
-    if pointwise:
-        per_pair = 30 + 2.3 * cin + 2 * 50
-        return pixels * (round_up(cout, 2) // 2) * per_pair + 40
-    per_tap_run = 25  # call of ek_dot2_s8 per filter row, its tail and offsets
-    per_pair = kh * (per_tap_run + 2.3 * kw * cin + 3 * ((kw * cin) % 4)) + 2 * 50
-    return pixels * (round_up(cout, 2) // 2) * per_pair + 0 * macs + 40
+        row = kw * cin
+        whole = 30 + kh * 12 + 5 * groups if row % 4 == 0 else 30 + kh * (40 + 8 * row) + 6 * groups
+        cut = 30 + kh * (60 + 8 * row) + 6 * groups
+        fill = (1 - edge) * whole + edge * cut
+        pixel_pairs, single = pixels // 2, pixels % 2
+        return (pixel_pairs * (2 * fill + 20 + pairs * (72 + 16 * groups))
+                + single * (fill + 20 + pairs * (45 + 11 * groups)) + 150)
+    if kh == 1 and kw == 1:
+        per_pair = 122 + 5.2 * cin
+    else:
+        run = kw * cin
+        per_pair = 122 + kh * (64 + 5.2 * (run - run % 4) + 10 * (run % 4))
+    return pixels * pairs * per_pair + 60
 
 
 def fc_cost(kind: str, *, batches: int, k: int, cout: int) -> float:
-    """Predicted instructions of one FULLY_CONNECTED call (dsp variants)."""
+    """Predicted instructions of one FULLY_CONNECTED call on Cortex-M4 (dsp variants)."""
     if kind == "packed":
         blocks = round_up(cout, 4) // 4
-        groups = k // 4
-        return batches * blocks * (30 + 22 * groups + 20 * (k % 4) + 4 * 14) + 40
-    pairs = cout // 2
-    return batches * (pairs * (20 + 3 * k + 2 * 50) + (cout % 2) * (20 + 2 * k + 50)) + 40
+        return batches * blocks * (60 + 22 * (k // 4) + 30 * (k % 4) + 4 * 14) + 60
+    pairs, odd = cout // 2, cout % 2
+    return batches * (pairs * (110 + 3.6 * k) + odd * (70 + 2.2 * k)) + 60
 
 
 # ----------------------------------------------------------------------------- choice
@@ -159,12 +173,33 @@ def packed_variant(kernel: str, generic: str, features, variant: str = "auto") -
     return None if choice.variant == "portable" else choice.variant
 
 
+_FORCED: list[str] = []  # "generic" / "packed": the choice forced_choice() imposes
+
+
+@contextlib.contextmanager
+def forced_choice(kind: str):
+    """Within the block, every conv / fully-connected layer takes ``kind`` ("generic" or
+    "packed", where the target has one) whatever the cost model says: for measuring both
+    kernels on the same layer (the model's calibration and its test)."""
+    if kind not in ("generic", "packed"):
+        raise ValueError(f"kind must be 'generic' or 'packed', not {kind!r}")
+    _FORCED.append(kind)
+    try:
+        yield
+    finally:
+        _FORCED.pop()
+
+
 def prefer_packed(call, features, *, variant: str = "auto", force: bool = False):
     """``call`` (a generic conv2d / fully_connected ``KernelCall``), or its packed form when
     the target has a non-portable packed kernel and the cost model prefers it (``force``:
     whenever the target has one)."""
     if call is None or features is None:
         return call
+    if _FORCED:
+        if _FORCED[-1] == "generic":
+            return call
+        force = True
     if call.kernel == "conv2d":
         return _conv(call, features, variant, force)
     if call.kernel == "fully_connected":
@@ -180,12 +215,14 @@ def _conv(call, features, variant, force):
     params, mult, shift, din, x, dw, w, bias, dout, y = call.args
     cout, kh, kw, cin = (dw.values[k] for k in ("n", "h", "w", "c"))
     pixels = dout.values["n"] * dout.values["h"] * dout.values["w"]
-    costs = {kind: conv_cost(kind, pixels=pixels, cout=cout, kh=kh, kw=kw, cin=cin)
+    pv = params.values
+    edge = edge_fraction(din.values["w"], dout.values["w"], kw, pv["stride_w"], pv["pad_left"],
+                         pv["dilation_w"])
+    costs = {kind: conv_cost(kind, pixels=pixels, cout=cout, kh=kh, kw=kw, cin=cin, edge=edge)
              for kind in ("generic", "packed")}
     if not force and costs["packed"] >= costs["generic"]:
         call.notes["cost"] = costs
         return call
-    pv = params.values
     zp_in = -pv["input_offset"]
     w2d = np.asarray(w.data, np.int64).reshape(cout, -1)
     b = None if bias is None else bias.data
