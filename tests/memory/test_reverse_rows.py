@@ -144,3 +144,22 @@ def test_linked_kws_with_reversed_rows_is_bit_exact_on_qemu(target, tmp_path):
         for x in support.kws_inputs(3):
             out, _ = client.infer(np.ascontiguousarray(x).tobytes())
             assert out == support.reference_output(g, x)
+
+
+def test_a_kernel_with_a_reverse_field_gets_one_call_instead_of_rows():
+    """A kernel whose params have ``reverse`` runs its pixels from the last itself (the
+    whole-row bound holds for it too): one call with reverse = 1, no row loop."""
+    from edgekit.backends.c import lower_op
+    from edgekit.backends.c.codegen import generate
+    from edgekit.backends.c.params import Struct
+
+    g = support.kws_graph()
+    plan = plan_arena(g, reverse_rows=True)
+    calls = {op.name: lower_op(g, op) for op in g.ops}
+    for name in plan.reversed_rows:
+        c = calls[name]
+        c.args[0] = Struct(c.args[0].ctype, {**c.args[0].values, "reverse": 0})
+    model_c = generate(g, plan, calls, {}, name="kws", target="cortex-m4").model_c
+    assert "for (r = " not in model_c
+    assert model_c.count("pixels from the last (reverse = 1)") == len(plan.reversed_rows) == 5
+    assert model_c.count(".reverse = 1}") == 5 and ".reverse = 0" not in model_c

@@ -286,6 +286,12 @@ class _Emitter:
         if not (isinstance(params, Struct) and params.values.get("pad_top") == pad_top
                 and params.values.get("stride_h") == stride):
             raise ValueError(f"{name}: cannot run {call.function} by rows (no params with pad_top first)")
+        if "reverse" in params.values:  # the kernel itself can run its pixels from the last
+            pre = []
+            rev_args = [Struct(params.ctype, {**params.values, "reverse": 1}), *call.args[1:]]
+            text = f"{call.function}({', '.join(self.arg(idx, a, name, pre) for a in rev_args)});"
+            return [head + ": its output sits above its input: pixels from the last (reverse = 1) */",
+                    *(["  {", *("    " + p for p in pre), "    " + text, "  }"] if pre else ["  " + text])]
         pre: list[str] = []
         text = []
         for i, a in enumerate(args):
