@@ -135,3 +135,37 @@ def emit_gru(emit: Emit, const: Const, x: str, x_shape, w_ih: np.ndarray, w_hh: 
              for i, o in enumerate(outs)]
     y = steps[0] if t == 1 else emit(OpType.CONCATENATION, steps, (b, t, hidden), {"axis": 1}, f"{hint}_y")
     return y, h
+
+
+def emit_rnn(emit: Emit, const: Const, x: str, x_shape, w_ih: np.ndarray, w_hh: np.ndarray,
+             bias: np.ndarray | None, hint: str, *, need_sequence: bool = True) -> tuple[str | None, str]:
+    """One forward tanh RNN layer (torch nn.RNN, ONNX RNN, Keras SimpleRNN) over ``x``
+    [B, T, I], unrolled: h = TANH(W x + b + R h). ``bias`` is the sum of both biases.
+    Returns (the sequence [B, T, H] or None, the last state [B, H])."""
+    b, t, n_in = (int(d) for d in x_shape)
+    w_ih = np.asarray(w_ih, np.float32)
+    w_hh = np.asarray(w_hh, np.float32)
+    hidden = w_ih.shape[0]
+    if w_ih.shape != (hidden, n_in) or w_hh.shape != (hidden, hidden):
+        raise ValueError(f"RNN weights {list(w_ih.shape)} / {list(w_hh.shape)} do not fit input size {n_in}")
+    bias = np.zeros(hidden, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(hidden)
+    seq = emit(OpType.FULLY_CONNECTED, [x, const(w_ih, f"{hint}_w"), const(bias, f"{hint}_b")],
+               (b, t, hidden), {"keep_num_dims": True}, f"{hint}_x")
+    rec = const(w_hh, f"{hint}_r")
+    h = None
+    outs = []
+    for step in range(t):
+        p = f"{hint}_t{step}"
+        s = emit(OpType.SLICE, [seq], (b, 1, hidden), {"begin": (0, step, 0), "size": (b, 1, hidden)}, f"{p}_slice")
+        s = emit(OpType.RESHAPE, [s], (b, hidden), {"shape": (b, hidden)}, f"{p}_x")
+        if h is not None:
+            s = emit(OpType.ADD, [s, emit(OpType.FULLY_CONNECTED, [h, rec], (b, hidden), {}, f"{p}_rh")],
+                     (b, hidden), {}, f"{p}_a")
+        h = emit(OpType.TANH, [s], (b, hidden), {}, f"{p}_h")
+        outs.append(h)
+    if not need_sequence:
+        return None, h
+    steps = [emit(OpType.RESHAPE, [o], (b, 1, hidden), {"shape": (b, 1, hidden)}, f"{hint}_y{i}")
+             for i, o in enumerate(outs)]
+    y = steps[0] if t == 1 else emit(OpType.CONCATENATION, steps, (b, t, hidden), {"axis": 1}, f"{hint}_y")
+    return y, h

@@ -1325,6 +1325,7 @@ _handles("aten.lstm")(_recurrent.lstm)
 for _name, _fn in _elementwise.HANDLERS.items():
     _handles(_name)(_fn)
 _handles("aten.gru")(_recurrent.gru)
+_handles("aten.rnn_tanh")(_recurrent.rnn_tanh)
 
 # Resizing, transposed and 1-D convolution and pooling: edgekit.frontends.torch_resample.
 _handles("aten.upsample_nearest2d")(_resample.upsample_nearest)

@@ -1,4 +1,5 @@
-"""torch importer handlers of ``aten.lstm`` and ``aten.gru`` (nn.LSTM, nn.GRU): forward
+"""torch importer handlers of ``aten.lstm``, ``aten.gru`` and ``aten.rnn_tanh`` (nn.LSTM,
+nn.GRU, nn.RNN with tanh): forward
 direction, any number of layers, batch_first or not, initial states absent or zero.
 
 The layers are built by ``edgekit.frontends.recurrent_builder`` (LSTM: one fused
@@ -116,6 +117,24 @@ def gru(im, node, a):
         try:
             name, last = rb.emit_gru(emit, const, name, shape, w_ih, w_hh, b_ih, b_hh, im.tmp(f"l{k}"),
                                      linear_before_reset=True)
+        except ValueError as exc:
+            raise im.unsupported(str(exc)) from None
+        shape = (shape[0], shape[1], w_hh.shape[1])
+        lasts.append(last)
+    seq, h_n = _outputs(im, name, shape, lasts, bool(a["batch_first"]))
+    return (seq, h_n)
+
+
+def rnn_tanh(im, node, a):
+    _check_common(im, a, "RNN")
+    emit, const = _callbacks(im)
+    x = im.act(a["input"])
+    name, shape = _sequence_in(im, x, bool(a["batch_first"]))
+    lasts = []
+    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(_layers(im, a, 1, "RNN")):
+        bias = None if b_ih is None else b_ih + b_hh
+        try:
+            name, last = rb.emit_rnn(emit, const, name, shape, w_ih, w_hh, bias, im.tmp(f"l{k}"))
         except ValueError as exc:
             raise im.unsupported(str(exc)) from None
         shape = (shape[0], shape[1], w_hh.shape[1])

@@ -1,4 +1,4 @@
-"""Recurrent layers imported from ONNX (LSTM, GRU) and torch (nn.LSTM, nn.GRU), checked
+"""Recurrent layers imported from ONNX (LSTM, GRU, RNN) and torch (nn.LSTM, nn.GRU, nn.RNN), checked
 against the framework's own outputs (onnxruntime without graph optimizations, torch);
 and the clear refusals of the variants edgekit does not support."""
 
@@ -19,7 +19,7 @@ from tests.support.ort_oracle import exact_session  # noqa: E402
 
 def _rnn_model(kind: str, t: int, b: int, n_in: int, hidden: int, rng, *, layout: int = 0, outputs=("Y", "Y_h"),
                attrs: dict | None = None, extra_inputs: dict | None = None, zero_bias: bool = False):
-    gates = 4 if kind == "LSTM" else 3
+    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
     w = rng.normal(0, 0.4, (1, gates * hidden, n_in)).astype(np.float32)
     r = rng.normal(0, 0.4, (1, gates * hidden, hidden)).astype(np.float32)
     bias = np.zeros((1, 2 * gates * hidden), np.float32) if zero_bias else \
@@ -60,7 +60,7 @@ def _compare_onnx(model, xs, rng, tol=2e-5):
     return g
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("t,b", [(6, 1), (5, 3), (1, 1)])
 def test_onnx_rnn_matches_onnxruntime(kind, t, b):
     rng = np.random.default_rng(7 + t * 10 + b)
@@ -73,7 +73,7 @@ def test_onnx_rnn_matches_onnxruntime(kind, t, b):
         assert OpType.UNIDIRECTIONAL_SEQUENCE_LSTM not in types and OpType.FULLY_CONNECTED in types
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
 def test_onnx_rnn_batchwise_layout(kind):
     """layout=1 ([B, T, I]): onnxruntime refuses it, so the oracle is the same weights in
     layout 0 on the transposed input, outputs transposed back."""
@@ -145,7 +145,7 @@ class _Net(torch.nn.Module):
         return torch.tanh(y)
 
 
-@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("layers,batch_first,head", [(1, True, "h_n"), (2, True, "seq"), (1, False, "seq"),
                                                      (2, False, "h_n")])
 def test_torch_rnn_matches_torch(cls, layers, batch_first, head):

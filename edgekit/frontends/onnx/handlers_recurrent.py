@@ -1,9 +1,9 @@
-"""ONNX LSTM and GRU: forward direction, batch 1 or N, either layout, initial states
+"""ONNX LSTM, GRU and RNN: forward direction, batch 1 or N, either layout, initial states
 absent or constant zeros, default activations, no peepholes, no clip, sequence lengths
 absent or all equal to the sequence length. Anything else is refused naming what.
 
 The layers are built by ``edgekit.frontends.recurrent_builder`` (LSTM: one fused
-UNIDIRECTIONAL_SEQUENCE_LSTM; GRU: unrolled primitives). ONNX's gate orders (LSTM
+UNIDIRECTIONAL_SEQUENCE_LSTM; GRU and RNN: unrolled primitives). ONNX's gate orders (LSTM
 i, o, f, c; GRU z, r, h) are reordered to the builder's. Y is 4-D ([T, 1, B, H], or
 [B, T, 1, H] with layout=1), so it is NHWC in the IR like every 4-D run-time tensor;
 Y_h is [1, B, H]; Y_c (the final cell state) is not available.
@@ -18,7 +18,7 @@ from edgekit.frontends.onnx.convert import Converter, handler
 from edgekit.frontends.onnx.values import Act
 from edgekit.ir.ops import OpType
 
-_DEFAULT_ACTS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"]}
+_DEFAULT_ACTS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"], "RNN": ["tanh"]}
 
 
 def _callbacks(c: Converter):
@@ -144,3 +144,16 @@ def _gru(c: Converter, node, a):
                           linear_before_reset=bool(a.get("linear_before_reset", 0)),
                           need_sequence=c.used(node, 0))
     _outputs(c, node, y, last, (b, t, hidden), layout, "GRU")
+
+
+@handler("RNN")
+def _rnn(c: Converter, node, a):
+    layout = int(a.get("layout", 0))
+    x, (b, t, n_in), src_shape = _sequence_in(c, node, layout)
+    _check(c, node, a, "RNN", src_shape, layout)
+    hidden = int(a.get("hidden_size", c.const_inp(node, 2, "R").shape[-1]))
+    w, r, wb, rb_ = _weights(c, node, 1, hidden, n_in)
+    emit, const = _callbacks(c)
+    y, last = rb.emit_rnn(emit, const, x, (b, t, n_in), w, r, wb + rb_, c.node_name(),
+                          need_sequence=c.used(node, 0))
+    _outputs(c, node, y, last, (b, t, hidden), layout, "RNN")
