@@ -195,3 +195,19 @@ def test_where_passes_infinities_of_the_unpicked_side_untouched():
     m = _model(nodes, [("x", (2, 4)), ("y", (2, 4))], ["out"], [("cond", cond)])
     y = _rand((2, 4), 16)
     _check(m, {"x": x, "y": y})
+
+
+def test_gather_and_scatter_elements_with_constant_indices():
+    rng = np.random.default_rng(17)
+    gidx = rng.integers(-4, 4, (2, 3, 2, 5)).astype(np.int64)
+    sidx = np.asarray([[1, 0, 3], [2, 2, 0]], np.int64)
+    nd_idx = np.asarray([[0, 1], [1, 2], [0, 2]], np.int64)
+    nodes = [
+        helper.make_node("GatherElements", ["x", "gidx"], ["g"], axis=2),
+        helper.make_node("ScatterElements", ["m", "sidx", "u"], ["s"], axis=1),
+        helper.make_node("ScatterND", ["x", "nd_idx", "v"], ["n"]),
+    ]
+    m = _model(nodes, [("x", (2, 3, 4, 5)), ("m", (2, 4)), ("u", (2, 3)), ("v", (3, 4, 5))], ["g", "s", "n"],
+               [("gidx", gidx), ("sidx", sidx), ("nd_idx", nd_idx)])
+    _check(m, {"x": _rand((2, 3, 4, 5), 18), "m": _rand((2, 4), 19), "u": _rand((2, 3), 20),
+               "v": _rand((3, 4, 5), 21)})

@@ -172,6 +172,12 @@ def _binary(c: Converter, node, a):
                 c.qinfo[name] = QConst(v.q.reshape(arr.shape), v.scale, v.zp, None)
             names.append(name)
     typ = {"Add": OpType.ADD, "Sub": OpType.SUB, "Mul": OpType.MUL}[op]
+    if r == 0 and any(c.g.tensor(n).rank for n in names):
+        # Scalar op scalar: the constant is stored with shape [1] (IR constants have rank
+        # >= 1); the result keeps the source's rank 0.
+        y = c.emit(typ, names, dtype=DType.FLOAT32)
+        c.set_out(node, 0, Act(c.emit(OpType.RESHAPE, [y], {"shape": ()}, out=c.out_name(node.output[0]))))
+        return
     c.set_out(node, 0, Act(c.emit(typ, names, out=c.out_name(node.output[0]), dtype=DType.FLOAT32)))
 
 

@@ -352,20 +352,33 @@ def _where(c: Converter, node, a):
     # Mixed: both sides broadcast to the output, flattened and concatenated, then the
     # elements the condition picks gathered by constant indices: data movement only, so
     # every value (infinities and NaN included) passes through unchanged.
-    n = int(np.prod(out_shape, dtype=np.int64))
-    flat = []
+    sources = []
     for i, v in ((1, vx), (2, vy)):
         if isinstance(v, Act):
-            full = node.input[i] if tuple(shape_of(v)) == tuple(out_shape) else \
-                sub_node(c, node, "Mul", [node.input[i], ones])
-            flat.append(sub_node(c, node, "Reshape", [full, np.asarray([n], np.int64)]))
+            sources.append(node.input[i] if tuple(shape_of(v)) == tuple(out_shape) else
+                           sub_node(c, node, "Mul", [node.input[i], ones]))
         else:
             val = v.value() if isinstance(v, QConst) else np.asarray(v, np.float32)
-            flat.append(np.broadcast_to(val.astype(np.float32), out_shape).reshape(n).copy())
-    both = sub_node(c, node, "Concat", flat, axis=0)
-    picks = np.where(np.broadcast_to(cond, out_shape).reshape(n), np.arange(n), n + np.arange(n)).astype(np.int64)
-    gathered = sub_node(c, node, "Gather", [both, picks], axis=0)
-    sub_node(c, node, "Reshape", [gathered, np.asarray(out_shape, np.int64)], out=node.output[0])
+            sources.append(np.broadcast_to(val.astype(np.float32), out_shape).copy())
+    n = int(np.prod(out_shape, dtype=np.int64))
+    picks = np.where(np.broadcast_to(cond, out_shape).reshape(n), np.arange(n), n + np.arange(n))
+    select_elements(c, node, sources, [n, n], picks.reshape(out_shape), node.output[0])
+
+
+def select_elements(c: Converter, node, sources: list, sizes: list[int], picks: np.ndarray, out: str) -> str:
+    """``out`` = the elements of the sources (ONNX names of run-time tensors or numpy
+    constants; ``sizes`` their element counts), flattened in source order and joined,
+    at the constant flat positions ``picks`` (whose shape is the output's): RESHAPE,
+    CONCATENATION, GATHER, RESHAPE, so every value moves unchanged."""
+    flat = []
+    for v, n in zip(sources, sizes):
+        if isinstance(v, str):
+            flat.append(sub_node(c, node, "Reshape", [v, np.asarray([n], np.int64)]))
+        else:
+            flat.append(np.asarray(v, np.float32).reshape(n))
+    both = sub_node(c, node, "Concat", flat, axis=0) if len(flat) > 1 else flat[0]
+    gathered = sub_node(c, node, "Gather", [both, np.asarray(picks, np.int64).reshape(-1)], axis=0)
+    return sub_node(c, node, "Reshape", [gathered, np.asarray(picks.shape, np.int64)], out=out)
 
 
 @handler("CastLike")
