@@ -153,6 +153,8 @@ PINNED: dict[str, list[dict]] = {
         dict(adj_x=False, adj_y=True, m=7, k=21, n=5),  # dsp: contiguous columns (Q K^T), odd row
         dict(adj_x=False, adj_y=False, m=4, k=49, n=3),  # dsp: gathered columns (P V)
         dict(adj_x=True, adj_y=False, m=3, k=9, n=2),  # dsp: the portable loop
+        dict(adj_x=False, adj_y=False, m=3, k=130, n=2),  # dsp: a column too deep to gather
+        dict(adj_x=False, adj_y=True, m=6, k=33, n=8),  # dsp: 2x2 blocks only
     ],
 }
 RANDOM_PER_OP = 4

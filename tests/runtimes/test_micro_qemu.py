@@ -35,7 +35,7 @@ DSP_INSTRUCTIONS = {
     "fully_connected": ({"ek_fully_connected_s8"}, ("smlad", "sxtb16", "sadd16")),
     "depthwise_conv2d": ({"ek_depthwise_conv2d_s8", "pixel_quad", "depthwise_general", "dw_quad_3x3"},
                          ("smlabb", "smlatt", "sxtb16")),
-    "batch_matmul": ({"ek_batch_matmul_s8", "matrix_simd"}, ("smlad", "sxtb16", "sadd16")),
+    "batch_matmul": ({"ek_batch_matmul_s8", "matrix_simd", "dot2x2"}, ("smlad", "sxtb16", "sadd16")),
 }
 SIMD_MNEMONICS = ("smlad", "smlabb", "smlatt", "sxtb16", "sadd16")
 
