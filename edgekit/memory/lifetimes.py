@@ -62,7 +62,8 @@ minimum shift of 0 is true in-place execution (same offset). ``min_shift`` compu
 - FULLY_CONNECTED, SOFTMAX: an output row reads its whole input row (softmax is taken as
   reading the whole row for every element, which any two-pass kernel satisfies): the
   shift is about one row, so with batch 1 these practically never share.
-- PAD, CONCATENATION, TRANSPOSE: from the exact index map of the copy; e.g. a concat
+- PAD, CONCATENATION, TRANSPOSE, SLICE, STRIDED_SLICE (``reads_movement``): from the exact
+  index map of the copy; e.g. a slice from its input's first element runs in place, a concat
   output may start at its first input (shift 0 for that input), and a later input may sit
   inside the output where the copy puts it.
 - REDUCE_MAX, SUM, ARG_MAX/ARG_MIN, L2_NORMALIZATION: from the group each output element
@@ -84,6 +85,7 @@ from edgekit.errors import EdgekitError
 from edgekit.ir.graph import Graph, Op
 from edgekit.memory.reads_reduction import REDUCTION_READ_OPS, reduction_read_map
 from edgekit.memory.reads_resample import RESAMPLE_READ_OPS, resample_read_map
+from edgekit.memory.reads_movement import MOVEMENT_READ_OPS, movement_read_map
 from edgekit.ir.ops import OpType, normalize_attrs
 
 _NONE = np.iinfo(np.int64).max  # "this output element reads nothing of that input"
@@ -169,6 +171,8 @@ def read_map(graph: Graph, op: Op, slot: int) -> np.ndarray | None:
         return reduction_read_map(t, x.shape, n_out, attrs) if slot == 0 else None
     if t in RESAMPLE_READ_OPS:
         return resample_read_map(t, x.shape, y.shape, attrs) if slot == 0 else None
+    if t in MOVEMENT_READ_OPS:
+        return movement_read_map(t, x.shape, attrs) if slot == 0 else None
     return None
 
 

@@ -39,6 +39,24 @@ def movement_graph() -> Graph:
     return g
 
 
+def slice_inplace_graph() -> Graph:
+    """A strided slice and a slice that read ahead of what they write: the planner lets
+    them write over their (dying) inputs."""
+    g = Graph("slice_inplace")
+    for name, shape in [("x", (1, 24, 8)), ("r", (1, 24, 8)), ("s", (1, 12, 8)), ("t", (1, 12, 8)),
+                        ("u", (1, 5, 8)), ("y", (1, 5, 8))]:
+        g.add_tensor(name, shape, DType.FLOAT32)
+    g.add_op(OpType.RELU, ["x"], ["r"], name="relu")
+    g.add_op(OpType.STRIDED_SLICE, ["r"], ["s"], {"begin": (0, 0, 0), "end": (1, 24, 8), "strides": (1, 2, 1)},
+             "every_other")
+    g.add_op(OpType.TANH, ["s"], ["t"], name="tanh")
+    g.add_op(OpType.SLICE, ["t"], ["u"], {"begin": (0, 3, 0), "size": (1, 5, 8)}, "window")
+    g.add_op(OpType.LOGISTIC, ["u"], ["y"], name="logistic")
+    g.inputs, g.outputs = ["x"], ["y"]
+    verify(g)
+    return g
+
+
 def cast_graphs() -> dict[str, Graph]:
     q = QuantParams.per_tensor(0.05, 3)
     to_float = Graph("cast_s8_f32")
@@ -60,4 +78,6 @@ def movement_cases(rng) -> dict[str, Graph]:
     calib = (rng.normal(size=(64, 6, 8, 8)) * 1.5).astype(np.float32)
     qg = quantize(g, calib).graph
     qg.name = "movement"
-    return {"movement": qg, **cast_graphs()}
+    sg = quantize(slice_inplace_graph(), (rng.normal(size=(64, 24, 8)) * 1.5).astype(np.float32)).graph
+    sg.name = "slice_inplace"
+    return {"movement": qg, "slice_inplace": sg, **cast_graphs()}

@@ -74,7 +74,7 @@ def test_random_graphs_exercise_buffer_sharing():
         shared |= {ops[o.op] for o in plan_arena(g).overlaps}
     want = {OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D,
             OpType.ADD, OpType.SUB, OpType.MUL, OpType.RELU, OpType.RELU6, OpType.LOGISTIC,
-            OpType.TANH, OpType.QUANTIZE, OpType.TRANSPOSE}
+            OpType.TANH, OpType.QUANTIZE, OpType.TRANSPOSE, OpType.SLICE, OpType.STRIDED_SLICE}
     assert want <= shared, sorted(t.value for t in want - shared)
 
 
