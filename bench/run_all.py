@@ -60,6 +60,8 @@ BENCHES = [
     Bench("zoo.py", ["--vectors", "5", "--tflm-vectors", "8"],
           ["--vectors", "1", "--tflm-vectors", "1", "--models", "accel_conv1d"]),
     Bench("kernels.py", [], []),
+    Bench("mcu_kernels.py", ["--inputs", "3"],
+          ["--inputs", "1", "--models", "ad", "--layers", "kws"]),
     Bench("c_linux.py", ["--inputs", "100", "--seconds", "2"], ["--inputs", "2", "--seconds", "0.1"]),
     Bench("flash_throughput.py", ["--repeat", "3", "--hil-vectors", "1000", "--tick-vectors", "5"],
           ["--repeat", "1", "--hil-vectors", "5", "--tick-vectors", "1"]),
