@@ -1,5 +1,7 @@
 """``.tflite`` import of REDUCE_MAX, SUM, ARG_MAX, ARG_MIN, L2_NORMALIZATION and
-BATCH_MATMUL: constant axes become attributes (normalized to non-negative)."""
+BATCH_MATMUL: constant axes become attributes (normalized to non-negative); an
+ARG_MAX/ARG_MIN with int64 indices (the TFLite converter's default) gets the IR's int32
+indices (the same values)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import numpy as np
 
 from edgekit.errors import UnsupportedOpError
 from edgekit.frontends.tflite.schema_enums import TensorType
-from edgekit.ir import OpType
+from edgekit.ir import DType, OpType
 
 
 def _axis(b, node: str, a: int, rank: int) -> int:
@@ -30,9 +32,13 @@ def reduction_attrs(b, op, ir: OpType, node: str, ins: list, x_shape) -> tuple[l
         axis = b.const_input(op, 1, f"{node} axis").astype(np.int64).reshape(-1)
         if axis.size != 1:
             raise b.fail(f"{node}: the axis input must hold one value, has {axis.size}")
-        if int(opts.get("output_type", TensorType.INT32)) != TensorType.INT32:
+        out_type = int(opts.get("output_type", TensorType.INT32))
+        if out_type not in (TensorType.INT32, TensorType.INT64):
             raise UnsupportedOpError(ir.value, node, SUPPORTED_TFLITE_OPS,
-                                     "only int32 index outputs are supported")
+                                     f"index output type {TensorType(out_type).name} (int32 or int64 only)")
+        out = b.g.tensor(b.names[op.outputs[0]])
+        if out.dtype is DType.INT64:
+            out.dtype = DType.INT32  # the IR's indices are int32 (the converter's default is int64)
         return ins[:1], {"axis": _axis(b, node, int(axis[0]), rank)}
     if ir is OpType.L2_NORMALIZATION:
         return ins[:1], {"activation": _act(opts, node, ir.value)}
