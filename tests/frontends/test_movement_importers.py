@@ -233,3 +233,27 @@ def test_keras_cropping_split_gather_matches_tensorflow(tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     ops = {op.type for op in graph.ops}
     assert {OpType.SPLIT, OpType.GATHER} <= ops and ops & {OpType.SLICE, OpType.STRIDED_SLICE}, ops
+
+
+def test_onnx_qdq_split_and_slice_run_on_int8():
+    """DequantizeLinear -> Split / Slice / Gather -> QuantizeLinear: the data movement runs on
+    int8 with the input's parameters (no float island), as onnxruntime computes it."""
+    x = RNG.normal(size=(1, 4, 6, 5)).astype(np.float32)
+    s = helper.make_tensor("s", TensorProto.FLOAT, [], [0.02])
+    z = helper.make_tensor("z", TensorProto.INT8, [], [3])
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node("Split", ["xd", "sp"], ["a", "b"], axis=1),
+             helper.make_node("Slice", ["b", "st", "en", "ax", "stp"], ["c"]),
+             helper.make_node("Gather", ["a", "gi"], ["g"], axis=3),
+             helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"]),
+             helper.make_node("QuantizeLinear", ["g", "s", "z"], ["gq"]),
+             helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["y1"]),
+             helper.make_node("DequantizeLinear", ["gq", "s", "z"], ["y2"])]
+    inits = [s, z, _i64("sp", [1, 3]), _i64("st", [5]), _i64("en", [-10]), _i64("ax", [2]), _i64("stp", [-2]),
+             _i64("gi", [4, 0, 0])]
+    model = _model(nodes, [_vi("x", x.shape)], [_vi("y1", None), _vi("y2", None)], inits)
+    g = _check(model, {"x": x}, {OpType.SPLIT, OpType.STRIDED_SLICE, OpType.GATHER})
+    for op in g.ops:
+        if op.type in (OpType.SPLIT, OpType.STRIDED_SLICE, OpType.GATHER):
+            assert g.tensor(op.inputs[0]).dtype.value == "int8", op.name

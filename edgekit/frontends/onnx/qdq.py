@@ -5,8 +5,9 @@ QUANTIZE / DEQUANTIZE ops around float ops, and remembers the integer form of ev
 weight that came from a DequantizeLinear (``qinfo``). The rewrites here, repeated
 until nothing changes, make the float islands int8:
 
-- DEQUANTIZE followed by RESHAPE / TRANSPOSE: move the DEQUANTIZE after it (the
-  data movement then runs on int8, with the same parameters);
+- DEQUANTIZE followed by RESHAPE / TRANSPOSE or another data-movement op (SLICE, SPLIT,
+  GATHER, ...): move the DEQUANTIZE after it, one per output (the data movement then
+  runs on int8, with the same parameters);
 - RESHAPE / TRANSPOSE followed by QUANTIZE: move the QUANTIZE before it;
 - ``DEQUANTIZE -> op [-> RELU/RELU6] -> QUANTIZE``: the op becomes an int8 op with
   the input and output parameters of that pair (weights int8, bias int32);
@@ -29,6 +30,9 @@ from edgekit.ir.graph import Graph, Op
 from edgekit.ir.ops import FUSABLE, OpType
 
 _MOVE = (OpType.RESHAPE, OpType.TRANSPOSE)
+# Data movement a DEQUANTIZE sinks through too (every output gets its own DEQUANTIZE).
+_MOVE_SINK = _MOVE + (OpType.SLICE, OpType.STRIDED_SLICE, OpType.SPLIT, OpType.UNPACK, OpType.SQUEEZE,
+                      OpType.EXPAND_DIMS, OpType.GATHER, OpType.DEPTH_TO_SPACE, OpType.SPACE_TO_DEPTH)
 _WEIGHT_AXIS = {OpType.CONV_2D: 0, OpType.DEPTHWISE_CONV_2D: 3, OpType.FULLY_CONNECTED: 0}
 _FIXED_OUT = {OpType.SOFTMAX: (1 / 256, -128), OpType.LOGISTIC: (1 / 256, -128), OpType.TANH: (1 / 128, 0)}
 # int8 kernels that need equal input and output parameters: run them in the input's
@@ -113,16 +117,20 @@ class _Fuser:
     def sink_dequantize(self) -> bool:
         prod, _ = self.maps()
         for op in self.g.ops:
-            if op.type not in _MOVE:
+            if op.type not in _MOVE_SINK:
                 continue
             xq = self.dq_source(prod, op.inputs[0])
             if xq is None:
                 continue
-            out = op.outputs[0]
-            mid = self.name(out)
-            self.g.add_tensor(mid, self.g.tensor(out).shape, DType.INT8, self.g.tensor(xq).quant)
-            op.inputs[0], op.outputs = xq, [mid]
-            self.insert_after(op, Op(OpType.DEQUANTIZE, [mid], [out], {}, self.name(f"{out}_dequantize", ops=True)))
+            outs = list(op.outputs)
+            mids = []
+            for out in outs:
+                mids.append(self.name(out))
+                self.g.add_tensor(mids[-1], self.g.tensor(out).shape, DType.INT8, self.g.tensor(xq).quant)
+            op.inputs[0], op.outputs = xq, mids
+            for mid, out in zip(mids, outs):
+                self.insert_after(op, Op(OpType.DEQUANTIZE, [mid], [out], {},
+                                         self.name(f"{out}_dequantize", ops=True)))
             return True
         return False
 
