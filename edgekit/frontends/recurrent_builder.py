@@ -30,6 +30,15 @@ Emit = Callable[..., str]
 Const = Callable[[np.ndarray, str], str]
 
 
+def reverse_time(emit: Emit, int_const: Const, x: str, shape, hint: str) -> str:
+    """``x`` [B, T, F] with its time steps in reverse order (a GATHER on axis 1)."""
+    t = int(shape[1])
+    if t == 1:
+        return x
+    idx = int_const(np.arange(t - 1, -1, -1, dtype=np.int32), f"{hint}_reverse_indices")
+    return emit(OpType.GATHER, [x, idx], tuple(int(d) for d in shape), {"axis": 1}, f"{hint}_reversed")
+
+
 def emit_lstm(emit: Emit, const: Const, x: str, x_shape, w_ih: np.ndarray, w_hh: np.ndarray,
               bias: np.ndarray | None, hint: str) -> str:
     """One forward LSTM layer over ``x`` [B, T, I]; returns the output sequence [B, T, H].
@@ -49,6 +58,26 @@ def emit_lstm(emit: Emit, const: Const, x: str, x_shape, w_ih: np.ndarray, w_hh:
     return emit(OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, [x] + names, (b, t, hidden), {}, hint)
 
 
+def emit_lstm_reverse(emit: Emit, const: Const, int_const: Const, x: str, x_shape, w_ih, w_hh, bias,
+                      hint: str) -> tuple[str, str]:
+    """A reverse-direction LSTM layer: the fused LSTM over the time-reversed input, its
+    output reversed back. Returns (sequence [B, T, H], the final state [B, H], which is
+    the output at step 0)."""
+    b, t, _ = (int(d) for d in x_shape)
+    hidden = np.asarray(w_ih).shape[0] // 4
+    xr = reverse_time(emit, int_const, x, x_shape, f"{hint}_in")
+    yr = emit_lstm(emit, const, xr, x_shape, w_ih, w_hh, bias, hint)
+    y = reverse_time(emit, int_const, yr, (b, t, hidden), f"{hint}_out")
+    return y, last_step(emit, yr, (b, t, hidden), hint)
+
+
+def first_step(emit: Emit, y: str, y_shape, hint: str) -> str:
+    """The first time step [B, H] of a sequence [B, T, H]."""
+    b, t, h = (int(d) for d in y_shape)
+    s = emit(OpType.SLICE, [y], (b, 1, h), {"begin": (0, 0, 0), "size": (b, 1, h)}, f"{hint}_first")
+    return emit(OpType.RESHAPE, [s], (b, h), {"shape": (b, h)}, f"{hint}_first2d")
+
+
 def last_step(emit: Emit, y: str, y_shape, hint: str) -> str:
     """The last time step [B, H] of a sequence [B, T, H]."""
     b, t, h = (int(d) for d in y_shape)
@@ -58,7 +87,8 @@ def last_step(emit: Emit, y: str, y_shape, hint: str) -> str:
 
 def emit_gru(emit: Emit, const: Const, x: str, x_shape, w_ih: np.ndarray, w_hh: np.ndarray,
              b_ih: np.ndarray | None, b_hh: np.ndarray | None, hint: str, *,
-             linear_before_reset: bool = True, need_sequence: bool = True) -> tuple[str | None, str]:
+             linear_before_reset: bool = True, need_sequence: bool = True,
+             reverse: bool = False) -> tuple[str | None, str]:
     """One forward GRU layer over ``x`` [B, T, I], unrolled. ``w_ih`` [3H, I], ``w_hh`` [3H, H]
     and the biases [3H] hold the gates in torch's order reset, update, new. Returns
     (the output sequence [B, T, H] or None when not ``need_sequence``, the last state [B, H])."""
@@ -88,8 +118,8 @@ def emit_gru(emit: Emit, const: Const, x: str, x_shape, w_ih: np.ndarray, w_hh: 
     b_hn = part(b_hh, 2)
     rec_bn = const(b_hn, f"{hint}_brn") if linear_before_reset else None
     h = None  # zero state: the first step skips every recurrent product
-    outs = []
-    for step in range(t):
+    outs = {}
+    for step in (range(t - 1, -1, -1) if reverse else range(t)):
         p = f"{hint}_t{step}"
 
         def at(gname, step=step, p=p):
@@ -128,17 +158,18 @@ def emit_gru(emit: Emit, const: Const, x: str, x_shape, w_ih: np.ndarray, w_hh: 
             d = emit(OpType.SUB, [h, n], (b, hidden), {}, f"{p}_d")
             zd = emit(OpType.MUL, [z, d], (b, hidden), {}, f"{p}_zd")
             h = emit(OpType.ADD, [n, zd], (b, hidden), {}, f"{p}_h")
-        outs.append(h)
+        outs[step] = h
     if not need_sequence:
         return None, h
-    steps = [emit(OpType.RESHAPE, [o], (b, 1, hidden), {"shape": (b, 1, hidden)}, f"{hint}_y{i}")
-             for i, o in enumerate(outs)]
+    steps = [emit(OpType.RESHAPE, [outs[i]], (b, 1, hidden), {"shape": (b, 1, hidden)}, f"{hint}_y{i}")
+             for i in range(t)]
     y = steps[0] if t == 1 else emit(OpType.CONCATENATION, steps, (b, t, hidden), {"axis": 1}, f"{hint}_y")
     return y, h
 
 
 def emit_rnn(emit: Emit, const: Const, x: str, x_shape, w_ih: np.ndarray, w_hh: np.ndarray,
-             bias: np.ndarray | None, hint: str, *, need_sequence: bool = True) -> tuple[str | None, str]:
+             bias: np.ndarray | None, hint: str, *, need_sequence: bool = True,
+             reverse: bool = False) -> tuple[str | None, str]:
     """One forward tanh RNN layer (torch nn.RNN, ONNX RNN, Keras SimpleRNN) over ``x``
     [B, T, I], unrolled: h = TANH(W x + b + R h). ``bias`` is the sum of both biases.
     Returns (the sequence [B, T, H] or None, the last state [B, H])."""
@@ -153,8 +184,8 @@ def emit_rnn(emit: Emit, const: Const, x: str, x_shape, w_ih: np.ndarray, w_hh: 
                (b, t, hidden), {"keep_num_dims": True}, f"{hint}_x")
     rec = const(w_hh, f"{hint}_r")
     h = None
-    outs = []
-    for step in range(t):
+    outs = {}
+    for step in (range(t - 1, -1, -1) if reverse else range(t)):
         p = f"{hint}_t{step}"
         s = emit(OpType.SLICE, [seq], (b, 1, hidden), {"begin": (0, step, 0), "size": (b, 1, hidden)}, f"{p}_slice")
         s = emit(OpType.RESHAPE, [s], (b, hidden), {"shape": (b, hidden)}, f"{p}_x")
@@ -162,10 +193,10 @@ def emit_rnn(emit: Emit, const: Const, x: str, x_shape, w_ih: np.ndarray, w_hh: 
             s = emit(OpType.ADD, [s, emit(OpType.FULLY_CONNECTED, [h, rec], (b, hidden), {}, f"{p}_rh")],
                      (b, hidden), {}, f"{p}_a")
         h = emit(OpType.TANH, [s], (b, hidden), {}, f"{p}_h")
-        outs.append(h)
+        outs[step] = h
     if not need_sequence:
         return None, h
-    steps = [emit(OpType.RESHAPE, [o], (b, 1, hidden), {"shape": (b, 1, hidden)}, f"{hint}_y{i}")
-             for i, o in enumerate(outs)]
+    steps = [emit(OpType.RESHAPE, [outs[i]], (b, 1, hidden), {"shape": (b, 1, hidden)}, f"{hint}_y{i}")
+             for i in range(t)]
     y = steps[0] if t == 1 else emit(OpType.CONCATENATION, steps, (b, t, hidden), {"axis": 1}, f"{hint}_y")
     return y, h

@@ -20,10 +20,11 @@ from tests.support.ort_oracle import exact_session  # noqa: E402
 def _rnn_model(kind: str, t: int, b: int, n_in: int, hidden: int, rng, *, layout: int = 0, outputs=("Y", "Y_h"),
                attrs: dict | None = None, extra_inputs: dict | None = None, zero_bias: bool = False):
     gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
-    w = rng.normal(0, 0.4, (1, gates * hidden, n_in)).astype(np.float32)
-    r = rng.normal(0, 0.4, (1, gates * hidden, hidden)).astype(np.float32)
-    bias = np.zeros((1, 2 * gates * hidden), np.float32) if zero_bias else \
-        rng.normal(0, 0.4, (1, 2 * gates * hidden)).astype(np.float32)
+    d = 2 if (attrs or {}).get("direction") == "bidirectional" else 1
+    w = rng.normal(0, 0.4, (d, gates * hidden, n_in)).astype(np.float32)
+    r = rng.normal(0, 0.4, (d, gates * hidden, hidden)).astype(np.float32)
+    bias = np.zeros((d, 2 * gates * hidden), np.float32) if zero_bias else \
+        rng.normal(0, 0.4, (d, 2 * gates * hidden)).astype(np.float32)
     inits = [helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.ravel()),
              helper.make_tensor("R", TensorProto.FLOAT, r.shape, r.ravel()),
              helper.make_tensor("B", TensorProto.FLOAT, bias.shape, bias.ravel())]
@@ -39,8 +40,8 @@ def _rnn_model(kind: str, t: int, b: int, n_in: int, hidden: int, rng, *, layout
         outs.pop()
     node = helper.make_node(kind, names, outs, hidden_size=hidden, layout=layout, **(attrs or {}))
     xs = [b, t, n_in] if layout else [t, b, n_in]
-    ydims = {"Y": [b, t, 1, hidden] if layout else [t, 1, b, hidden],
-             "Y_h": [b, 1, hidden] if layout else [1, b, hidden], "Y_c": [1, b, hidden]}
+    ydims = {"Y": [b, t, d, hidden] if layout else [t, d, b, hidden],
+             "Y_h": [b, d, hidden] if layout else [d, b, hidden], "Y_c": [d, b, hidden]}
     graph = helper.make_graph([node], "rnn", [helper.make_tensor_value_info("X", TensorProto.FLOAT, xs)],
                               [helper.make_tensor_value_info(o, TensorProto.FLOAT, ydims[o]) for o in outs if o],
                               inits)
@@ -90,6 +91,16 @@ def test_onnx_rnn_batchwise_layout(kind):
     np.testing.assert_allclose(got["Y_h"], yh0.transpose(1, 0, 2), atol=2e-5, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("direction", ["reverse", "bidirectional"])
+def test_onnx_rnn_other_directions_match_onnxruntime(kind, direction):
+    rng = np.random.default_rng(21)
+    model, xs = _rnn_model(kind, 5, 2, 3, 4, rng, attrs={"direction": direction})
+    g = _compare_onnx(model, xs, rng)
+    if kind == "LSTM":
+        assert OpType.GATHER in {op.type for op in g.ops}
+
+
 def test_onnx_gru_linear_before_reset_and_zero_initial_state():
     rng = np.random.default_rng(3)
     model, xs = _rnn_model("GRU", 5, 2, 4, 3, rng, attrs={"linear_before_reset": 1},
@@ -106,7 +117,6 @@ def test_onnx_lstm_only_last_state_and_explicit_default_activations():
 
 
 @pytest.mark.parametrize("attrs,extra,outputs,needle", [
-    ({"direction": "bidirectional"}, None, ("Y",), "direction"),
     ({"activations": ["Relu", "Tanh", "Tanh"]}, None, ("Y",), "activations"),
     ({"clip": 1.0}, None, ("Y",), "clip"),
     ({"input_forget": 1}, None, ("Y",), "input_forget"),
@@ -130,9 +140,9 @@ torch = pytest.importorskip("torch")
 
 
 class _Net(torch.nn.Module):
-    def __init__(self, cls, layers: int, batch_first: bool, head: str):
+    def __init__(self, cls, layers: int, batch_first: bool, head: str, bidirectional: bool = False):
         super().__init__()
-        self.rnn = cls(5, 6, num_layers=layers, batch_first=batch_first)
+        self.rnn = cls(5, 6, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional)
         self.fc = torch.nn.Linear(6, 3)
         self.head = head
 
@@ -162,16 +172,26 @@ def test_torch_rnn_matches_torch(cls, layers, batch_first, head):
     np.testing.assert_allclose(got.reshape(want.shape), want, atol=2e-6, rtol=0)
 
 
-def test_torch_refuses_bidirectional_and_nonzero_initial_state():
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("layers,batch_first", [(1, True), (2, False)])
+def test_torch_bidirectional_rnn_matches_torch(cls, layers, batch_first):
     from edgekit.frontends.torch_importer import load_torch
 
-    class Bi(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rnn = torch.nn.LSTM(3, 4, bidirectional=True, batch_first=True)
+    torch.manual_seed(layers)
+    m = _Net(getattr(torch.nn, cls), layers, batch_first, "seq", bidirectional=True).eval()
+    shape = (1, 5, 5) if batch_first else (5, 1, 5)
+    g = load_torch(m, (torch.zeros(*shape),))
+    x = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    with torch.no_grad():
+        want = m(torch.from_numpy(x)).numpy()
+    got = Interpreter(g).run([x])[g.outputs[0]]
+    np.testing.assert_allclose(got.reshape(want.shape), want, atol=2e-6, rtol=0)
+    if cls == "LSTM":
+        assert OpType.GATHER in {op.type for op in g.ops}  # the reverse direction's time reversal
 
-        def forward(self, x):
-            return self.rnn(x)[0]
+
+def test_torch_refuses_nonzero_initial_state():
+    from edgekit.frontends.torch_importer import load_torch
 
     class H0(torch.nn.Module):
         def __init__(self):
@@ -181,7 +201,5 @@ def test_torch_refuses_bidirectional_and_nonzero_initial_state():
         def forward(self, x):
             return self.rnn(x, torch.ones(1, 1, 4))[0]
 
-    with pytest.raises(UnsupportedOpError, match="bidirectional"):
-        load_torch(Bi().eval(), (torch.zeros(1, 2, 3),))
     with pytest.raises(UnsupportedOpError, match="initial state"):
         load_torch(H0().eval(), (torch.zeros(1, 2, 3),))
