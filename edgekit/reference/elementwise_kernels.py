@@ -211,12 +211,10 @@ def downscale_multiplier_16(m32: int) -> int:
     if m32 < 0:
         raise ValueError("negative multiplier")
     rounding = 1 << 15
-    if m32 >= INT32_MAX_MINUS_ROUNDING:
+    if m32 >= fp.INT32_MAX - rounding:
         return INT16_MAX
     return int((m32 + rounding) >> 16)
 
-
-INT32_MAX_MINUS_ROUNDING = fp.INT32_MAX - (1 << 15)
 
 
 def hard_swish_params(s_in: float, s_out: float) -> dict:
