@@ -163,3 +163,11 @@ def test_a_kernel_with_a_reverse_field_gets_one_call_instead_of_rows():
     assert "for (r = " not in model_c
     assert model_c.count("pixels from the last (reverse = 1)") == len(plan.reversed_rows) == 5
     assert model_c.count(".reverse = 1}") == 5 and ".reverse = 0" not in model_c
+
+
+def test_compile_model_can_keep_one_call_per_op(tmp_path):
+    from edgekit.backends.c.compile import compile_model
+
+    res = compile_model(support.kws_graph(), "cortex-m55", tmp_path / "kws", measure=False, reverse_rows=False)
+    assert res.arena_bytes == 9792
+    assert "for (r = " not in (tmp_path / "kws" / "model.c").read_text()

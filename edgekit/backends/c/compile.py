@@ -123,13 +123,16 @@ def _check_io(graph: Graph) -> None:
 
 def compile_model(graph: Graph, target: str | Target, out_dir, *, calib=None, flash=None, sram=None,
                   variant: str = "auto", measure: bool | None = None, quantize_kwargs=None,
-                  targets_dir=None) -> CompileResult:
+                  targets_dir=None, reverse_rows: bool = True) -> CompileResult:
     """Compile ``graph`` (int8, or float with ``calib`` data to quantize it) for an MCU
     ``target`` into ``out_dir``.
 
     ``flash`` / ``sram``: sizes (bytes or "256KiB") replacing the target's. ``variant``:
-    "auto" (by target features), "portable" or "dsp". ``measure``: compile with the
+    "auto" (by target features), "portable", "dsp" or "mve". ``measure``: compile with the
     target's compiler for exact code size and stack (None: when it is installed).
+    ``reverse_rows``: let the arena plan put a conv's output above its input, run by
+    output rows from the last (a smaller arena, e.g. KWS 8,384 B instead of 9,792 B, for
+    a call per row; False: one call per op, ``edgekit.backends.c.plan``).
     Raises ``UnsupportedOpError`` / ``DynamicShapeError`` naming the op and node, and
     ``FitError`` (exit code 2) with a table of what takes the space.
     """
@@ -152,7 +155,7 @@ def compile_model(graph: Graph, target: str | Target, out_dir, *, calib=None, fl
     kernel_names = sorted({c.kernel for c in calls.values() if c is not None})
     choices = [library.choose(k, tgt.features, variant) for k in kernel_names]
     variants = {c.kernel: c.variant for c in choices}
-    plan = plan_arena(graph, reverse_rows=True)
+    plan = plan_arena(graph, reverse_rows=reverse_rows)
     model = generate(graph, plan, calls, variants, name=graph.name, target=tgt.name)
 
     out_dir = Path(out_dir)
