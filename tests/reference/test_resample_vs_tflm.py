@@ -204,10 +204,27 @@ def test_transpose_conv_output_padding_rows_hold_the_bias():
     np.testing.assert_array_equal(extra[:, :5, :5], full)
 
 
-def test_writer_refuses_pads_tflite_cannot_express():
-    # torch's ConvTranspose2d(k=3, s=2, p=1, output_padding=1): top pad 1, TFLite's SAME gives 0
-    g = one_op_graph(OpType.TRANSPOSE_CONV, (1, 4, 4, 2), (1, 8, 8, 3),
-                     {"output_shape": (1, 8, 8, 3), "strides": (2, 2), "pads": (1, 1, 0, 0)}, DType.FLOAT32,
+@needs_tflm
+@pytest.mark.parametrize("pads,out_hw", [((1, 1, 0, 0), (8, 8)), ((2, 0, 1, -1), (6, 10)), ((1, 2, -1, 1), (9, 6))])
+def test_pads_tflite_cannot_express_are_written_with_a_slice(pads, out_hw):
+    # e.g. torch's ConvTranspose2d(k=3, s=2, p=1, output_padding=1): top pad 1, TFLite's SAME gives 0
+    rng = np.random.default_rng(sum(pads))
+    q_in, q_out = QuantParams.per_tensor(0.03, 4), QuantParams.per_tensor(0.2, -9)
+    q_w = QuantParams.per_axis([0.01, 0.02, 0.015], [0, 0, 0], 0)
+    ys = (1, *out_hw, 3)
+    w = rng.integers(-127, 128, (3, 3, 3, 2)).astype(np.int8)
+    g = one_op_graph(OpType.TRANSPOSE_CONV, (1, 4, 4, 2), ys,
+                     {"output_shape": ys, "strides": (2, 2), "pads": pads, "activation": "RELU"}, DType.INT8,
+                     q_in, q_out, consts=[("w", w, q_w, DType.INT8)])
+    x = rng.integers(-128, 128, (1, 4, 4, 2)).astype(np.int8)
+    model = tflite_bytes(g)
+    assert [op.type for op in load_tflite(model).ops] == [OpType.TRANSPOSE_CONV, OpType.SLICE]
+    np.testing.assert_array_equal(Interpreter(g).run([x])["y"], orc.run_tflm(model, [x])[0])
+
+
+def test_writer_refuses_too_many_bias_only_rows():
+    g = one_op_graph(OpType.TRANSPOSE_CONV, (1, 4, 4, 2), (1, 12, 9, 3),
+                     {"output_shape": (1, 12, 9, 3), "strides": (2, 2), "pads": (1, 0, -4, 0)}, DType.FLOAT32,
                      consts=[("w", np.ones((3, 3, 3, 2), np.float32), None, DType.FLOAT32)])
-    with pytest.raises(BadInputError, match="neither TFLite's SAME"):
+    with pytest.raises(BadInputError, match="bias-only rows"):
         tflite_bytes(g)

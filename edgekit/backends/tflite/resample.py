@@ -2,8 +2,11 @@
 
 TRANSPOSE_CONV's inputs are ``(output_shape, filter, input, bias?)`` in TFLite, and its
 padding is only SAME or VALID: TFLite derives the top/left crop from the output size
-(``tflite_pad_top_left``). An IR op whose top/left pads match neither is refused with
-an error naming both; bottom/right are implied by the output shape, so any value works.
+(``tflite_pad_top_left``); bottom/right are implied by the output shape. An IR op whose
+top/left pads match neither (torch's ``ConvTranspose2d(k=3, s=2, p=1, output_padding=1)``)
+is written as a VALID TRANSPOSE_CONV over the full result followed by a SLICE of its
+window: each output value is computed on its own, so that is exact (int8 included: the
+slice keeps the parameters).
 """
 
 from __future__ import annotations
@@ -64,15 +67,23 @@ def lower_resample(low, op: Op, a: dict) -> None:
     consistent = [name for name in fits
                   if _implied_input_hw(name, ot.shape[1:3], kernel, strides) == tuple(xt.shape[1:3])]
     padding = (consistent or fits or [None])[0]
-    if padding is None:
-        raise BadInputError(
-            f"{where}: top/left pads {list(top_left)} are neither TFLite's SAME "
-            f"({list(tflite_pad_top_left('SAME', ot.shape[1:3], kernel, strides))}) nor VALID "
-            f"({list(tflite_pad_top_left('VALID', ot.shape[1:3], kernel, strides))}) for output "
-            f"{list(ot.shape)}; TFLite's TRANSPOSE_CONV cannot express them")
     if xt.dtype is DType.FLOAT32 and wt.dtype is not DType.FLOAT32:
         raise BadInputError(f"{where}: hybrid TRANSPOSE_CONV (int8 filter, float input) cannot be written")
-    shape = low.const(f"{op.name}/output_shape", np.asarray(ot.shape, np.int32), DType.INT32)
+    out_idx = out[0]
+    sliced = None
+    if padding is None:
+        # VALID over the full result (plus the bias-only rows past it), then a SLICE of the
+        # output's window: every output value is computed on its own, so this is exact.
+        full = [(xt.shape[1 + i] - 1) * strides[i] + kernel[i] for i in range(2)]
+        big = [max(full[i], top_left[i] + ot.shape[1 + i]) for i in range(2)]
+        if any(b - f >= s for b, f, s in zip(big, full, strides)):
+            raise BadInputError(
+                f"{where}: pads {list(a['pads'])} add {[b - f for b, f in zip(big, full)]} bias-only rows/columns "
+                f"past the full result; TFLite's TRANSPOSE_CONV takes fewer than the stride {list(strides)}")
+        padding = "VALID"
+        sliced = (ot.shape[0], big[0], big[1], ot.shape[3])
+        out_idx = low.activation(f"{op.name}/full", sliced, ot.dtype, ot.quant)
+    shape = low.const(f"{op.name}/output_shape", np.asarray(sliced or ot.shape, np.int32), DType.INT32)
     bias = low.tensor(op.inputs[2]) if op.input(2) else -1
     act = a["activation"]
     if act != "NONE":
@@ -84,4 +95,9 @@ def lower_resample(low, op: Op, a: dict) -> None:
     opts = [(0, "i8", int(Padding[padding])), (1, "i32", strides[1]), (2, "i32", strides[0]),
             (3, "i8", int(ActivationFunctionType[act]))]
     ins = [shape, low.tensor(op.inputs[1]), low.tensor(op.inputs[0])] + ([bias] if bias >= 0 else [])
-    low.emit(BuiltinOperator.TRANSPOSE_CONV, version, ins, out, BuiltinOptions.TransposeConvOptions, opts)
+    low.emit(BuiltinOperator.TRANSPOSE_CONV, version, ins, [out_idx], BuiltinOptions.TransposeConvOptions, opts)
+    if sliced is not None:
+        begin = low.const(f"{op.name}/begin", np.array([0, top_left[0], top_left[1], 0], np.int32), DType.INT32)
+        size = low.const(f"{op.name}/size", np.asarray(ot.shape, np.int32), DType.INT32)
+        low.emit(BuiltinOperator.SLICE, 2 if int8 else 1, [out_idx, begin, size], out, BuiltinOptions.SliceOptions,
+                 [])
