@@ -82,6 +82,8 @@ def square(im, node, a):
 def pow_(im, node, a):
     x = im.act(a["self"])
     e = _ti()._num(im.val(a["exponent"]))
+    if e is None:
+        raise im.unsupported("pow with a computed exponent (a constant 2, 1, 0.5 or -0.5 is supported)")
     shape = _ti()._ir_shape(x.shape)
     if e == 2.0:
         return im.result(im.emit(OpType.MUL, [x.name, x.name], shape))

@@ -165,3 +165,14 @@ def test_onnx_pow_with_other_exponents_is_refused():
     m = _onnx_model([helper.make_node("Pow", ["x", "e"], ["y"])], (2, 3), [("e", 3.0)])
     with pytest.raises(UnsupportedOpError, match="exponent 3"):
         load_onnx(m.SerializeToString())
+
+
+def test_torch_pow_with_other_exponents_is_refused_by_name():
+    from edgekit.errors import UnsupportedOpError as _Unsupported
+
+    class Cube(nn.Module):
+        def forward(self, x, e):
+            return torch.pow(x, 3.0) + torch.pow(x, e)
+
+    with pytest.raises(_Unsupported, match="pow"):
+        load_torch(Cube(), example_inputs=(torch.randn(2, 3), torch.randn(2, 3)))
