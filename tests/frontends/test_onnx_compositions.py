@@ -211,3 +211,10 @@ def test_gather_and_scatter_elements_with_constant_indices():
                [("gidx", gidx), ("sidx", sidx), ("nd_idx", nd_idx)])
     _check(m, {"x": _rand((2, 3, 4, 5), 18), "m": _rand((2, 4), 19), "u": _rand((2, 3), 20),
                "v": _rand((3, 4, 5), 21)})
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_lp_pool(p):
+    node = helper.make_node("LpPool", ["x"], ["y"], kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1], p=p)
+    m = _model([node], [("x", (1, 3, 6, 5))], ["y"])
+    _check(m, {"x": _rand((1, 3, 6, 5), 22)}, rtol=3e-5)

@@ -20,6 +20,8 @@ float32, so it matches onnxruntime / the ONNX reference to rounding:
 - Comparisons, logic, Mod and Trilu exist only to be evaluated on constants (the
   masks and index arithmetic of exported attention and normalization graphs);
   ``folding`` computes them; on a run-time tensor they are rejected.
+- LpPool (integer p): |x| multiplied p times, summed by a depthwise Conv with weights 1,
+  then Sqrt (p = 2) or exp(log(sum) / p).
 - Trilu of a run-time tensor: Mul by the constant 0/1 triangle (exact for finite values).
 
 Parts that are themselves ONNX ops (Add, Mul, Div for broadcasting, Cast) are handed
@@ -416,3 +418,43 @@ def _trilu(c: Converter, node, a):
     ones = np.ones(shape[-2:], np.float32)
     mask = np.triu(ones, k) if a.get("upper", 1) else np.tril(ones, k)
     sub_node(c, node, "Mul", [node.input[0], mask], out=node.output[0])
+
+
+@handler("LpPool")
+def _lp_pool(c: Converter, node, a):
+    """(sum over the window of |x|^p)^(1/p) for integer p: Abs, p - 1 Muls, a depthwise
+    Conv with weights 1 (the window sum, zero padding as ONNX pads), then Sqrt (p = 2)
+    or exp(log(sum) / p)."""
+    x = _float_act(c, node, 0)
+    shape = c.sshape(x)
+    if len(shape) < 3:
+        raise c.malformed(f"input of rank {len(shape)}; expected [N, C, spatial...]")
+    if a.get("ceil_mode", 0):
+        raise c.unsupported("ceil_mode=1")
+    if "kernel_shape" not in a:
+        raise c.malformed("kernel_shape is required")
+    p = float(a.get("p", 2))
+    if p <= 0:
+        raise c.malformed(f"p={p:g} must be positive")
+    kernel = [int(k) for k in a["kernel_shape"]]
+    ch = shape[1]
+    conv_attrs = {"kernel_shape": kernel, "group": ch}
+    for key in ("strides", "pads", "dilations", "auto_pad"):
+        if key in a:
+            conv_attrs[key] = a[key]
+    if p != int(p):
+        raise c.unsupported(f"p={p:g} (integer p only)")
+    mag = sub_node(c, node, "Abs", [node.input[0]])
+    powered = mag
+    for _ in range(int(p) - 1):  # |x|^p as repeated products
+        powered = sub_node(c, node, "Mul", [powered, mag])
+    ones = np.ones([ch, 1] + kernel, np.float32)
+    summed = sub_node(c, node, "Conv", [powered, ones], **conv_attrs)
+    out = node.output[0]
+    if p == 1:
+        sub_node(c, node, "Identity", [summed], out=out)
+    elif p == 2:
+        sub_node(c, node, "Sqrt", [summed], out=out)
+    else:  # the p-th root as exp(log(s) / p); log(0) = -inf gives exactly 0
+        scaled = sub_node(c, node, "Mul", [sub_node(c, node, "Log", [summed]), np.float32(1.0 / p)])
+        sub_node(c, node, "Exp", [scaled], out=out)
