@@ -328,6 +328,9 @@ def device_reset(port: str, timeout: float, retries: int, baudrate: int) -> None
 @click.option("--profile", is_flag=True,
               help="Per-op instructions (QEMU; timer ticks on a board), MACs and instructions per MAC; "
                    "--device builds the firmware with --profile, --port needs such a firmware.")
+@click.option("--linked", is_flag=True,
+              help="With --device: compile the model to C and link it into the firmware (the generated C's "
+                   "own kernels and arena) instead of uploading a package.")
 @click.option("--max-mismatches", type=click.IntRange(0), default=10, show_default=True,
               help="Mismatches to record in detail.")
 @click.option("--firmware", "firmware_elf", metavar="ELF", type=click.Path(dir_okay=False),
@@ -335,7 +338,7 @@ def device_reset(port: str, timeout: float, retries: int, baudrate: int) -> None
 @quantize_inputs_option
 @_link_options
 def hil(model: str, device_spec: str | None, port: str | None, vectors: str, limit: int | None,
-        junit_path: str | None, json_path: str | None, html_path: str | None, profile: bool,
+        junit_path: str | None, json_path: str | None, html_path: str | None, profile: bool, linked: bool,
         max_mismatches: int, firmware_elf: str | None, quantize_inputs: bool, timeout: float, retries: int,
         baudrate: int) -> None:
     """Flash MODEL, run every vector on the device and compare with the reference
@@ -353,6 +356,9 @@ def hil(model: str, device_spec: str | None, port: str | None, vectors: str, lim
     junit_file = output_file(junit_path, "--junit") if junit_path else None
     json_file = output_file(json_path, "--json") if json_path else None
     html_file = output_file(html_path, "--html") if html_path else None
+    if linked and (device_spec is None or firmware_elf):
+        raise BadInputError("--linked builds the firmware with the model linked in: give --device qemu:TARGET "
+                            "and no --firmware")
     if firmware_elf:
         if device_spec is None:
             raise BadInputError("--firmware runs an ELF on an emulated board: it needs --device qemu:TARGET")
@@ -390,7 +396,7 @@ def hil(model: str, device_spec: str | None, port: str | None, vectors: str, lim
         else:
             result = run_hil(graph, device_spec or port, data, progress=progress,
                              max_mismatches=max_mismatches, client_options=opts,
-                             quantize_floats=quantize_inputs, profile=profile)
+                             quantize_floats=quantize_inputs, profile=profile, linked=linked)
     _print_hil(result)
     if result.profile is not None:
         _print_profile(result)

@@ -42,12 +42,13 @@ class OpProfile:
         return asdict(self) | {"instructions_per_mac": self.instructions_per_mac}
 
 
-def timed_ops(graph) -> list:
-    """The IR ops a profiling build times, in run order (package op table = model.c)."""
+def timed_ops(graph, *, linked: bool = False) -> list:
+    """The IR ops a profiling build times, in run order: the package's op table, or with
+    ``linked`` the generated model.c's (whose plan may order branches differently)."""
     from edgekit.backends.c import lower_op, plan_arena
     from edgekit.backends.c.codegen import runs_code
 
-    plan = plan_arena(graph)
+    plan = plan_arena(graph, reverse_rows=linked)
     ops = {op.name: op for op in graph.ops}
     out = []
     for name in plan.order:
@@ -66,12 +67,15 @@ def op_macs_of(graph, op) -> int:
                        [graph.tensor(o).shape for o in op.outputs], normalize_attrs(op.type, op.attrs)))
 
 
-def build_profile(graph, per_vector: list[list[int]], instructions_per_tick: float | None) -> list[OpProfile]:
-    """Rows of the profile from the per-op ticks of each vector (medians per op)."""
+def build_profile(graph, per_vector: list[list[int]], instructions_per_tick: float | None, *,
+                  linked: bool = False, features=None) -> list[OpProfile]:
+    """Rows of the profile from the per-op ticks of each vector (medians per op);
+    ``linked``: the ops of a linked firmware's model.c, whose kernels are those of a
+    target with ``features`` (packages call the generic kernels)."""
     from edgekit.backends.c import lower_op
     from edgekit.errors import EdgekitError
 
-    ops = timed_ops(graph)
+    ops = timed_ops(graph, linked=linked)
     for i, ticks in enumerate(per_vector):
         if len(ticks) != len(ops):
             raise EdgekitError(f"the device timed {len(ticks)} ops in vector {i}; the model runs "
@@ -79,7 +83,7 @@ def build_profile(graph, per_vector: list[list[int]], instructions_per_tick: flo
     rows = []
     for k, op in enumerate(ops):
         med = float(statistics.median(v[k] for v in per_vector)) if per_vector else 0.0
-        call = lower_op(graph, op)
+        call = lower_op(graph, op, features if linked else None)
         rows.append(OpProfile(k, op.name, op.type.value, call.function if call else "copy", med,
                               op_macs_of(graph, op),
                               med * instructions_per_tick if instructions_per_tick else None))

@@ -191,14 +191,19 @@ def run_hil(graph, device, vectors, *, target=None, package: bytes | None = None
             name: str | None = None, expected: Mapping[str, np.ndarray] | None = None,
             max_mismatches: int = 10, progress: Progress | None = None,
             firmware_dir: str | Path | None = None, client_options: dict | None = None,
-            flash: bool = True, quantize_floats: bool = True, profile: bool = False) -> HilResult:
+            flash: bool = True, quantize_floats: bool = True, profile: bool = False,
+            linked: bool = False) -> HilResult:
     """Flash ``graph`` on ``device``, run every vector there and compare with the reference
     interpreter, bit for bit. Returns a HilResult; device and link failures after the
     connection raise EdgekitError.
 
     ``profile=True`` also reads the ticks of every op after each inference
     (``result.profile``: edgekit.hil.profile); with ``qemu:TARGET`` the firmware is built
-    with ``--profile``, any other device must run such a firmware."""
+    with ``--profile``, any other device must run such a firmware.
+
+    ``linked=True`` (with ``qemu:TARGET``): the model is compiled to C (``compile_model``:
+    the target's fastest kernels, its arena plan) and linked into the firmware, which runs
+    the vectors with nothing uploaded: the figures of the generated C itself."""
     from edgekit.device.client import DeviceClient
     from edgekit.device.qemu import QemuBoard, parse_device_spec
 
@@ -206,6 +211,19 @@ def run_hil(graph, device, vectors, *, target=None, package: bytes | None = None
     want = dict(expected) if expected is not None else reference_outputs(graph, feeds)
     opts = dict(client_options or {})
     qemu_target = parse_device_spec(device) if isinstance(device, str) else None
+    if linked and qemu_target is None:
+        raise BadInputError("linked=True builds the firmware with the model linked in: it needs qemu:TARGET")
+    if qemu_target is not None and linked:
+        import tempfile
+
+        from edgekit.firmware import build_firmware
+
+        with tempfile.TemporaryDirectory(prefix="edgekit-hil-linked-") as tmp:
+            elf = build_firmware(qemu_target, firmware_dir or tmp, model=graph, profile=profile)
+            with QemuBoard(qemu_target, elf) as board:
+                with DeviceClient(board, **opts) as client:
+                    return _run(graph, client, feeds, want, device, target or qemu_target, package, name,
+                                max_mismatches, progress, False, True, profile, linked=True)
     if qemu_target is not None:
         elf = slot_firmware(qemu_target, firmware_dir, profile=profile)
         with QemuBoard(qemu_target, elf) as board:
@@ -264,7 +282,7 @@ def slot_firmware(target: str, out_dir: str | Path | None = None, *, profile: bo
 
 
 def _run(graph, client, feeds, want, device_label, target, package, name, max_mismatches,
-         progress, flash, instructions_per_tick, profile=False) -> HilResult:
+         progress, flash, instructions_per_tick, profile=False, linked=False) -> HilResult:
     hello = client.hello
     tname = target.name if hasattr(target, "name") else (target or hello.target)
     model_name = name or graph.name
@@ -345,5 +363,11 @@ def _run(graph, client, feeds, want, device_label, target, package, name, max_mi
     if profile:
         from edgekit.hil.profile import build_profile
 
-        result.profile = build_profile(graph, result.op_ticks, result.instructions_per_tick)
+        features = None
+        if linked:
+            from edgekit.targets import load_target
+
+            features = load_target(tname).features
+        result.profile = build_profile(graph, result.op_ticks, result.instructions_per_tick, linked=linked,
+                                       features=features)
     return result

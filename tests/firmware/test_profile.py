@@ -114,3 +114,23 @@ def test_linked_model_marks_the_same_ops_and_normal_builds_do_not_profile(tmp_pa
         with pytest.raises(DeviceError) as info:
             client.request(P.PROFILE, P.pack_profile_request(0))
         assert info.value.code == P.E_UNKNOWN
+
+
+def test_hil_profiles_the_linked_model(tmp_path):
+    """run_hil(linked=True): the generated C linked into the firmware, nothing uploaded;
+    the rows name the kernels the C backend chose for the target."""
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    from edgekit.backends.c import lower_op
+    from edgekit.hil import run_hil
+    from edgekit.targets import load_target
+
+    graph = support.ad_graph()
+    r = run_hil(graph, "qemu:cortex-m4", support.ad_inputs(2).reshape(2, 640), profile=True, linked=True,
+                firmware_dir=tmp_path)
+    assert r.passed and r.flash_seconds == 0.0 and len(r.profile) == len(timed_ops(graph, linked=True))
+    features = load_target("cortex-m4").features
+    assert [row.kernel for row in r.profile] == [lower_op(graph, op, features).function
+                                                 for op in timed_ops(graph, linked=True)]
+    for w, v in zip(r.ticks, r.op_ticks):
+        assert 0 < w - sum(v) <= _gap_bound_ticks(graph)
