@@ -12,104 +12,21 @@
 #include "edgekit/kernels.h"
 
 #include "fixedpoint.h"
+#include "lstm_common.h"
 
-/* TFLite's sigmoid(i / 24) in 0.16 fixed point, the table its 16-bit logistic and tanh
- * kernels interpolate. */
-static const uint16_t ek_sigmoid_table_u16[256] = {
-    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794,
-    41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443,
-    48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169, 53581, 53983, 54374,
-    54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433, 57724, 58007, 58280, 58544,
-    58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110, 61279,
-    61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990,
-    63090, 63186, 63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030,
-    64090, 64148, 64204, 64257, 64308, 64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652,
-    64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019,
-    65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234,
-    65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360,
-    65367, 65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
-    65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476,
-    65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498, 65500, 65501,
-    65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513, 65514, 65515, 65516,
-    65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
-    65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529,
-    65529, 65530, 65530, 65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532,
-    65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65534, 65534,
-    65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535
-};
-
-/* reference_integer_ops::Logistic, int16, input Q3.12 (input_multiplier 0, shift 0). */
-static int16_t ek_lstm_sigmoid(int32_t x) {
-  const int32_t v = x * 3;
-  const uint32_t a = (uint32_t)(v < 0 ? -v : v);
-  const uint32_t uh = a >> 9;
-  uint32_t r;
-  if (uh >= 255u) {
-    r = 0x7FFFu << 10;
-  } else {
-    const uint32_t ua = ek_sigmoid_table_u16[uh];
-    const uint32_t ub = ek_sigmoid_table_u16[uh + 1u];
-    r = (ua << 9) + (a & 0x1FFu) * (ub - ua);
+static int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t offset) {
+  int32_t acc = 0, k;
+  for (k = 0; k < n; k++) {
+    acc += (int32_t)w[k] * ((int32_t)x[k] + offset);
   }
-  r = v >= 0 ? r + (1u << 9) : (1u << 25) - r + (1u << 9) - 1u;
-  return (int16_t)(r >> 10);
-}
-
-/* reference_integer_ops::Tanh, int16 (power-of-two form when multiplier is 0). */
-static int16_t ek_lstm_tanh(int32_t x, int32_t multiplier, int32_t left_shift) {
-  int32_t rnd, v, r;
-  uint32_t a, uh;
-  if (multiplier == 0) {
-    multiplier = 3 << left_shift;
-    left_shift = 0;
-  }
-  rnd = left_shift > 0 ? 1 << (left_shift - 1) : 0;
-  v = (x * multiplier + rnd) >> left_shift;
-  a = (uint32_t)(v < 0 ? -v : v);
-  uh = a >> 8;
-  if (uh >= 255u) {
-    r = 0xFFFF << 8;
-  } else {
-    const int32_t ua = ek_sigmoid_table_u16[uh];
-    const int32_t ub = ek_sigmoid_table_u16[uh + 1u];
-    r = (ua << 8) + (int32_t)(a & 0xFFu) * (ub - ua);
-  }
-  r = v >= 0 ? r - (1 << 23) + (1 << 7) : -r + (1 << 23) + (1 << 7) - 1;
-  return (int16_t)(r >> 8);
-}
-
-static int32_t ek_sat16(int32_t v) {
-  return ek_clamp(v, -32768, 32767);
-}
-
-/* One gate's pre-activation (Q3.12) of unit j: two FULLY_CONNECTED products to int16,
- * saturating add. h is NULL at the first step (zero state). */
-static int32_t ek_lstm_gate(const ek_lstm_params *p, int32_t g, int32_t j, const int8_t *x, const int8_t *h,
-                            const int8_t *w_in, const int8_t *w_rec, const int32_t *bias) {
-  const int32_t n_in = p->input_size, n_h = p->hidden;
-  const int8_t *w = w_in + ((int32_t)g * n_h + j) * n_in;
-  int32_t acc = 0, k, a, r = 0;
-  for (k = 0; k < n_in; k++) {
-    acc += (int32_t)w[k] * ((int32_t)x[k] + p->input_offset);
-  }
-  acc = ek_wrap_add(acc, bias[g * n_h + j]);
-  a = ek_sat16(ek_mbqm(acc, p->input_mult[g], p->input_shift[g]));
-  if (h != 0) {
-    const int8_t *u = w_rec + ((int32_t)g * n_h + j) * n_h;
-    acc = 0;
-    for (k = 0; k < n_h; k++) {
-      acc += (int32_t)u[k] * ((int32_t)h[k] + p->hidden_offset);
-    }
-    r = ek_sat16(ek_mbqm(acc, p->recurrent_mult[g], p->recurrent_shift[g]));
-  }
-  return ek_sat16(a + r);
+  return acc;
 }
 
 void ek_lstm_s8(const ek_lstm_params *p, const int8_t *input, const int8_t *input_weights,
                 const int8_t *recurrent_weights, const int32_t *bias, int8_t *output) {
   const int32_t n_b = p->batches, n_t = p->steps, n_in = p->input_size, n_h = p->hidden;
   int16_t cell[n_h]; /* C99 variable-length array: one batch row's cell state */
-  int32_t b, t, j;
+  int32_t b, t, j, g;
   for (b = 0; b < n_b; b++) {
     for (j = 0; j < n_h; j++) {
       cell[j] = 0;
@@ -118,24 +35,17 @@ void ek_lstm_s8(const ek_lstm_params *p, const int8_t *input, const int8_t *inpu
       const int32_t row = p->time_major ? t * n_b + b : b * n_t + t;
       const int32_t prev = p->time_major ? (t - 1) * n_b + b : b * n_t + t - 1;
       const int8_t *x = input + row * n_in;
-      const int8_t *h = t > 0 ? output + prev * n_h : 0;
+      const int8_t *h = t > 0 ? output + prev * n_h : output; /* read only when t > 0 */
       int8_t *y = output + row * n_h;
       for (j = 0; j < n_h; j++) {
-        const int32_t f = ek_lstm_sigmoid(ek_lstm_gate(p, 1, j, x, h, input_weights, recurrent_weights, bias));
-        const int32_t i = ek_lstm_sigmoid(ek_lstm_gate(p, 0, j, x, h, input_weights, recurrent_weights, bias));
-        const int32_t g = ek_lstm_tanh(ek_lstm_gate(p, 2, j, x, h, input_weights, recurrent_weights, bias), 0, 0);
-        int32_t c = ek_sat16(ek_mbqm(f * (int32_t)cell[j], p->forget_mult, p->forget_shift));
-        const int32_t ig = ek_sat16(ek_mbqm(i * g, p->input_gate_mult, p->input_gate_shift));
-        int32_t o, hv;
-        c = ek_sat16(c + ig);
-        if (p->use_clip) {
-          c = ek_clamp(c, -p->cell_clip, p->cell_clip);
+        int32_t pre[4];
+        for (g = 0; g < 4; g++) {
+          const int32_t acc_in = ek_wrap_add(dot(input_weights + (g * n_h + j) * n_in, x, n_in, p->input_offset),
+                                             bias[g * n_h + j]);
+          const int32_t acc_rec = t > 0 ? dot(recurrent_weights + (g * n_h + j) * n_h, h, n_h, p->hidden_offset) : 0;
+          pre[g] = ek_lstm_pre(p, g, acc_in, acc_rec, t > 0);
         }
-        cell[j] = (int16_t)c;
-        o = ek_lstm_sigmoid(ek_lstm_gate(p, 3, j, x, h, input_weights, recurrent_weights, bias));
-        hv = ek_lstm_tanh(c, p->cell_tanh_multiplier, p->cell_tanh_shift);
-        hv = ek_mbqm(hv * o, p->output_mult, p->output_shift) + p->output_offset;
-        y[j] = (int8_t)ek_clamp(hv, -128, 127);
+        y[j] = ek_lstm_unit(p, pre, &cell[j]);
       }
     }
   }
