@@ -455,7 +455,7 @@ class _GraphBuilder:
         choices = ["unary", "binary", "softmax", "fc", "fc_keep", "reshape", "transpose", "mean", "pad",
                    "concat", "batch_norm", "movement", "movement", "movement"]
         if r == 4:
-            choices += ["conv", "depthwise", "pool", "conv", "depthwise", "pool"]
+            choices += ["conv", "depthwise", "pool", "conv", "depthwise", "pool", "resample"]
         kind = d(_st.sampled_from(choices))
         act = d(_st.sampled_from(_ACTS))
         out = None
@@ -548,6 +548,10 @@ class _GraphBuilder:
             from tests.backends.movement_random import movement_step
 
             out = movement_step(self, x, _st)
+        elif kind == "resample":  # tests/backends/resample_random.py
+            from tests.backends.resample_random import resample_step
+
+            out = resample_step(self, x, _st)
         return out or x
 
 
