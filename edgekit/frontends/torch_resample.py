@@ -95,11 +95,76 @@ def upsample_bilinear(im, node, a):
 # ------------------------------------------------------------------------------ transposed conv
 
 
+def conv_transpose1d(im, node, a):
+    """ConvTranspose1d: TRANSPOSE_CONV with a 1 x K filter on the NHWC view."""
+    x = im.act(a["input"])
+    _check_3d(im, x, "1-D transposed convolution")
+    w = im.const(a["weight"], "the transposed convolution weight")  # [Cin, Cout, K]
+    b = None if a.get("bias") is None else im.const(a["bias"], "the transposed convolution bias")
+    if int(a.get("groups") or 1) != 1:
+        raise im.unsupported(f"grouped transposed convolution (groups={a.get('groups')}) is not supported")
+    if _one(a.get("dilation"), 1) != 1:
+        raise im.unsupported("dilated transposed convolution is not supported")
+    s, p, op = _one(a.get("stride"), 1), _one(a.get("padding"), 0), _one(a.get("output_padding"), 0)
+    out = im.out_shape()
+    shape = (out[0], 1, out[2], out[1])
+    attrs = {"output_shape": shape, "strides": (1, s), "pads": (0, p, 0, p - op)}
+    ins = [_to_nhwc_view(im, x, a["input"]),
+           im.const_tensor(np.ascontiguousarray(w.transpose(1, 2, 0)[:, None]), f"{node.name}_filter")]
+    if b is not None:
+        ins.append(im.const_tensor(b.reshape(-1), f"{node.name}_bias"))
+    y = im.emit(OpType.TRANSPOSE_CONV, ins, shape, attrs, hint=im.tmp("tconv"))
+    return im.result(_from_nhwc_view(im, y, out))
+
+
+def upsample_1d(im, node, a, mode: str):
+    """upsample_nearest1d / upsample_linear1d: a 1 x L resize of the NHWC view, checked
+    against torch's source positions as the 2-D resizes are."""
+    x = im.act(a.get("input", a.get("self")))
+    _check_3d(im, x, f"1-D {mode} resizing")
+    out = im.out_shape()
+    length, o = x.shape[2], out[2]
+    scales = a.get("scale_factors") or ([a["scales"]] if a.get("scales") is not None else None)
+    align = bool(a.get("align_corners") or False)
+    half = mode in ("nearest-exact", "linear") and not align
+    (s,) = _torch_scales((length,), (o,), scales, align)
+    if mode.startswith("nearest"):
+        off = F32(0.5) if half else F32(0.0)
+        theirs = np.minimum(np.floor((np.arange(o, dtype=F32) + off) * s).astype(np.int64), length - 1)
+        if not np.array_equal(theirs, nearest_indices(length, o, False, half)):
+            raise im.unsupported(f"{mode} resize from {length} to {o} with scale factor {scales}: torch's "
+                                 "source pixels differ from TFLite's (in / out); give the output size instead")
+        op = OpType.RESIZE_NEAREST_NEIGHBOR
+    else:
+        mine = F32(length - 1) / F32(o - 1) if align and o > 1 else (F32(0) if align else F32(length) / F32(o))
+        if s != mine:
+            raise im.unsupported(f"linear resize from {length} to {o} with scale factor {scales}: torch's scale "
+                                 "differs from TFLite's (in / out); give the output size instead")
+        op = OpType.RESIZE_BILINEAR
+    y = im.emit(op, [_to_nhwc_view(im, x, a.get("input", a.get("self")))], (out[0], 1, o, out[1]),
+                {"size": (1, o), "align_corners": align, "half_pixel_centers": half}, hint=im.tmp("resize"))
+    return im.result(_from_nhwc_view(im, y, out))
+
+
+def upsample_nearest1d(im, node, a):
+    return upsample_1d(im, node, a, "nearest")
+
+
+def upsample_nearest_exact1d(im, node, a):
+    return upsample_1d(im, node, a, "nearest-exact")
+
+
+def upsample_linear1d(im, node, a):
+    return upsample_1d(im, node, a, "linear")
+
+
 def conv_transpose2d(im, node, a):
     ti = _helpers()
     x = im.act(a["input"])
+    if len(x.shape) == 3:
+        return conv_transpose1d(im, node, a)
     if len(x.shape) != 4:
-        raise im.unsupported(f"only 2-D transposed convolution is supported (input is {len(x.shape)}-D)")
+        raise im.unsupported(f"only 1-D and 2-D transposed convolution is supported (input is {len(x.shape)}-D)")
     w = im.const(a["weight"], "the transposed convolution weight")  # [Cin, Cout / groups, KH, KW]
     b = None if a.get("bias") is None else im.const(a["bias"], "the transposed convolution bias")
     if int(a.get("groups") or 1) != 1:

@@ -104,3 +104,26 @@ def test_grouped_conv1d_is_refused():
     m = torch.nn.Conv1d(4, 4, 3, groups=2)
     with pytest.raises(UnsupportedOpError, match="grouped 1-D"):
         load_torch(m.eval(), (torch.randn(1, 4, 9),))
+
+
+class OneD(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = torch.nn.ConvTranspose1d(4, 3, 3, stride=2, padding=1, output_padding=1)
+        self.up2 = torch.nn.ConvTranspose1d(3, 2, 4, stride=2, padding=1, bias=False)
+
+    def forward(self, x):
+        a = self.up2(torch.relu(self.up(x)))
+        return (F.interpolate(a, scale_factor=2, mode="nearest"),
+                F.interpolate(a, size=23, mode="linear", align_corners=False),
+                F.interpolate(x, size=11, mode="linear", align_corners=True),
+                F.interpolate(x, scale_factor=3, mode="nearest-exact"))
+
+
+def test_1d_transposed_convs_and_resizes_match_torch():
+    torch.manual_seed(3)
+    g, ours, ref = run_both(OneD(), torch.randn(2, 4, 9))
+    assert_close(ours, ref)
+    types = [op.type for op in g.ops]
+    assert types.count(OpType.TRANSPOSE_CONV) == 2 and OpType.RELU not in types
+    assert types.count(OpType.RESIZE_NEAREST_NEIGHBOR) == 2 and types.count(OpType.RESIZE_BILINEAR) == 2
