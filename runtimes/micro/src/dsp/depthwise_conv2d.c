@@ -247,7 +247,8 @@ static inline __attribute__((always_inline)) void dw_requant4(const dw_ctx *k, i
  * input) and w (its top left filter tap), for a filter 3 taps wide with dilation_w 1:
  * the sums start from the bias, run in assembly (GCC's own schedule of these 13
  * registers spilled in every row), and are requantized (full int8 range: one SSAT) and
- * stored here. */
+ * stored here. Other ranges take dw_quad_any (code size: the clamp in every window
+ * shape cost KWS 800 bytes of flash). */
 #define EK_DW_QUAD_FN(name, body)                                                           \
   static __attribute__((noinline)) void name(const dw_ctx *k, const int8_t *x,              \
                                              const int8_t *w, int32_t cq, int8_t *out) {    \
