@@ -461,7 +461,7 @@ static int check_slice(vctx *v) {
     }
     no *= (uint64_t)n;
   }
-  if (!in_ref(v, 16, ni) || !out_ref(v, 17, no)) {
+  if (no > MAX_ELEMS || !in_ref(v, 16, ni) || !out_ref(v, 17, no)) {
     return fail(v, EK_PKG_E_OP_PARAMS, "slice: tensor reference out of bounds");
   }
   return 0;
@@ -471,21 +471,25 @@ static int check_slice(vctx *v) {
 static int check_split(vctx *v, uint32_t words) {
   const uint8_t *w = v->w;
   const int32_t n = word(w, 0), outer = word(w, 1), inner = word(w, 2);
-  uint64_t total = 0;
+  uint64_t total = 0, rows;
   int32_t i;
   if (!in_range(n, 1, EK_PKG_MAX_SPLIT) || words != 4u + 2u * (uint32_t)n || !size_ok(outer) ||
       !size_ok(inner)) {
     return fail(v, EK_PKG_E_OP_PARAMS, "split: parameters invalid");
   }
+  rows = (uint64_t)outer * (uint64_t)inner; /* < 2^62: each factor < 2^31 */
+  if (rows > MAX_ELEMS) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "split: parameters invalid");
+  }
   for (i = 0; i < n; i++) {
     const int32_t axis = word(w, 4u + 2u * (uint32_t)i);
-    const uint64_t bytes = (uint64_t)outer * (uint64_t)inner * (uint64_t)(axis > 0 ? axis : 0);
+    const uint64_t bytes = rows * (uint64_t)(axis > 0 ? axis : 0);
     if (!size_ok(axis) || bytes > MAX_ELEMS || !out_ref(v, 5u + 2u * (uint32_t)i, bytes)) {
       return fail(v, EK_PKG_E_OP_PARAMS, "split: output invalid");
     }
     total += (uint64_t)axis;
   }
-  total *= (uint64_t)outer * (uint64_t)inner;
+  total *= rows; /* total < 2^36, rows < 2^31 */
   if (total > MAX_ELEMS || !in_ref(v, 3, total)) {
     return fail(v, EK_PKG_E_OP_PARAMS, "split: input out of bounds");
   }
@@ -498,11 +502,16 @@ static int check_gather(vctx *v) {
   const uint8_t *w = v->w;
   const int32_t batch = word(w, 0), outer = word(w, 1), axis = word(w, 2), inner = word(w, 3);
   const int32_t num = word(w, 4);
-  const uint64_t rows = (uint64_t)batch * (uint64_t)outer;
-  uint64_t count;
-  if (!size_ok(batch) || !size_ok(outer) || !size_ok(axis) || !size_ok(inner) || !size_ok(num) ||
-      rows * (uint64_t)axis * (uint64_t)inner > MAX_ELEMS ||
-      rows * (uint64_t)num * (uint64_t)inner > MAX_ELEMS) {
+  uint64_t rows, count;
+  /* Products taken two factors at a time, each checked: every factor is below 2^31. */
+  if (!size_ok(batch) || !size_ok(outer) || !size_ok(axis) || !size_ok(inner) || !size_ok(num)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, "gather: sizes invalid");
+  }
+  rows = (uint64_t)batch * (uint64_t)outer;
+  if (rows > MAX_ELEMS || rows * (uint64_t)inner > MAX_ELEMS ||
+      rows * (uint64_t)inner * (uint64_t)axis > MAX_ELEMS ||
+      rows * (uint64_t)inner * (uint64_t)num > MAX_ELEMS ||
+      (uint64_t)batch * (uint64_t)num > MAX_ELEMS) {
     return fail(v, EK_PKG_E_OP_PARAMS, "gather: sizes invalid");
   }
   count = (uint64_t)batch * (uint64_t)num;
