@@ -8,7 +8,9 @@
   would pick other source pixels than ``in / out``, the node is refused.
 - ``nn.ConvTranspose2d`` (groups 1, dilation 1): TRANSPOSE_CONV, weight ``[Cin, Cout, KH, KW]``
   -> ``[Cout, KH, KW, Cin]``, pads ``(p, p, p - output_padding, ...)``.
-- ``nn.Conv1d`` / ``max_pool1d`` / ``avg_pool1d`` / ``adaptive_*_pool1d``: as the TFLite
+- ``nn.ConvTranspose1d`` and 1-D ``interpolate`` (nearest, nearest-exact, linear): the same
+  ops with a ``1 x K`` filter / ``1 x L`` size on the NHWC view below.
+- ``nn.Conv1d`` / ``max_pool1d`` / ``avg_pool1d`` / ``adaptive_*_pool1d`` / ``BatchNorm1d``: as the TFLite
   converter builds them: the ``[N, C, L]`` tensor viewed as NHWC ``[N, 1, L, C]`` (a
   TRANSPOSE and a RESHAPE), CONV_2D / DEPTHWISE_CONV_2D / pooling with a ``1 x K``
   window, and back. Between two such layers the TRANSPOSE pairs cancel (the

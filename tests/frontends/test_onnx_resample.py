@@ -163,3 +163,12 @@ def test_conv1d_stack_with_pooling_matches_onnxruntime():
     types = [op.type for op in g.ops]
     assert types.count(OpType.CONV_2D) == 1 and types.count(OpType.DEPTHWISE_CONV_2D) == 1
     assert OpType.RELU not in types  # fused into the convs through the NHWC view
+
+
+@pytest.mark.parametrize("attrs", [dict(strides=[2], pads=[1, 1], output_padding=[1]), dict(strides=[3]),
+                                   dict(strides=[2], output_shape=[12])])
+def test_conv_transpose_1d_matches_onnxruntime(attrs):
+    wt = (RNG.standard_normal((3, 2, 3)) * 0.3).astype(np.float32)
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], **attrs)
+    g = run_both(model([node], [2, 3, 5], {"w": wt}), RNG.standard_normal((2, 3, 5)).astype(np.float32))
+    assert OpType.TRANSPOSE_CONV in [op.type for op in g.ops]

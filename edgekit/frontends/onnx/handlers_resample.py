@@ -13,7 +13,7 @@
 - ConvTranspose (2-D, group 1, dilation 1): TRANSPOSE_CONV, weights
   ``[Cin, Cout, KH, KW]`` -> ``[Cout, KH, KW, Cin]``; explicit pads, ``output_padding``,
   ``auto_pad`` and ``output_shape`` as onnxruntime computes them.
-- Conv / MaxPool / AveragePool / GlobalAveragePool / GlobalMaxPool on 3-D ``[N, C, L]``
+- Conv / ConvTranspose / MaxPool / AveragePool / GlobalMaxPool on 3-D ``[N, C, L]``
   input run as their 2-D forms on an NHWC ``[N, 1, L, C]`` view (a TRANSPOSE and a
   RESHAPE each way, which cancel between consecutive 1-D layers); 4-D input goes to the
   2-D converters of ``handlers``.
@@ -204,6 +204,12 @@ def _upsample(c: Converter, node, a):
 
 @handler("ConvTranspose")
 def _conv_transpose(c: Converter, node, a):
+    if c.g.tensor(c.act_inp(node, 0)).rank == 3:
+        return _one_d(c, node, a, _conv_transpose_2d, "ConvTranspose")
+    return _conv_transpose_2d(c, node, a)
+
+
+def _conv_transpose_2d(c: Converter, node, a):
     x = c.act_inp(node, 0)
     xs = c.sshape(x)
     if len(xs) != 4:
@@ -288,7 +294,8 @@ class _Node2d:
     def __init__(self, node, a):
         self.node, self.a = node, dict(a)
         a2 = self.a
-        for key, fill in (("kernel_shape", 1), ("strides", 1), ("dilations", 1)):
+        for key, fill in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("output_padding", 0),
+                          ("output_shape", 1)):
             if key in a2:
                 a2[key] = [fill] + [int(v) for v in a2[key]]
         if "pads" in a2:
@@ -311,7 +318,7 @@ def _one_d(c: Converter, node, a, two_d, what: str):
     fake_out = c.new_name(f"{c.node_name()}_view_out")
     proxy = _ProxyNode(node, fake_out)
     try:
-        if node.op_type == "Conv":
+        if node.op_type in ("Conv", "ConvTranspose"):
             w = c.inp(node, 1)
             if isinstance(w, Act):
                 raise c.unsupported("the weights must be constant")
@@ -332,7 +339,7 @@ class _ProxyNode:
     def __init__(self, node, out: str):
         self.op_type, self.name = node.op_type, node.name
         inputs = list(node.input)
-        if node.op_type == "Conv" and len(inputs) > 1:
+        if node.op_type in ("Conv", "ConvTranspose") and len(inputs) > 1:
             inputs[1] = self.W
         self.input = inputs
         self.output = [out] + [""] * (len(node.output) - 1)
@@ -345,7 +352,7 @@ def _expand_weights(c: Converter, w):
         return QConst(w.q[:, :, None, :], w.scale, w.zp, w.axis)
     w = np.asarray(w)
     if w.ndim != 3:
-        raise c.malformed(f"1-D Conv weights of shape {list(w.shape)}, expected [O, I/group, K]")
+        raise c.malformed(f"1-D weights of shape {list(w.shape)}, expected 3-D")
     return w[:, :, None, :]
 
 
