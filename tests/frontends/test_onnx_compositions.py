@@ -218,3 +218,12 @@ def test_lp_pool(p):
     node = helper.make_node("LpPool", ["x"], ["y"], kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1], p=p)
     m = _model([node], [("x", (1, 3, 6, 5))], ["y"])
     _check(m, {"x": _rand((1, 3, 6, 5), 22)}, rtol=3e-5)
+
+
+def test_instance_norm_and_lrn():
+    rng = np.random.default_rng(25)
+    nodes = [helper.make_node("InstanceNormalization", ["x", "s", "b"], ["n"], epsilon=1e-3),
+             helper.make_node("LRN", ["n"], ["y"], size=3, alpha=2e-3, beta=0.7, bias=1.5)]
+    m = _model(nodes, [("x", (2, 5, 4, 3))], ["y"], [("s", rng.random(5).astype(np.float32) + 0.5),
+                                                   ("b", rng.standard_normal(5).astype(np.float32))])
+    _check(m, {"x": _rand((2, 5, 4, 3), 26)})

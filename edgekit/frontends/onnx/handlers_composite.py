@@ -22,6 +22,9 @@ float32, so it matches onnxruntime / the ONNX reference to rounding:
   ``folding`` computes them; on a run-time tensor they are rejected.
 - LpPool (integer p): |x| multiplied p times, summed by a depthwise Conv with weights 1,
   then Sqrt (p = 2) or exp(log(sum) / p).
+- InstanceNormalization ``scale * (x - mean) / sqrt(var + eps) + B`` over the spatial
+  axes; LRN ``x / (bias + alpha / size * window_sum(x^2)) ^ beta`` with the channel
+  window summed by a 1x1 Conv of a constant band of ones, the power exp(beta * log).
 - Trilu of a run-time tensor: Mul by the constant 0/1 triangle (exact for finite values).
 
 Parts that are themselves ONNX ops (Add, Mul, Div for broadcasting, Cast) are handed
@@ -458,3 +461,52 @@ def _lp_pool(c: Converter, node, a):
     else:  # the p-th root as exp(log(s) / p); log(0) = -inf gives exactly 0
         scaled = sub_node(c, node, "Mul", [sub_node(c, node, "Log", [summed]), np.float32(1.0 / p)])
         sub_node(c, node, "Exp", [scaled], out=out)
+
+
+@handler("InstanceNormalization")
+def _instance_norm(c: Converter, node, a):
+    """scale * (x - mean) / sqrt(var + epsilon) + B over each sample's spatial axes."""
+    x = _float_act(c, node, 0)
+    shape = c.sshape(x)
+    if len(shape) < 3:
+        raise c.malformed(f"input of rank {len(shape)}; expected [N, C, spatial...]")
+    ch = shape[1]
+    per_channel = (ch,) + (1,) * (len(shape) - 2)
+    scale = np.asarray(c.const_inp(node, 1, "the scale"), np.float32)
+    bias = np.asarray(c.const_inp(node, 2, "B"), np.float32)
+    if scale.size != ch or bias.size != ch:
+        raise c.malformed(f"scale and B need {ch} values, have {scale.size} and {bias.size}")
+    axes = np.arange(2, len(shape), dtype=np.int64)
+    mean = sub_node(c, node, "ReduceMean", [node.input[0], axes])
+    d = sub_node(c, node, "Sub", [node.input[0], mean])
+    var = sub_node(c, node, "ReduceMean", [sub_node(c, node, "Mul", [d, d]), axes])
+    den = sub_node(c, node, "Sqrt", [sub_node(c, node, "Add", [var, np.float32(a.get("epsilon", 1e-5))])])
+    scaled = sub_node(c, node, "Mul", [d, scale.reshape(per_channel)])
+    sub_node(c, node, "Add", [sub_node(c, node, "Div", [scaled, den]), bias.reshape(per_channel)],
+             out=node.output[0])
+
+
+@handler("LRN")
+def _lrn(c: Converter, node, a):
+    """x / (bias + alpha / size * (sum of x^2 over the channel window)) ^ beta; the window
+    sum is a 1x1 Conv with a constant band of ones, the power exp(beta * log(.))."""
+    x = _float_act(c, node, 0)
+    shape = c.sshape(x)
+    if len(shape) != 4:
+        raise c.unsupported(f"LRN of a rank-{len(shape)} input (4-D NCHW is imported)")
+    if "size" not in a:
+        raise c.malformed("size is required")
+    size = int(a["size"])
+    alpha, beta, bias = float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)), float(a.get("bias", 1.0))
+    ch = shape[1]
+    lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
+    band = np.zeros((ch, ch, 1, 1), np.float32)
+    for out_c in range(ch):
+        band[out_c, max(0, out_c - lo):min(ch, out_c + hi + 1), 0, 0] = 1.0
+    sq = sub_node(c, node, "Mul", [node.input[0], node.input[0]])
+    window = sub_node(c, node, "Conv", [sq, band], kernel_shape=[1, 1])
+    base = sub_node(c, node, "Add", [sub_node(c, node, "Mul", [window, np.float32(alpha / size)]),
+                                     np.float32(bias)])
+    power = sub_node(c, node, "Exp", [sub_node(c, node, "Mul", [sub_node(c, node, "Log", [base]),
+                                                                np.float32(beta)])])
+    sub_node(c, node, "Div", [node.input[0], power], out=node.output[0])
