@@ -453,7 +453,7 @@ class _GraphBuilder:
         t = self.g.tensor(x)
         r = t.rank
         choices = ["unary", "binary", "softmax", "fc", "fc_keep", "reshape", "transpose", "mean", "pad",
-                   "concat", "batch_norm", "movement", "movement", "movement"]
+                   "concat", "batch_norm", "movement", "movement", "movement", "reduction", "reduction"]
         if r == 4:
             choices += ["conv", "depthwise", "pool", "conv", "depthwise", "pool", "resample"]
         kind = d(_st.sampled_from(choices))
@@ -548,6 +548,10 @@ class _GraphBuilder:
             from tests.backends.movement_random import movement_step
 
             out = movement_step(self, x, _st)
+        elif kind == "reduction":  # tests/backends/reduction_random.py
+            from tests.backends.reduction_random import reduction_step
+
+            out = reduction_step(self, x, _st)
         elif kind == "resample":  # tests/backends/resample_random.py
             from tests.backends.resample_random import resample_step
 

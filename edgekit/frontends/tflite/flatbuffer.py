@@ -309,8 +309,8 @@ _OPTION_FIELDS: dict[int, tuple[_Field, ...]] = {
         ("asymmetric_quantize_inputs", 2, "bool", False),
     ),
     BuiltinOptions.L2NormOptions: _ACT_ONLY,
-    BuiltinOptions.ArgMaxOptions: (("output_type", 0, "i8", 2),),  # 2: INT32
-    BuiltinOptions.ArgMinOptions: (("output_type", 0, "i8", 2),),
+    BuiltinOptions.ArgMaxOptions: (("output_type", 0, "i8", 0),),
+    BuiltinOptions.ArgMinOptions: (("output_type", 0, "i8", 0),),
     # Tables without fields: decoded as {} like every table not listed here.
     BuiltinOptions.PadOptions: (),
     BuiltinOptions.PadV2Options: (),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from edgekit.errors import UnsupportedOpError
-from edgekit.frontends.tflite.schema_enums import TensorType
 from edgekit.ir import DType, OpType
 
 
@@ -32,11 +31,11 @@ def reduction_attrs(b, op, ir: OpType, node: str, ins: list, x_shape) -> tuple[l
         axis = b.const_input(op, 1, f"{node} axis").astype(np.int64).reshape(-1)
         if axis.size != 1:
             raise b.fail(f"{node}: the axis input must hold one value, has {axis.size}")
-        out_type = int(opts.get("output_type", TensorType.INT32))
-        if out_type not in (TensorType.INT32, TensorType.INT64):
-            raise UnsupportedOpError(ir.value, node, SUPPORTED_TFLITE_OPS,
-                                     f"index output type {TensorType(out_type).name} (int32 or int64 only)")
+        # The output tensor's type decides, as in TFLM (the options repeat it, or are absent).
         out = b.g.tensor(b.names[op.outputs[0]])
+        if out.dtype not in (DType.INT32, DType.INT64):
+            raise UnsupportedOpError(ir.value, node, SUPPORTED_TFLITE_OPS,
+                                     f"index output type {out.dtype.value} (int32 or int64 only)")
         if out.dtype is DType.INT64:
             out.dtype = DType.INT32  # the IR's indices are int32 (the converter's default is int64)
         return ins[:1], {"axis": _axis(b, node, int(axis[0]), rank)}
