@@ -172,3 +172,12 @@ def test_conv_transpose_1d_matches_onnxruntime(attrs):
     node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], **attrs)
     g = run_both(model([node], [2, 3, 5], {"w": wt}), RNG.standard_normal((2, 3, 5)).astype(np.float32))
     assert OpType.TRANSPOSE_CONV in [op.type for op in g.ops]
+
+
+@pytest.mark.parametrize("mode,coord,size", [("nearest", "asymmetric", dict(scales=[1, 1, 2])),
+                                             ("linear", "half_pixel", dict(sizes=[2, 3, 13])),
+                                             ("linear", "align_corners", dict(sizes=[2, 3, 4]))])
+def test_1d_resize_matches_onnxruntime(mode, coord, size):
+    node, inits = resize_node(mode, coord, "floor", **size)
+    g = run_both(model([node], [2, 3, 7], inits), RNG.standard_normal((2, 3, 7)).astype(np.float32))
+    assert {OpType.RESIZE_NEAREST_NEIGHBOR, OpType.RESIZE_BILINEAR} & {op.type for op in g.ops}

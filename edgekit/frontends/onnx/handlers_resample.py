@@ -118,9 +118,20 @@ def _resize_params(c: Converter, node, a, xs, mode: str, coord: str, scales, siz
 
 
 def _convert_resize(c: Converter, node, x: str, mode: str, coord: str, nearest_mode: str, scales, sizes, a):
+    one_d = c.g.tensor(x).rank == 3
+    if one_d:  # [N, C, L]: a 1 x L resize of the NHWC view [N, 1, L, C]
+        x = _to_view(c, x)
+        a = dict(a)
+        if a.get("axes") is not None:
+            a["axes"] = [int(v) % 3 + (1 if int(v) % 3 == 2 else 0) for v in a["axes"]]
+        if scales is not None and np.asarray(scales).size == 3 and a.get("axes") is None:
+            scales = np.insert(np.asarray(scales, np.float32).reshape(-1), 2, 1.0)
+        if sizes is not None and np.asarray(sizes).size == 3 and a.get("axes") is None:
+            sizes = np.insert(np.asarray(sizes, np.int64).reshape(-1), 2, 1)
     xs = c.sshape(x)
     if len(xs) != 4:
-        raise c.unsupported(f"only 2-D resizing of 4-D NCHW input is supported; the input has rank {len(xs)}")
+        raise c.unsupported(f"only 1-D and 2-D resizing (3-D or 4-D input) is supported; the input has rank "
+                            f"{len(xs)}")
     (oh, ow), (sh, sw) = _resize_params(c, node, a, xs, mode, coord, scales, sizes)
     in_hw = xs[2:]
     if mode == "nearest":
@@ -152,6 +163,10 @@ def _convert_resize(c: Converter, node, x: str, mode: str, coord: str, nearest_m
         half = coord in ("half_pixel", "pytorch_half_pixel")
         op = OpType.RESIZE_BILINEAR
     attrs = {"size": (oh, ow), "align_corners": align, "half_pixel_centers": half}
+    if one_d:
+        y = c.emit(op, [x], attrs)
+        c.set_out(node, 0, Act(_from_view(c, y, c.out_name(node.output[0]))))
+        return
     c.set_out(node, 0, Act(c.emit(op, [x], attrs, out=c.out_name(node.output[0]))))
 
 
