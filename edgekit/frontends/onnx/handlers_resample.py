@@ -9,7 +9,8 @@
   ``pytorch_half_pixel`` with outputs larger than 1) -> half_pixel_centers, each when
   ONNX's scale equals TFLite's ``in / out`` (else refused; give ``sizes``). ``cubic``,
   antialiasing, ``tf_crop_and_resize`` and resizing N or C are refused. ``scales`` and
-  ``sizes`` must be constant after folding.
+  ``sizes`` must be constant after folding. A 3-D ``[N, C, L]`` input is resized as a
+  ``1 x L`` image on the NHWC view below.
 - ConvTranspose (2-D, group 1, dilation 1): TRANSPOSE_CONV, weights
   ``[Cin, Cout, KH, KW]`` -> ``[Cout, KH, KW, Cin]``; explicit pads, ``output_padding``,
   ``auto_pad`` and ``output_shape`` as onnxruntime computes them.
