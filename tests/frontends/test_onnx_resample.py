@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgekit.errors import UnsupportedOpError  # noqa: E402
 from edgekit.frontends.onnx_importer import load_onnx  # noqa: E402
-from edgekit.ir import OpType  # noqa: E402
+from edgekit.ir import DType, OpType  # noqa: E402
 from edgekit.reference.interpreter import Interpreter  # noqa: E402
 from tests.support.ort_oracle import exact_session  # noqa: E402
 
@@ -181,3 +181,45 @@ def test_1d_resize_matches_onnxruntime(mode, coord, size):
     node, inits = resize_node(mode, coord, "floor", **size)
     g = run_both(model([node], [2, 3, 7], inits), RNG.standard_normal((2, 3, 7)).astype(np.float32))
     assert {OpType.RESIZE_NEAREST_NEIGHBOR, OpType.RESIZE_BILINEAR} & {op.type for op in g.ops}
+
+
+def test_ort_quantized_qdq_model_runs_its_resizes_and_transposed_conv_in_int8(tmp_path):
+    q = pytest.importorskip("onnxruntime.quantization")
+    wt = (RNG.standard_normal((3, 4, 4, 4)) * 0.3).astype(np.float32)  # [Cin, Cout, KH, KW]
+    wc = (RNG.standard_normal((2, 4, 3, 3)) * 0.3).astype(np.float32)
+    nodes = [helper.make_node("ConvTranspose", ["x", "wt", "bt"], ["t"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["t"], ["r"]),
+             helper.make_node("Resize", ["r", "", "", "s1"], ["n"], mode="nearest",
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+             helper.make_node("Resize", ["n", "", "", "s2"], ["b"], mode="linear",
+                              coordinate_transformation_mode="half_pixel"),
+             helper.make_node("Conv", ["b", "wc", "bc"], ["y"], pads=[1, 1, 1, 1])]
+    inits = {"wt": wt, "bt": RNG.standard_normal(4).astype(np.float32) * 0.1, "wc": wc,
+             "bc": RNG.standard_normal(2).astype(np.float32) * 0.1,
+             "s1": np.array([1, 4, 16, 12], np.int64), "s2": np.array([1, 4, 11, 9], np.int64)}
+    calib = [RNG.standard_normal((1, 3, 4, 3)).astype(np.float32) for _ in range(16)]
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calib)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"x": x}
+
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(model(nodes, [1, 3, 4, 3], inits), src)
+    q.quantize_static(str(src), str(dst), Reader(), quant_format=q.QuantFormat.QDQ,
+                      activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, per_channel=True)
+    g = load_onnx(dst)
+    int8_ops = {op.type for op in g.ops if g.tensor(op.outputs[0]).dtype is DType.INT8}
+    assert {OpType.TRANSPOSE_CONV, OpType.RESIZE_NEAREST_NEIGHBOR, OpType.RESIZE_BILINEAR} <= int8_ops
+    tc = next(op for op in g.ops if op.type is OpType.TRANSPOSE_CONV)
+    assert g.tensor(tc.inputs[1]).quant.axis == 0 and g.tensor(tc.inputs[2]).dtype is DType.INT32
+    sess = exact_session(str(dst))
+    xs = np.concatenate([RNG.standard_normal((1, 3, 4, 3)).astype(np.float32) for _ in range(8)])
+    ref = np.concatenate([sess.run(None, {"x": xs[i:i + 1]})[0] for i in range(len(xs))])
+    got = Interpreter(g).run({"x": xs}, layout="source")["y"]
+    out_scale = g.tensor(next(op for op in g.ops if op.type is OpType.DEQUANTIZE).inputs[0]).quant.scale[0]
+    # int8 arithmetic differs from onnxruntime's float-between-QDQ only by rounding
+    assert np.abs(got - ref).max() <= 4 * out_scale + 1e-6

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgekit.frontends.onnx import handlers  # noqa: F401  (the 2-D converters wrapped below)
 from edgekit.frontends.onnx.convert import _HANDLERS, Converter, handler
-from edgekit.frontends.onnx.values import Act
+from edgekit.frontends.onnx.values import Act, QConst
 from edgekit.ir.dtypes import DType
 from edgekit.ir.ops import OpType
 from edgekit.reference.resample_kernels import nearest_indices
@@ -231,11 +231,13 @@ def _conv_transpose_2d(c: Converter, node, a):
     if len(xs) != 4:
         raise c.unsupported(f"only 2-D transposed convolution (4-D NCHW input) is supported; the input has "
                             f"rank {len(xs)}")
-    w = c.const_inp(node, 1, "the weights")
-    w = np.asarray(w, np.float32)
-    if w.ndim != 4:
-        raise c.malformed(f"weights of shape {list(w.shape)}, expected [C, M/group, KH, KW]")
-    cin, cout, kh, kw = w.shape
+    wv = c.inp(node, 1)
+    if isinstance(wv, Act):
+        raise c.unsupported("the weights must be a constant (here they are computed at run time)")
+    wshape = (wv.q if isinstance(wv, QConst) else np.asarray(wv)).shape
+    if len(wshape) != 4:
+        raise c.malformed(f"weights of shape {list(wshape)}, expected [C, M/group, KH, KW]")
+    cin, cout, kh, kw = wshape
     if cin != xs[1]:
         raise c.malformed(f"weights take {cin} input channels, the input has {xs[1]}")
     if int(a.get("group", 1)) != 1:
@@ -243,7 +245,7 @@ def _conv_transpose_2d(c: Converter, node, a):
     if c.ints(a, "dilations", (1, 1), 2) != (1, 1):
         raise c.unsupported("dilated transposed convolution")
     if "kernel_shape" in a and tuple(a["kernel_shape"]) != (kh, kw):
-        raise c.malformed(f"kernel_shape {list(a['kernel_shape'])} does not match the weights {list(w.shape)}")
+        raise c.malformed(f"kernel_shape {list(a['kernel_shape'])} does not match the weights {list(wshape)}")
     strides = c.ints(a, "strides", (1, 1), 2)
     out_pad = c.ints(a, "output_padding", (0, 0), 2)
     auto = _str(a, "auto_pad", "NOTSET")
@@ -279,11 +281,12 @@ def _conv_transpose_2d(c: Converter, node, a):
     oh = (xs[2] - 1) * strides[0] + kh - pads[0] - pads[2]
     ow = (xs[3] - 1) * strides[1] + kw - pads[1] - pads[3]
     base_name = c.node_name()
-    inputs = [x, c.const(w.transpose(1, 2, 3, 0), f"{base_name}_filter", ir_layout=True)]
+    # [Cin, Cout, KH, KW] -> [Cout, KH, KW, Cin]; a DequantizeLinear'd weight keeps its int8 form
+    # (its per-channel axis 1 becomes 0) for the QDQ rewrite (qdq.py)
+    inputs = [x, handlers._weights(c, wv, (1, 2, 3, 0), f"{base_name}_filter", "weights")]
     b = c.inp(node, 2, required=False)
     if b is not None:
-        inputs.append(c.const(np.asarray(c.const_inp(node, 2, "the bias"), np.float32).reshape(cout),
-                              f"{base_name}_bias", ir_layout=True))
+        inputs.append(handlers._bias(c, b, cout, f"{base_name}_bias"))
     attrs = {"output_shape": (xs[0], oh, ow, cout), "strides": strides, "pads": pads}
     c.set_out(node, 0, Act(c.emit(OpType.TRANSPOSE_CONV, inputs, attrs, out=c.out_name(node.output[0]),
                                   dtype=DType.FLOAT32)))
@@ -362,8 +365,6 @@ class _ProxyNode:
 
 
 def _expand_weights(c: Converter, w):
-    from edgekit.frontends.onnx.values import QConst
-
     if isinstance(w, QConst):
         return QConst(w.q[:, :, None, :], w.scale, w.zp, w.axis)
     w = np.asarray(w)

@@ -32,14 +32,16 @@ from edgekit.ir.ops import FUSABLE, OpType
 _MOVE = (OpType.RESHAPE, OpType.TRANSPOSE)
 # Data movement a DEQUANTIZE sinks through too (every output gets its own DEQUANTIZE).
 _MOVE_SINK = _MOVE + (OpType.SLICE, OpType.STRIDED_SLICE, OpType.SPLIT, OpType.UNPACK, OpType.SQUEEZE,
-                      OpType.EXPAND_DIMS, OpType.GATHER, OpType.DEPTH_TO_SPACE, OpType.SPACE_TO_DEPTH)
-_WEIGHT_AXIS = {OpType.CONV_2D: 0, OpType.DEPTHWISE_CONV_2D: 3, OpType.FULLY_CONNECTED: 0}
+                      OpType.EXPAND_DIMS, OpType.GATHER, OpType.DEPTH_TO_SPACE, OpType.SPACE_TO_DEPTH,
+                      OpType.RESIZE_NEAREST_NEIGHBOR)
+_WEIGHT_AXIS = {OpType.CONV_2D: 0, OpType.DEPTHWISE_CONV_2D: 3, OpType.FULLY_CONNECTED: 0,
+                OpType.TRANSPOSE_CONV: 0}
 _FIXED_OUT = {OpType.SOFTMAX: (1 / 256, -128), OpType.LOGISTIC: (1 / 256, -128), OpType.TANH: (1 / 128, 0)}
 # int8 kernels that need equal input and output parameters: run them in the input's
 # parameters and requantize after.
-_SAME_QUANT = (OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D, OpType.PAD, OpType.RELU6)
+_SAME_QUANT = (OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D, OpType.PAD, OpType.RELU6, OpType.RESIZE_BILINEAR)
 _UNARY = (OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D, OpType.PAD, OpType.RELU, OpType.RELU6,
-          OpType.MEAN, OpType.SOFTMAX, OpType.LOGISTIC, OpType.TANH)
+          OpType.MEAN, OpType.SOFTMAX, OpType.LOGISTIC, OpType.TANH, OpType.RESIZE_BILINEAR)
 _BINARY = (OpType.ADD, OpType.SUB, OpType.MUL)
 
 
