@@ -235,12 +235,13 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-# Imported ops whose bundled cases all take other element types (float64, int64,
-# bool conditions); tests/frontends/test_onnx_compositions.py checks them on float32.
-TESTED_ELSEWHERE = {"ReduceLogSumExp": "float64 data", "Trilu": "int64 data", "Where": "bool condition inputs"}
+# Imported ops none of whose bundled cases can pass, and why; their own tests check
+# them (tests/frontends/test_onnx_compositions.py and the family's ONNX tests).
+TESTED_ELSEWHERE = {"ReduceLogSumExp": "float64 data", "Trilu": "int64 data", "Where": "bool condition inputs",
+                    "Einsum": "float64 data", "Erf": "imported only inside the GELU pattern it forms"}
 
 # Cases that must keep passing (as given or with constant inputs); raised as coverage grows.
-PASS_FLOOR = 840
+PASS_FLOOR = 850
 
 
 @pytest.fixture(scope="module")
