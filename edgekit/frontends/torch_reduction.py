@@ -1,8 +1,9 @@
 """torch importer handlers of the reductions, normalizations and matrix products:
 torch.matmul / bmm / @ on activations (BATCH_MATMUL), scaled_dot_product_attention,
 nn.LayerNorm (decomposed), amax / max(dim) (REDUCE_MAX), sum (SUM), argmax / argmin
-(ARG_MAX / ARG_MIN, int32 indices where torch has int64) and F.normalize over the last
-axis (L2_NORMALIZATION).
+(ARG_MAX / ARG_MIN, int32 indices where torch has int64) and F.normalize
+(L2_NORMALIZATION over the IR's last axis: channels of a 4-D tensor directly, other axes
+between TRANSPOSEs).
 
 Layout (see torch_importer): a 4-D activation is held in NHWC, so a matrix product of
 4-D operands runs in torch's axis order between TRANSPOSEs (the passes cancel pairs).
@@ -259,8 +260,8 @@ def vector_norm(im, node, a):
     r = len(x.shape)
     dims = a.get("dim")
     dims = [dims] if isinstance(dims, int) else list(dims or [])
-    if float(a.get("ord", 2)) != 2.0 or [int(d) % max(r, 1) for d in dims] != [r - 1] or not a.get("keepdim"):
-        raise im.unsupported("only the L2 norm over the last axis (as F.normalize computes it) is supported")
+    if float(a.get("ord", 2)) != 2.0 or len(dims) != 1 or r == 0 or not a.get("keepdim"):
+        raise im.unsupported("only the L2 norm over one axis (as F.normalize computes it) is supported")
     users = list(node.users)
     clamp = users[0] if len(users) == 1 else None
     chain = []
@@ -278,13 +279,13 @@ def vector_norm(im, node, a):
             lo = c.args[1] if len(c.args) > 1 else c.kwargs.get("min")
             if lo is None or float(lo) > 1e-6:
                 raise im.unsupported(f"F.normalize with eps {lo} (TFLite's L2 normalization uses 1e-6)")
-    axis = ti._ir_axis(r - 1, r)
-    src = x.name
-    if axis != len(x.shape) - 1:  # 4-D: torch's last axis is IR axis 2
-        src = im.source_order(x)
-    y = im.emit(OpType.L2_NORMALIZATION, [src], im.g.tensor(src).shape, hint=div.name)
-    if src != x.name:
-        y = im.from_source_order(y, div.name)
+    axis = ti._ir_axis(int(dims[0]), r)  # L2_NORMALIZATION works on the IR's last axis
+    perm = [i for i in range(r) if i != axis] + [axis]
+    src = im.transpose(x.name, perm, im.tmp("last")) if axis != r - 1 else x.name
+    y = im.emit(OpType.L2_NORMALIZATION, [src], im.g.tensor(src).shape,
+                hint=div.name if axis == r - 1 else im.tmp("l2"))
+    if axis != r - 1:
+        y = im.transpose(y, [int(v) for v in np.argsort(perm)], div.name)
     im.preset[div] = ti._Val(y, x.shape)
     for c in chain:
         im.preset[c] = None

@@ -89,7 +89,7 @@ class Reductions(torch.nn.Module):
     def forward(self, x, z):
         return (x.amax(dim=(1, 3)), torch.max(x, dim=2, keepdim=True)[0], x.sum(dim=1), z.sum(-1, keepdim=True),
                 torch.argmax(x, dim=1), torch.argmin(z, dim=-1, keepdim=True), F.normalize(z, dim=-1),
-                F.normalize(x, dim=-1))
+                F.normalize(x, dim=-1), F.normalize(x, dim=1), F.normalize(z, dim=1))
 
 
 def test_reductions_and_normalize_match_torch():
