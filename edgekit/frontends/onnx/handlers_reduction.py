@@ -6,7 +6,8 @@
   are the same); select_last_index=1 is refused (TFLite's kernels take the first);
 - LpNormalization with p=2 over the last axis -> L2_NORMALIZATION (TFLite divides by
   max(norm, 1e-6): the same as ONNX except for rows whose norm is below 1e-6); over
-  another axis, between TRANSPOSEs; p=1 -> x / SUM(ABS(x)) (DIV);
+  NCHW channels directly (the IR's last axis), over other axes between TRANSPOSEs;
+  p=1 -> x / SUM(ABS(x)) (DIV);
 - MatMul of two run-time tensors -> BATCH_MATMUL (batched, broadcasting; a constant
   second operand keeps the FULLY_CONNECTED lowering of ``handlers``), in the source's
   axis order (4-D operands are transposed from NHWC and back);
@@ -91,16 +92,15 @@ def _lp_normalization(c: Converter, node, a):
         total = reduce_source_axes(c, c.emit(OpType.ABS, [x]), OpType.SUM, [axis], True, None)
         c.set_out(node, 0, Act(c.emit(OpType.DIV, [x, total], out=out)))
         return
-    src = c.to_src(x)
-    perm = [i for i in range(r) if i != axis] + [axis]
-    moved = perm != list(range(r))
-    if moved:
-        src = c.emit(OpType.TRANSPOSE, [src], {"perm": tuple(perm)})
-    y = c.emit(OpType.L2_NORMALIZATION, [src], out=out if r != 4 and not moved else None)
-    if moved:
-        inv = tuple(int(v) for v in np.argsort(perm))
-        y = c.emit(OpType.TRANSPOSE, [y], {"perm": inv}, out=out if r != 4 else None)
-    c.set_out(node, 0, Act(c.from_src(y, out) if r == 4 else y))
+    ax = ir_axis(axis, r)  # L2_NORMALIZATION works on the IR's last axis (NCHW channels: directly)
+    if ax == r - 1:
+        c.set_out(node, 0, Act(c.emit(OpType.L2_NORMALIZATION, [x], out=out)))
+        return
+    perm = [i for i in range(r) if i != ax] + [ax]
+    t = c.emit(OpType.TRANSPOSE, [x], {"perm": tuple(perm)})
+    y = c.emit(OpType.L2_NORMALIZATION, [t])
+    inv = tuple(int(v) for v in np.argsort(perm))
+    c.set_out(node, 0, Act(c.emit(OpType.TRANSPOSE, [y], {"perm": inv}, out=out)))
 
 
 @handler("MatMul")
