@@ -453,7 +453,8 @@ class _GraphBuilder:
         t = self.g.tensor(x)
         r = t.rank
         choices = ["unary", "binary", "softmax", "fc", "fc_keep", "reshape", "transpose", "mean", "pad",
-                   "concat", "batch_norm", "movement", "movement", "movement", "reduction", "reduction"]
+                   "concat", "batch_norm", "movement", "movement", "movement", "reduction", "reduction",
+                   "elementwise"]
         if r == 4:
             choices += ["conv", "depthwise", "pool", "conv", "depthwise", "pool", "resample"]
         kind = d(_st.sampled_from(choices))
@@ -552,6 +553,10 @@ class _GraphBuilder:
             from tests.backends.reduction_random import reduction_step
 
             out = reduction_step(self, x, _st)
+        elif kind == "elementwise":  # tests/backends/elementwise_random.py
+            from tests.backends.elementwise_random import elementwise_step
+
+            out = elementwise_step(self, x, _st)
         elif kind == "resample":  # tests/backends/resample_random.py
             from tests.backends.resample_random import resample_step
 

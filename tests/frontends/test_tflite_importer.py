@@ -45,13 +45,13 @@ def test_hybrid_model_keeps_int8_weights_with_float_activations():
 
 @needs_schema
 def test_unsupported_op_names_op_node_and_supported_list():
-    # SQRT (builtin 75) is not in edgekit's op set.
+    # FLOOR (builtin 8) is not in edgekit's op set.
     model = tflite_oracle.single_op_model(
-        75, [{"shape": (1, 4), "dtype": np.float32}], [{"shape": (1, 4), "dtype": np.float32}])
+        8, [{"shape": (1, 4), "dtype": np.float32}], [{"shape": (1, 4), "dtype": np.float32}])
     with pytest.raises(UnsupportedOpError) as err:
         load_tflite(model)
     msg = str(err.value)
-    assert "'SQRT'" in msg and "#0 SQRT" in msg and "CONV_2D" in msg and "FULLY_CONNECTED" in msg
+    assert "'FLOOR'" in msg and "#0 FLOOR" in msg and "CONV_2D" in msg and "FULLY_CONNECTED" in msg
     assert err.value.exit_code == 2
     assert set(err.value.supported) == set(SUPPORTED_TFLITE_OPS)
 
