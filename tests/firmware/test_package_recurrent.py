@@ -61,3 +61,37 @@ def test_firmware_refuses_an_lstm_with_bad_shifts_or_a_huge_hidden_size(host_fw)
         up = st.upload(bytes(bad), g.name)
         code, _, message = run_host(host_fw, bytes(st)).error(up["commit"])
         assert message == {12: "lstm: gate shifts out of range", 3: "lstm: dimensions invalid"}[word], message
+
+
+def test_mutated_lstm_and_svdf_parameter_blocks_never_crash_the_firmware(host_fw):
+    """Every parameter word of an LSTM and an SVDF op set to extreme values, each in a
+    correctly hashed package: the sanitized executor refuses it or runs it, never reads
+    or writes out of bounds (run_host fails on any sanitizer report)."""
+    import hashlib
+
+    from edgekit.backends.c import lower_op
+    from edgekit.bundle.micro_package_reader import HEADER_BYTES, stamp_header_crc
+    from edgekit.bundle.micro_package_writer import _struct_words
+
+    rng = np.random.default_rng(6)
+    cases = recurrent_cases(rng)
+    st = Stream()
+    expect_runs = 0
+    for name, n_words in (("lstm", 39), ("svdf", 15)):
+        g = cases[name]
+        pkg = pack_model(g, "cortex-m4")
+        op = next(o for o in g.ops if o.type.value in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "SVDF"))
+        head = struct.pack(f"<{min(8, n_words)}i", *_struct_words(lower_op(g, op).args[0])[:8])
+        params = pkg.index(head)
+        x = rng.integers(-128, 128, g.tensor(g.inputs[0]).shape).astype(np.int8)
+        for word in range(n_words):
+            for value in (0, -1, 2**31 - 1, -(2**31), 1 << 20):
+                bad = bytearray(pkg)
+                struct.pack_into("<i", bad, params + 4 * word, value)
+                bad[56:88] = hashlib.sha256(bytes(bad[HEADER_BYTES:])).digest()
+                bad[:HEADER_BYTES] = stamp_header_crc(bytes(bad[:HEADER_BYTES]))
+                st.upload(bytes(bad), name)
+                st.add(P.INFER, x.tobytes())
+                expect_runs += 1
+    run = run_host(host_fw, bytes(st))
+    assert run.returncode == 0 and expect_runs == 5 * (39 + 15)
