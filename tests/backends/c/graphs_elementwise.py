@@ -1,13 +1,13 @@
 """A graph of the elementwise family for the C backend tests (``graphs.cases`` adds it):
 one quantized network through HARD_SWISH, LEAKY_RELU, PRELU (per-channel slope), ABS,
 EXP, LOG, SQRT, RSQRT, GELU (both forms), NEG (quantized as MUL by -1), MAXIMUM,
-MINIMUM (one operand broadcast), DIV and SQUARED_DIFFERENCE."""
+MINIMUM (one operand broadcast), DIV and SQUARED_DIFFERENCE; and a hand-made int8 NEG."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgekit.ir import DType, Graph, OpType, verify
+from edgekit.ir import DType, Graph, OpType, QuantParams, verify
 from edgekit.quantize import quantize
 
 
@@ -47,9 +47,22 @@ def elementwise_family_graph(rng) -> Graph:
     return g
 
 
+def neg_int8_graph() -> Graph:
+    """A hand-made int8 NEG (the quantizer makes MUL by -1 of a float NEG): LiteRT's raw
+    negation, with the output at the input's scale and minus its zero point."""
+    g = Graph("neg_int8")
+    g.add_tensor("x", (1, 3, 4, 5), DType.INT8, QuantParams.per_tensor(0.05, 5))
+    g.add_tensor("y", (1, 3, 4, 5), DType.INT8, QuantParams.per_tensor(0.05, -5))
+    g.add_op(OpType.NEG, ["x"], ["y"], name="neg")
+    g.inputs, g.outputs = ["x"], ["y"]
+    verify(g)
+    return g
+
+
 def elementwise_family_cases(rng) -> dict[str, Graph]:
     g = elementwise_family_graph(rng)
     calib = (rng.normal(size=(64, 4, 5, 8)) * 1.5).astype(np.float32)
     q = quantize(g, calib).graph
     q.name = "elementwise_family"
-    return {q.name: q}
+    neg = neg_int8_graph()
+    return {q.name: q, neg.name: neg}
