@@ -1,7 +1,7 @@
 """Keras layers of the resampling family through edgekit's Keras frontend (TensorFlow's
 converter, then the .tflite importer), against Keras' own predictions: UpSampling2D
-(nearest and bilinear), Conv2DTranspose, Conv1D, MaxPooling1D, AveragePooling1D and
-GlobalAveragePooling1D."""
+(nearest and bilinear), Conv2DTranspose, Conv1D, Conv1DTranspose, MaxPooling1D,
+AveragePooling1D and GlobalAveragePooling1D."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def test_conv1d_and_1d_pooling(keras, tmp_path):
         L.Conv1D(8, 5, padding="same", activation="relu"),
         L.MaxPooling1D(2),
         L.Conv1D(8, 3, strides=2, activation="relu"),
+        L.Conv1DTranspose(6, 3, strides=2, padding="same"),
         L.AveragePooling1D(2),
         L.GlobalAveragePooling1D(),
         L.Dense(4),
@@ -65,3 +66,4 @@ def test_conv1d_and_1d_pooling(keras, tmp_path):
     x = np.random.default_rng(1).normal(size=(1, 64, 3)).astype(np.float32)
     types = import_and_compare(keras, model, x, tmp_path)
     assert types.count("CONV_2D") == 2 and "MAX_POOL_2D" in types and "AVERAGE_POOL_2D" in types, types
+    assert "TRANSPOSE_CONV" in types, types
