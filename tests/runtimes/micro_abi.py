@@ -30,7 +30,7 @@ STRUCTS: dict[str, list[tuple[str, int]]] = {
     "ek_conv_packed_params": [("stride_h", 0), ("stride_w", 0), ("dilation_h", 0),
                               ("dilation_w", 0), ("pad_top", 0), ("pad_left", 0),
                               ("input_zero_point", 0), ("output_offset", 0), ("act_min", 0),
-                              ("act_max", 0), ("fast_requant", 0)],
+                              ("act_max", 0), ("fast_requant", 0), ("reverse", 0)],
     "ek_fc_packed_params": [("output_offset", 0), ("act_min", 0), ("act_max", 0),
                             ("per_channel", 0), ("fast_requant", 0)],
     "ek_pool_params": [("stride_h", 0), ("stride_w", 0), ("filter_h", 0), ("filter_w", 0),

@@ -15,8 +15,9 @@ from tests.runtimes import micro_cases as mc
 from tests.runtimes.micro_abi import KernelCall, Struct
 
 
-def conv_packed(kc: KernelCall) -> KernelCall:
-    """The packed form of an ``ek_conv2d_s8`` case (same expected bytes)."""
+def conv_packed(kc: KernelCall, reverse: bool = False) -> KernelCall:
+    """The packed form of an ``ek_conv2d_s8`` case (same expected bytes; ``reverse``: the
+    kernel writes its pixels from the last)."""
     params, mult, shift, din, x, dw, w, bias, dout = kc.args
     pv = params.values
     cout = w.shape[0]
@@ -26,7 +27,7 @@ def conv_packed(kc: KernelCall) -> KernelCall:
     struct = Struct("ek_conv_packed_params", {
         **{k: pv[k] for k in ("stride_h", "stride_w", "dilation_h", "dilation_w", "pad_top",
                               "pad_left", "output_offset", "act_min", "act_max")},
-        "input_zero_point": zp_in, "fast_requant": int(fast)})
+        "input_zero_point": zp_in, "fast_requant": int(fast), "reverse": int(reverse)})
     kp = packed.round_up(w2d.shape[1], 4)
     return KernelCall(kc.name + "/packed", "ek_conv2d_packed_s8",
                       [struct, mult, shift, din, x, dw, packed.pack_conv_filter(w),
@@ -51,7 +52,7 @@ def fc_packed(kc: KernelCall) -> KernelCall:
 
 
 def sample_conv2d_packed(d, name="conv2d_packed"):
-    return conv_packed(mc.sample_conv2d(d, name))
+    return conv_packed(mc.sample_conv2d(d, name), reverse=d.bool("reverse"))
 
 
 def sample_fully_connected_packed(d, name="fully_connected_packed"):

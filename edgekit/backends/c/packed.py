@@ -231,7 +231,8 @@ def _conv(call, features, variant, force):
         "stride_h": pv["stride_h"], "stride_w": pv["stride_w"], "dilation_h": pv["dilation_h"],
         "dilation_w": pv["dilation_w"], "pad_top": pv["pad_top"], "pad_left": pv["pad_left"],
         "input_zero_point": zp_in, "output_offset": pv["output_offset"],
-        "act_min": pv["act_min"], "act_max": pv["act_max"], "fast_requant": int(fast)})
+        "act_min": pv["act_min"], "act_max": pv["act_max"], "fast_requant": int(fast),
+        "reverse": 0})  # codegen sets 1 where the plan put the output above its input
     kp = round_up(kh * kw * cin, 4)
     args = [struct, mult, shift, din, x, dw,
             ConstArray("int8_t", pack_conv_filter(w.data), "weights", w.tensor),

@@ -136,6 +136,8 @@ typedef struct {
   int32_t output_offset;    /* output zero point */
   int32_t act_min, act_max;
   int32_t fast_requant;
+  int32_t reverse; /* 1: output pixels from the last to the first (each pixel's outputs after
+                    * all reads of its window): an output placed above its input */
 } ek_conv_packed_params;
 
 /* CONV_2D with packed filters. K = KH * KW * Cin in OHWI order, Kp = K rounded up to

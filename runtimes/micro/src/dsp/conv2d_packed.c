@@ -373,7 +373,7 @@ void ek_conv2d_packed_s8(const ek_conv_packed_params *p, const int32_t *mult,
   const ek_word *wp = (const ek_word *)(const void *)packed_filter;
   const int32_t full = p->act_min == -128 && p->act_max == 127;
   pair_job job;
-  int32_t pix;
+  int32_t i;
   job.cols = cols;
   job.groups = groups;
   job.bias = folded_bias;
@@ -382,10 +382,14 @@ void ek_conv2d_packed_s8(const ek_conv_packed_params *p, const int32_t *mult,
   job.round1 = 1 + 2 * p->output_offset;
   job.lo = p->act_min;
   job.hi = p->act_max;
-  for (pix = 0; pix < pixels; pix += 2) {
-    /* An odd last pixel is paired with itself (written twice, the same bytes), except on
-     * the fast path with an even Cout, which has a one-pixel loop. */
-    const int32_t pix1 = pix + 1 < pixels ? pix + 1 : pix;
+  for (i = 0; i < pixels; i += 2) {
+    /* Pixel pairs from the first, or from the last with reverse (an output placed above
+     * its input); both windows are read before either pixel is written. An odd pixel out
+     * (the last one, or pixel 0 in reverse) is paired with itself (written twice, the same
+     * bytes), except on the fast path with an even Cout, which has a one-pixel loop. */
+    const int32_t hi = pixels - 1 - i;
+    const int32_t pix = p->reverse ? (hi > 0 ? hi - 1 : 0) : i;
+    const int32_t pix1 = p->reverse ? hi : (i + 1 < pixels ? i + 1 : i);
     int8_t *o0 = output + pix * cout, *o1 = output + pix1 * cout;
     fill_column(p, in, input, fd, out, pix, kp, window, cols);
     if (pix1 == pix && p->fast_requant && (cout & 1) == 0) {

@@ -20,32 +20,33 @@ void ek_conv2d_packed_s8(const ek_conv_packed_params *p, const int32_t *mult,
   const int32_t cin = in->c;
   const int32_t kh = fd->h, kw = fd->w;
   const int32_t kp = (kh * kw * cin + 3) & ~3;
-  int32_t b, y, x, oc, ky, kx, ic;
+  const int32_t pixels = out->n * out->h * out->w;
+  int32_t i, oc, ky, kx, ic;
   (void)scratch;
-  for (b = 0; b < out->n; b++) {
-    for (y = 0; y < out->h; y++) {
-      const int32_t in_y0 = y * p->stride_h - p->pad_top;
-      for (x = 0; x < out->w; x++) {
-        const int32_t in_x0 = x * p->stride_w - p->pad_left;
-        for (oc = 0; oc < out->c; oc++) {
-          int32_t acc = folded_bias[oc];
-          int32_t k = 0;
-          for (ky = 0; ky < kh; ky++) {
-            const int32_t iy = in_y0 + ky * p->dilation_h;
-            for (kx = 0; kx < kw; kx++) {
-              const int32_t ix = in_x0 + kx * p->dilation_w;
-              const int32_t inside = iy >= 0 && iy < in->h && ix >= 0 && ix < in->w;
-              const int8_t *px = inside ? input + ((b * in->h + iy) * in->w + ix) * cin : input;
-              for (ic = 0; ic < cin; ic++, k++) {
-                const int32_t v = inside ? (int32_t)px[ic] : p->input_zero_point;
-                acc = ek_wrap_add(acc, packed_weight(packed_filter, kp, oc, k) * v);
-              }
-            }
+  for (i = 0; i < pixels; i++) {
+    /* reverse: pixels from the last (an output placed above its input) */
+    const int32_t pixel = p->reverse ? pixels - 1 - i : i;
+    const int32_t b = pixel / (out->w * out->h);
+    const int32_t in_y0 = (pixel / out->w) % out->h * p->stride_h - p->pad_top;
+    const int32_t in_x0 = pixel % out->w * p->stride_w - p->pad_left;
+    int8_t *o = output + pixel * out->c;
+    for (oc = 0; oc < out->c; oc++) {
+      int32_t acc = folded_bias[oc];
+      int32_t k = 0;
+      for (ky = 0; ky < kh; ky++) {
+        const int32_t iy = in_y0 + ky * p->dilation_h;
+        for (kx = 0; kx < kw; kx++) {
+          const int32_t ix = in_x0 + kx * p->dilation_w;
+          const int32_t inside = iy >= 0 && iy < in->h && ix >= 0 && ix < in->w;
+          const int8_t *px = inside ? input + ((b * in->h + iy) * in->w + ix) * cin : input;
+          for (ic = 0; ic < cin; ic++, k++) {
+            const int32_t v = inside ? (int32_t)px[ic] : p->input_zero_point;
+            acc = ek_wrap_add(acc, packed_weight(packed_filter, kp, oc, k) * v);
           }
-          acc = ek_mbqm(acc, mult[oc], shift[oc]) + p->output_offset;
-          *output++ = (int8_t)ek_clamp(acc, p->act_min, p->act_max);
         }
       }
+      acc = ek_mbqm(acc, mult[oc], shift[oc]) + p->output_offset;
+      o[oc] = (int8_t)ek_clamp(acc, p->act_min, p->act_max);
     }
   }
 }
