@@ -43,6 +43,10 @@ def to_input_dtype(name: str, dtype: DType, quant, x: np.ndarray, *, quantize_fl
     if dtype is DType.FLOAT32:
         check_finite(name, x)
         return x.astype(np.float32)
+    if dtype is DType.BOOL:
+        if x.dtype.kind != "b" and x.size and not np.isin(x, (0, 1)).all():
+            raise BadInputError(f"input {name!r} is bool: give booleans (or 0 and 1), got other {x.dtype} values")
+        return x.astype(bool)
     info = np.iinfo(dtype.np)
     if x.dtype.kind == "f":
         hint = f" (scale {quant.scale[0]:g}, zero point {quant.zero_point[0]})" if quant is not None else ""

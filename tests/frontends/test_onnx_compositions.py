@@ -147,10 +147,10 @@ def test_attention_mask_folds_to_constants():
     assert {op.type.value for op in g.ops} <= {"ADD", "SOFTMAX", "RESHAPE"}
 
 
-def test_comparison_of_a_runtime_tensor_is_rejected_with_its_reason():
-    m = _model([helper.make_node("Less", ["x", "c"], ["b"]), helper.make_node("Where", ["b", "x", "c"], ["y"])],
-               [("x", (2, 3))], ["y"], [("c", np.float32(0.5))])
-    with pytest.raises(UnsupportedOpError, match="Less.*compile time.*run time"):
+def test_mod_of_a_runtime_tensor_is_rejected_with_its_reason():
+    m = _model([helper.make_node("Mod", ["x", "c"], ["y"], fmod=1)], [("x", (2, 3))], ["y"],
+               [("c", np.float32(0.5))])
+    with pytest.raises(UnsupportedOpError, match="Mod.*compile time.*run time"):
         load_onnx(m)
 
 
@@ -227,3 +227,56 @@ def test_instance_norm_and_lrn():
     m = _model(nodes, [("x", (2, 5, 4, 3))], ["y"], [("s", rng.random(5).astype(np.float32) + 0.5),
                                                    ("b", rng.standard_normal(5).astype(np.float32))])
     _check(m, {"x": _rand((2, 5, 4, 3), 26)})
+
+
+def test_run_time_comparisons_logic_and_where():
+    """Comparisons of float tensors, logic on their results and a run-time Where, with
+    ties (equal elements) and a constant -inf compared for equality."""
+    x = np.round(_rand((3, 4), 27))  # many exact ties with y
+    y = np.round(_rand((4,), 28))
+    nodes = [
+        helper.make_node("Greater", ["x", "y"], ["gt"]), helper.make_node("Less", ["x", "y"], ["lt"]),
+        helper.make_node("GreaterOrEqual", ["x", "y"], ["ge"]), helper.make_node("LessOrEqual", ["x", "y"], ["le"]),
+        helper.make_node("Equal", ["x", "y"], ["eq"]),
+        helper.make_node("And", ["ge", "le"], ["both"]), helper.make_node("Or", ["gt", "lt"], ["either"]),
+        helper.make_node("Xor", ["both", "either"], ["one"]), helper.make_node("Not", ["one"], ["none"]),
+        helper.make_node("Log", ["x2"], ["lg"]),  # -inf where x2 is 0
+        helper.make_node("Equal", ["lg", "neginf"], ["isneg"]),
+        helper.make_node("Where", ["gt", "lg", "x"], ["w"]),
+    ]
+    outs = ["gt", "lt", "ge", "le", "eq", "none", "isneg", "w"]
+    g = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4]),
+                     helper.make_tensor_value_info("y", TensorProto.FLOAT, [4]),
+                     helper.make_tensor_value_info("x2", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT if o == "w" else TensorProto.BOOL, [3, 4])
+         for o in outs],
+        [numpy_helper.from_array(np.asarray(-np.inf, np.float32), "neginf")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    x2 = np.abs(x)  # zeros where x rounded to 0: log gives -inf there
+    feeds = {"x": x, "y": y, "x2": x2}
+    want = exact_session(m).run(None, feeds)
+    gr = load_onnx(m)
+    got = Interpreter(gr).run(feeds, layout="source")
+    for name, w in zip(outs, want):
+        np.testing.assert_array_equal(got[name], w, err_msg=name)
+    assert (x2 == 0).any() and (x == y).any()
+
+
+def test_bool_graph_inputs():
+    m = helper.make_model(helper.make_graph(
+        [helper.make_node("And", ["a", "b"], ["c"]), helper.make_node("Not", ["c"], ["d"])], "g",
+        [helper.make_tensor_value_info("a", TensorProto.BOOL, [2, 3]),
+         helper.make_tensor_value_info("b", TensorProto.BOOL, [3])],
+        [helper.make_tensor_value_info("d", TensorProto.BOOL, [2, 3])]),
+        opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    rng = np.random.default_rng(29)
+    feeds = {"a": rng.random((2, 3)) > 0.5, "b": rng.random(3) > 0.5}
+    got = Interpreter(load_onnx(m)).run(feeds, layout="source")["d"]
+    np.testing.assert_array_equal(got, exact_session(m).run(None, feeds)[0])
+    from edgekit.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="'a' is bool"):
+        Interpreter(load_onnx(m)).run({"a": np.full((2, 3), 2), "b": feeds["b"]}, layout="source")

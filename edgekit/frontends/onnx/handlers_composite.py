@@ -17,9 +17,9 @@ float32, so it matches onnxruntime / the ONNX reference to rounding:
 - Where with a constant condition: both sides broadcast (Mul by ones), flattened and
   concatenated, the picked elements gathered by constant indices (GATHER), reshaped:
   data movement only, exact for every value.
-- Comparisons, logic, Mod and Trilu exist only to be evaluated on constants (the
-  masks and index arithmetic of exported attention and normalization graphs);
-  ``folding`` computes them; on a run-time tensor they are rejected.
+- Mod exists only to be evaluated on constants (index arithmetic of exported attention
+  graphs; ``folding`` computes it, as it computes comparisons and logic on constants);
+  on a run-time tensor it is rejected. Run-time comparisons and logic: ``handlers_logic``.
 - LpPool (integer p): |x| multiplied p times, summed by a depthwise Conv with weights 1,
   then Sqrt (p = 2) or exp(log(sum) / p).
 - InstanceNormalization ``scale * (x - mean) / sqrt(var + eps) + B`` over the spatial
@@ -43,14 +43,13 @@ from edgekit.ir.dtypes import DType
 from edgekit.ir.ops import OpType
 
 # ONNX ops edgekit evaluates only when all their inputs are constants.
-CONST_ONLY_OPS = ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
-                  "Mod")
+CONST_ONLY_OPS = ("Mod",)
 
 
 @handler(*CONST_ONLY_OPS)
 def _const_only(c: Converter, node, a):
     raise c.unsupported("evaluated only at compile time, on constant inputs (edgekit has no run-time "
-                        "boolean or integer tensors for it); here an input is computed at run time")
+                        "integer arithmetic for it); here an input is computed at run time")
 
 
 # -- small builders ---------------------------------------------------------------------
