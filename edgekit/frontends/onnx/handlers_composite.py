@@ -25,7 +25,8 @@ float32, so it matches onnxruntime / the ONNX reference to rounding:
 - InstanceNormalization ``scale * (x - mean) / sqrt(var + eps) + B`` over the spatial
   axes; LRN ``x / (bias + alpha / size * window_sum(x^2)) ^ beta`` with the channel
   window summed by a 1x1 Conv of a constant band of ones, the power exp(beta * log).
-- Trilu of a run-time tensor: Mul by the constant 0/1 triangle (exact for finite values).
+- Trilu of a run-time tensor (any element type): the kept triangle gathered from the
+  data, the rest from one zero (``select_elements``).
 
 Parts that are themselves ONNX ops (Add, Mul, Div for broadcasting, Cast) are handed
 to their own converters as sub-nodes, so NCHW -> NHWC broadcasting has one rule.
@@ -373,16 +374,35 @@ def select_elements(c: Converter, node, sources: list, sizes: list[int], picks: 
     """``out`` = the elements of the sources (ONNX names of run-time tensors or numpy
     constants; ``sizes`` their element counts), flattened in source order and joined,
     at the constant flat positions ``picks`` (whose shape is the output's): RESHAPE,
-    CONCATENATION, GATHER, RESHAPE, so every value moves unchanged."""
-    flat = []
+    CONCATENATION, GATHER, RESHAPE, so every value moves unchanged, of any element type."""
+    flat, dtype = [], None
     for v, n in zip(sources, sizes):
         if isinstance(v, str):
-            flat.append(sub_node(c, node, "Reshape", [v, np.asarray([n], np.int64)]))
+            name = c.env[v].name if isinstance(c.env.get(v), Act) else c.tensor_of(c.env[v])
+            dtype = dtype or c.g.tensor(name).dtype
+            flat.append(c.emit(OpType.RESHAPE, [c.to_src(name)], {"shape": (n,)}))
         else:
-            flat.append(np.asarray(v, np.float32).reshape(n))
-    both = sub_node(c, node, "Concat", flat, axis=0) if len(flat) > 1 else flat[0]
-    gathered = sub_node(c, node, "Gather", [both, np.asarray(picks, np.int64).reshape(-1)], axis=0)
-    return sub_node(c, node, "Reshape", [gathered, np.asarray(picks.shape, np.int64)], out=out)
+            flat.append(np.asarray(v).reshape(n))
+    dtype = dtype or DType.FLOAT32
+    names = [f if isinstance(f, str) else c.const(f.astype(dtype.np), f"{c.node_name(node)}_values", ir_layout=True)
+             for f in flat]
+    if len(names) == 1:
+        both = names[0]
+    elif dtype is not DType.FLOAT32 and len(set(sizes)) == 1:
+        # PACK is data movement for every element type (CONCATENATION's kernels are numeric)
+        packed = c.emit(OpType.PACK, names, {"axis": 0})
+        both = c.emit(OpType.RESHAPE, [packed], {"shape": (sum(sizes),)})
+    else:
+        both = c.emit(OpType.CONCATENATION, names, {"axis": 0})
+    index = c.const(np.asarray(picks, np.int32).reshape(-1), f"{c.node_name(node)}_picks", ir_layout=True)
+    gathered = c.emit(OpType.GATHER, [both, index], {"axis": 0})
+    shape = tuple(int(d) for d in picks.shape)
+    final = c.out_name(out)
+    y = c.emit(OpType.RESHAPE, [gathered], {"shape": shape}, out=final if len(shape) != 4 else None)
+    if len(shape) == 4:
+        y = c.from_src(y, final)
+    c.env[out] = Act(y)
+    return out
 
 
 @handler("CastLike")
@@ -411,15 +431,18 @@ def _cast_like(c: Converter, node, a):
 
 @handler("Trilu")
 def _trilu(c: Converter, node, a):
-    x = _float_act(c, node, 0)
+    x = c.act_inp(node, 0, float_only=False)  # data movement: any element type
     shape = c.sshape(x)
     if len(shape) < 2:
         raise c.malformed("Trilu needs a tensor of rank 2 or more")
     k = c.const_inp(node, 1, "k", required=False)
     k = 0 if k is None else int(np.asarray(k).reshape(-1)[0])
-    ones = np.ones(shape[-2:], np.float32)
-    mask = np.triu(ones, k) if a.get("upper", 1) else np.tril(ones, k)
-    sub_node(c, node, "Mul", [node.input[0], mask], out=node.output[0])
+    ones = np.ones(shape[-2:], bool)
+    keep = np.broadcast_to(np.triu(ones, k) if a.get("upper", 1) else np.tril(ones, k), shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    dtype = c.g.tensor(x).dtype.np
+    picks = np.where(keep.reshape(n), np.arange(n), n + np.arange(n))  # else from the zeros after the data
+    select_elements(c, node, [node.input[0], np.zeros(n, dtype)], [n, n], picks.reshape(shape), node.output[0])
 
 
 @handler("LpPool")
