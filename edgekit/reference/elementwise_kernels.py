@@ -33,6 +33,7 @@ uses the same table, which makes it bit-exact with this reference by constructio
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -381,11 +382,23 @@ def _log_fn(s_out: float, zp_out: int):
 
 def unary_table(op: str, x_qp: QuantParams, out_qp: QuantParams, attrs: dict | None = None) -> np.ndarray:
     """The int8 output for each int8 input -128..127 of a unary elementwise op (index
-    ``v + 128``). ``op`` is the IR op type name; ``attrs`` its attributes."""
-    attrs = attrs or {}
+    ``v + 128``). ``op`` is the IR op type name; ``attrs`` its attributes. Read-only:
+    tables are computed once per op and parameters."""
     what = op.lower()
     s_in, zp_in = _per_tensor(x_qp, f"{what} input")
     s_out, zp_out = _per_tensor(out_qp, f"{what} output")
+    key = tuple(sorted((k, v) for k, v in (attrs or {}).items() if k in ("alpha", "approximate")))
+    return _cached_table(op, s_in, zp_in, s_out, zp_out, key)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_table(op: str, s_in: float, zp_in: int, s_out: float, zp_out: int, attr_items: tuple) -> np.ndarray:
+    table = _compute_table(op, s_in, zp_in, s_out, zp_out, dict(attr_items))
+    table.setflags(write=False)
+    return table
+
+
+def _compute_table(op: str, s_in: float, zp_in: int, s_out: float, zp_out: int, attrs: dict) -> np.ndarray:
     v = np.arange(QMIN, QMAX + 1, dtype=np.int64)
     if op == "HARD_SWISH":
         return _hard_swish_values(v, zp_in, zp_out, hard_swish_params(s_in, s_out))
