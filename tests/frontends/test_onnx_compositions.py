@@ -280,3 +280,14 @@ def test_bool_graph_inputs():
 
     with pytest.raises(BadInputError, match="'a' is bool"):
         Interpreter(load_onnx(m)).run({"a": np.full((2, 3), 2), "b": feeds["b"]}, layout="source")
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_if_with_a_constant_condition_inlines_its_branch(flag):
+    then_g = helper.make_graph([helper.make_node("Relu", ["x"], ["t"])], "then", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2, 3])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [2, 3])])
+    node = helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g)
+    m = _model([node], [("x", (2, 3))], ["y"], [("cond", np.asarray(flag))])
+    _check(m, {"x": _rand((2, 3), 30)})

@@ -17,7 +17,7 @@ import os
 from edgekit.errors import BadInputError, EdgekitError, ModelFormatError, VerifyError
 from edgekit.frontends.onnx import folding, handlers  # noqa: F401  (registers the op converters)
 from edgekit.frontends.onnx import functions, handlers_composite, handlers_indexing, handlers_losses  # noqa: F401,E402
-from edgekit.frontends.onnx import handlers_logic  # noqa: F401,E402  (after handlers_composite: run-time Where)
+from edgekit.frontends.onnx import handlers_control, handlers_logic  # noqa: F401,E402  (after handlers_composite: run-time Where)
 from edgekit.frontends.onnx import handlers_recurrent  # noqa: F401,E402
 from edgekit.frontends.onnx import handlers_movement  # noqa: F401,E402  (after handlers: replaces Slice/Gather/Cast)
 from edgekit.frontends.onnx import handlers_reduction  # noqa: F401,E402  (after handlers: MatMul of activations)

@@ -86,6 +86,11 @@ def _instantiate(c: Converter, node, fp) -> tuple[list, int]:
     names = {formal: (node.input[i] if i < len(node.input) else "") for i, formal in enumerate(fp.input)}
     names.update({formal: (node.output[i] if i < len(node.output) else "") for i, formal in enumerate(fp.output)})
     prefix = f"{c.node_name(node)}/"
+    internal = set(fp.input) | {o for n in fp.node for o in n.output if o}
+
+    def outer(x: str) -> str:
+        return names.get(x, prefix + x) if x in internal else x
+
     out = []
     for body in fp.node:
         n = onnx.NodeProto()
@@ -97,6 +102,8 @@ def _instantiate(c: Converter, node, fp) -> tuple[list, int]:
             n.output[i] = names.get(x, prefix + x) if x else ""
         kept = []
         for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                _rename_captured(a.g, outer)  # a branch reads the body's values by name
             if a.ref_attr_name:
                 if a.ref_attr_name not in attrs:
                     continue  # an optional attribute the node leaves unset
@@ -111,6 +118,25 @@ def _instantiate(c: Converter, node, fp) -> tuple[list, int]:
         out.append(n)
     opset = next((o.version for o in fp.opset_import if o.domain in ("", "ai.onnx")), c.opset)
     return out, opset
+
+
+def _rename_captured(graph, outer) -> None:
+    """Rename, in a subgraph and the subgraphs under it, every input not defined in it
+    (a value of the enclosing function body) with ``outer``."""
+    import onnx
+
+    local = {t.name for t in graph.initializer} | {i.name for i in graph.input}
+    local |= {o for n in graph.node for o in n.output if o}
+    for n in graph.node:
+        for i, x in enumerate(n.input):
+            if x and x not in local:
+                n.input[i] = outer(x)
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                _rename_captured(a.g, lambda x: x if x in local else outer(x))
+    for o in graph.output:
+        if o.name not in local:
+            o.name = outer(o.name)
 
 
 def expand_function(c: Converter, node) -> bool:
