@@ -291,3 +291,16 @@ def test_if_with_a_constant_condition_inlines_its_branch(flag):
     node = helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g)
     m = _model([node], [("x", (2, 3))], ["y"], [("cond", np.asarray(flag))])
     _check(m, {"x": _rand((2, 3), 30)})
+
+
+def test_scan_unrolled_running_sum_and_reverse_output():
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x_t"], ["s_out"]), helper.make_node("Mul", ["s_out", "x_t"], ["y_t"])],
+        "body", [helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [3]),
+                 helper.make_tensor_value_info("x_t", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [3]),
+         helper.make_tensor_value_info("y_t", TensorProto.FLOAT, [3])])
+    node = helper.make_node("Scan", ["s0", "x"], ["s", "y"], body=body, num_scan_inputs=1,
+                            scan_input_axes=[1], scan_output_directions=[1])
+    m = _model([node], [("x", (3, 5))], ["s", "y"], [("s0", np.ones(3, np.float32))], opset=16)
+    _check(m, {"x": _rand((3, 5), 31)})
