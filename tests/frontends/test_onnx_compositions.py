@@ -304,3 +304,11 @@ def test_scan_unrolled_running_sum_and_reverse_output():
                             scan_input_axes=[1], scan_output_directions=[1])
     m = _model([node], [("x", (3, 5))], ["s", "y"], [("s0", np.ones(3, np.float32))], opset=16)
     _check(m, {"x": _rand((3, 5), 31)})
+
+
+@pytest.mark.parametrize("reduction", ["add", "mul", "max", "min"])
+def test_scatter_reductions_apply_repeated_updates_in_order(reduction):
+    idx = np.asarray([[0, 1], [1, 2], [0, 1], [0, 1]], np.int64)  # (0, 1) three times
+    node = helper.make_node("ScatterND", ["x", "idx", "u"], ["y"], reduction=reduction)
+    m = _model([node], [("x", (2, 3, 4)), ("u", (4, 4))], ["y"], [("idx", idx)], opset=18)
+    _check(m, {"x": _rand((2, 3, 4), 32), "u": _rand((4, 4), 33)})

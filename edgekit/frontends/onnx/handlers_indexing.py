@@ -3,9 +3,12 @@
 With the indices known at import, each output element is one element of the data
 (or of the updates) at a position computed here, so the op is data movement: the
 sources flattened and joined, then a GATHER with constant flat indices
-(``handlers_composite.select_elements``); every value moves unchanged. Scatters take
-``reduction="none"`` (later updates to the same position win, as in ONNX's reference);
-the accumulating reductions and run-time indices are rejected.
+(``handlers_composite.select_elements``); every value moves unchanged. Scatters with
+``reduction="none"``: later updates to the same position win, as in ONNX's reference;
+with add / mul / max / min: layer j gathers each position's j-th update (its neutral
+element, or the data for max/min, where there are fewer) and the layers are combined
+with the data in order (ADD, MUL, MAXIMUM, MINIMUM), as the reference applies them.
+Run-time indices are rejected.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgekit.frontends.onnx.convert import Converter, handler
-from edgekit.frontends.onnx.handlers_composite import select_elements
+from edgekit.frontends.onnx.handlers_composite import select_elements, sub_node
 from edgekit.frontends.onnx.values import Act, QConst
 
 
@@ -56,10 +59,46 @@ def _gather_elements(c: Converter, node, a):
     select_elements(c, node, [_source(c, node, 0)], [n], picks, node.output[0])
 
 
-def _scatter_picks(c: Converter, a, dshape, n_data: int) -> np.ndarray:
-    if a.get("reduction", "none") != "none":
-        raise c.unsupported(f"reduction={a['reduction']!r} (only 'none': the updates replace the data)")
-    return np.arange(n_data, dtype=np.int64).reshape(dshape)
+_REDUCE = {"add": ("Add", 0.0), "mul": ("Mul", 1.0), "max": ("Max", None), "min": ("Min", None)}
+
+
+def _scatter(c: Converter, node, a, dshape, n_data: int, n_upd: int, targets: np.ndarray) -> None:
+    """The output: the data with update k written to (or, with a reduction, combined
+    into) flat position ``targets[k]``, in the updates' order."""
+    reduction = a.get("reduction", "none")
+    sources = [_source(c, node, 0), _source(c, node, 2)]
+    if reduction == "none":
+        picks = np.arange(n_data, dtype=np.int64)
+        for k, t in enumerate(targets):  # in order: a later update to the same place wins
+            picks[t] = n_data + k
+        select_elements(c, node, sources, [n_data, n_upd], picks.reshape(dshape), node.output[0])
+        return
+    if reduction not in _REDUCE:
+        raise c.malformed(f"unknown reduction {reduction!r}")
+    op, neutral = _REDUCE[reduction]
+    # Layer j holds each position's j-th update (the position's neutral element, or the
+    # data itself for max/min, where it has fewer): data op layer 1 op layer 2 ..., the
+    # order ONNX's reference applies the updates in.
+    per_target: dict[int, list[int]] = {}
+    for k, t in enumerate(targets):
+        per_target.setdefault(int(t), []).append(k)
+    layers = max((len(v) for v in per_target.values()), default=0)
+    sizes = [n_data, n_upd]
+    if neutral is not None:
+        sources.append(np.full(1, neutral, np.float32))
+        sizes.append(1)
+    acc = node.input[0]
+    for j in range(layers):
+        picks = (np.arange(n_data, dtype=np.int64) if neutral is None
+                 else np.full(n_data, n_data + n_upd, np.int64))
+        for t, ks in per_target.items():
+            if j < len(ks):
+                picks[t] = n_data + ks[j]
+        last = j == layers - 1
+        layer = select_elements(c, node, sources, sizes, picks.reshape(dshape), f"{node.output[0]}__layer{j}")
+        acc = sub_node(c, node, op, [acc, layer], out=node.output[0] if last else None)
+    if layers == 0:
+        sub_node(c, node, "Identity", [acc], out=node.output[0])
 
 
 @handler("ScatterElements", "Scatter")
@@ -73,14 +112,10 @@ def _scatter_elements(c: Converter, node, a):
                           f"of the data's rank {r}")
     idx = _normalized(c, idx, dshape[axis])
     n_data, n_upd = int(np.prod(dshape, dtype=np.int64)), int(np.prod(ushape, dtype=np.int64))
-    picks = _scatter_picks(c, a, dshape, n_data)
     pos = list(np.indices(ushape))
     pos[axis] = idx
     targets = np.ravel_multi_index(tuple(pos), dshape).reshape(-1) if n_upd else np.zeros(0, np.int64)
-    flat = picks.reshape(-1)
-    for k, t in enumerate(targets):  # in order: a later update to the same place wins
-        flat[t] = n_data + k
-    select_elements(c, node, [_source(c, node, 0), _source(c, node, 2)], [n_data, n_upd], picks, node.output[0])
+    _scatter(c, node, a, dshape, n_data, n_upd, targets)
 
 
 @handler("ScatterND")
@@ -95,11 +130,8 @@ def _scatter_nd(c: Converter, node, a):
         raise c.malformed(f"updates of shape {list(ushape)}; expected {list(idx.shape[:-1]) + list(inner)}")
     idx = _normalized(c, idx, np.asarray(dshape[:k], np.int64))
     n_data, n_upd = int(np.prod(dshape, dtype=np.int64)), int(np.prod(ushape, dtype=np.int64))
-    picks = _scatter_picks(c, a, dshape, n_data)
     n_inner = int(np.prod(inner, dtype=np.int64))
     starts = (np.ravel_multi_index(tuple(idx.reshape(-1, k).T), dshape[:k]) * n_inner
               if idx.size else np.zeros(0, np.int64))
-    flat = picks.reshape(-1)
-    for j, start in enumerate(starts):  # in order: a later update to the same slice wins
-        flat[start:start + n_inner] = n_data + j * n_inner + np.arange(n_inner)
-    select_elements(c, node, [_source(c, node, 0), _source(c, node, 2)], [n_data, n_upd], picks, node.output[0])
+    targets = (starts[:, None] + np.arange(n_inner)[None, :]).reshape(-1)
+    _scatter(c, node, a, dshape, n_data, n_upd, targets)
