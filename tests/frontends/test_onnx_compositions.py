@@ -312,3 +312,16 @@ def test_scatter_reductions_apply_repeated_updates_in_order(reduction):
     node = helper.make_node("ScatterND", ["x", "idx", "u"], ["y"], reduction=reduction)
     m = _model([node], [("x", (2, 3, 4)), ("u", (4, 4))], ["y"], [("idx", idx)], opset=18)
     _check(m, {"x": _rand((2, 3, 4), 32), "u": _rand((4, 4), 33)})
+
+
+def test_dilated_max_pool_with_padding_and_strides():
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 2], dilations=[2, 3], strides=[2, 1],
+                            pads=[1, 1, 2, 0])
+    m = _model([node], [("x", (1, 3, 9, 8))], ["y"])
+    _check(m, {"x": _rand((1, 3, 9, 8), 34)})
+
+
+def test_training_dropout_with_ratio_zero_is_the_identity():
+    node = helper.make_node("Dropout", ["x", "r", "t"], ["y"], seed=0)
+    m = _model([node], [("x", (2, 3))], ["y"], [("r", np.float32(0)), ("t", np.asarray(True))], opset=13)
+    _check(m, {"x": _rand((2, 3), 35)})

@@ -30,7 +30,9 @@ def _dropout(c: Converter, node, a):
         if isinstance(train, Act):
             raise c.unsupported("training_mode given at run time")
         if train is not None and bool(np.asarray(train).reshape(-1)[0]):
-            raise c.unsupported("training_mode=True")
+            ratio = c.inp(node, 1, required=False)
+            if isinstance(ratio, Act) or ratio is None or float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
+                raise c.unsupported("training_mode=True (random; only ratio 0, which drops nothing, is imported)")
     if c.opset < 7 and not a.get("is_test", 0):
         raise c.unsupported("training mode (is_test=0)")
     if c.used(node, 1):
@@ -372,6 +374,36 @@ def _pool_pads_ceil(c: Converter, a, xs, k, s, pads, include: bool):
     return t, l, b, r
 
 
+def _dilated_max_pool(c: Converter, node, a, x: str, xs, k, s, dil) -> None:
+    """MaxPool with dilations: the maximum of the k_h * k_w strided views of the input
+    (padded with -inf), one STRIDED_SLICE each, combined by MAXIMUM: exact."""
+    if node.op_type != "MaxPool":
+        raise c.unsupported("dilated average pooling")
+    if a.get("ceil_mode", 0):
+        raise c.unsupported("dilated pooling with ceil_mode=1")
+    t, l, b, r = c.pads2d(a, xs[2:], k, s, dil)
+    n, ch, h, w = xs
+    span = [(k[i] - 1) * dil[i] + 1 for i in range(2)]
+    oh, ow = (h + t + b - span[0]) // s[0] + 1, (w + l + r - span[1]) // s[1] + 1
+    if oh < 1 or ow < 1:
+        raise c.malformed(f"the dilated window {span} is larger than the padded input")
+    if t or l or b or r:
+        x = c.emit(OpType.PAD, [x], {"pads": (0, 0, t, b, l, r, 0, 0), "value": float("-inf")})
+    out = c.out_name(node.output[0])
+    views = []
+    for i in range(k[0]):
+        for j in range(k[1]):
+            begin = (0, i * dil[0], j * dil[1], 0)
+            end = (n, begin[1] + (oh - 1) * s[0] + 1, begin[2] + (ow - 1) * s[1] + 1, ch)
+            views.append(c.emit(OpType.STRIDED_SLICE, [x], {"begin": begin, "end": end, "strides": (1, s[0], s[1], 1)}))
+    y = views[0]
+    for m, v in enumerate(views[1:], start=2):
+        y = c.emit(OpType.MAXIMUM, [y, v], out=out if m == len(views) else None)
+    if len(views) == 1:
+        y = c.emit(OpType.RESHAPE, [y], {"shape": c.g.tensor(y).shape}, out=out)
+    c.set_out(node, 0, Act(y))
+
+
 @handler("MaxPool", "AveragePool")
 def _pool(c: Converter, node, a):
     x = c.act_inp(node, 0)
@@ -382,10 +414,12 @@ def _pool(c: Converter, node, a):
         raise c.malformed("kernel_shape is required")
     k = c.ints(a, "kernel_shape", None, 2)
     s = c.ints(a, "strides", (1, 1), 2)
-    if c.ints(a, "dilations", (1, 1), 2) != (1, 1):
-        raise c.unsupported("dilated pooling")
     if c.used(node, 1):
         raise c.unsupported("the Indices output of MaxPool")
+    dil = c.ints(a, "dilations", (1, 1), 2)
+    if dil != (1, 1):
+        _dilated_max_pool(c, node, a, x, xs, k, s, dil)
+        return
     include = node.op_type == "AveragePool" and bool(a.get("count_include_pad", 0))
     pads = c.pads2d(a, xs[2:], k, s, (1, 1))
     pads = _pool_pads_ceil(c, a, xs, k, s, pads, include)
