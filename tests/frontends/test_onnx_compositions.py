@@ -325,3 +325,11 @@ def test_training_dropout_with_ratio_zero_is_the_identity():
     node = helper.make_node("Dropout", ["x", "r", "t"], ["y"], seed=0)
     m = _model([node], [("x", (2, 3))], ["y"], [("r", np.float32(0)), ("t", np.asarray(True))], opset=13)
     _check(m, {"x": _rand((2, 3), 35)})
+
+
+@pytest.mark.parametrize("op,attrs", [("MaxPool", {"dilations": [1, 2, 1], "strides": [2, 1, 2]}),
+                                      ("AveragePool", {"strides": [1, 2, 1]})])
+def test_3d_pooling_without_padding(op, attrs):
+    node = helper.make_node(op, ["x"], ["y"], kernel_shape=[2, 3, 2], **attrs)
+    m = _model([node], [("x", (1, 2, 5, 7, 6))], ["y"])
+    _check(m, {"x": _rand((1, 2, 5, 7, 6), 36)})

@@ -374,6 +374,39 @@ def _pool_pads_ceil(c: Converter, a, xs, k, s, pads, include: bool):
     return t, l, b, r
 
 
+def _pool_3d_by_views(c: Converter, node, a, x: str, xs) -> None:
+    """3-D pooling without padding: the k_d * k_h * k_w strided views of the input (one
+    STRIDED_SLICE each) combined by MAXIMUM, or summed (ADD) and divided by the window
+    size for AveragePool. Rank-5 tensors keep the source layout in the IR."""
+    k = c.ints(a, "kernel_shape", None, 3)
+    st = c.ints(a, "strides", (1, 1, 1), 3)
+    dil = c.ints(a, "dilations", (1, 1, 1), 3)
+    if any(a.get("pads", [0])) or (a.get("auto_pad", "NOTSET") or "NOTSET") not in ("NOTSET", "VALID") \
+            or a.get("ceil_mode", 0):
+        raise c.unsupported("3-D pooling with padding or ceil_mode (only unpadded 3-D windows)")
+    if node.op_type == "AveragePool" and dil != (1, 1, 1):
+        raise c.unsupported("dilated 3-D average pooling")
+    span = [(k[i] - 1) * dil[i] + 1 for i in range(3)]
+    outs = [(xs[2 + i] - span[i]) // st[i] + 1 for i in range(3)]
+    if min(outs) < 1:
+        raise c.malformed(f"the window {span} is larger than the input {list(xs[2:])}")
+    views = []
+    for offs in np.ndindex(*k):
+        begin = (0, 0) + tuple(o * d for o, d in zip(offs, dil))
+        end = tuple(xs[:2]) + tuple(b + (n - 1) * s + 1 for b, n, s in zip(begin[2:], outs, st))
+        views.append(c.emit(OpType.STRIDED_SLICE, [x], {"begin": begin, "end": end, "strides": (1, 1) + st}))
+    out = c.out_name(node.output[0])
+    combine = OpType.MAXIMUM if node.op_type == "MaxPool" else OpType.ADD
+    y = views[0]
+    for v in views[1:]:
+        y = c.emit(combine, [y, v])
+    if node.op_type == "AveragePool":
+        y = c.emit(OpType.DIV, [y, c.const(np.float32(len(views)), f"{c.node_name()}_count")], out=out)
+    else:
+        y = c.emit(OpType.RESHAPE, [y], {"shape": c.g.tensor(y).shape}, out=out)
+    c.set_out(node, 0, Act(y))
+
+
 def _dilated_max_pool(c: Converter, node, a, x: str, xs, k, s, dil) -> None:
     """MaxPool with dilations: the maximum of the k_h * k_w strided views of the input
     (padded with -inf), one STRIDED_SLICE each, combined by MAXIMUM: exact."""
@@ -408,6 +441,9 @@ def _dilated_max_pool(c: Converter, node, a, x: str, xs, k, s, dil) -> None:
 def _pool(c: Converter, node, a):
     x = c.act_inp(node, 0)
     xs = c.sshape(x)
+    if len(xs) == 5 and "kernel_shape" in a:
+        _pool_3d_by_views(c, node, a, x, xs)
+        return
     if len(xs) != 4:
         raise c.unsupported(f"only 2-D pooling (4-D NCHW input) is supported; the input has rank {len(xs)}")
     if "kernel_shape" not in a:
