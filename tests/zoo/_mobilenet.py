@@ -1,6 +1,6 @@
 """Shared pieces of the MobileNet zoo models: the channel rounding both papers use,
 BN statistics set from data (so seeded random weights give well-scaled activations, as
-after training), and the deterministic image inputs."""
+after training), the deterministic image inputs, and the import and quantization both models share."""
 
 from __future__ import annotations
 
@@ -64,3 +64,23 @@ def set_bn_statistics(module, x: np.ndarray, residual_gain: float = 1.0) -> None
     with torch.no_grad():
         module(torch.from_numpy(x))
     module.eval()
+
+
+def torch_graph(module, image, name: str):
+    """``module`` imported through edgekit's torch frontend on ``image``, named ``name``."""
+    import torch
+
+    from edgekit.frontends.torch_importer import load_torch
+
+    g = load_torch(module, (torch.from_numpy(image),))
+    g.name = name
+    return g
+
+
+def int8_graph_of(float_graph, calib: np.ndarray, name: str):
+    """``float_graph`` quantized by edgekit on ``calib``, named ``name``."""
+    from edgekit.quantize import quantize
+
+    g = quantize(float_graph, calib).graph
+    g.name = name
+    return g

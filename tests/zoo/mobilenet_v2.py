@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from tests.zoo._mobilenet import CLASSES, images, make_divisible, set_bn_statistics
+from tests.zoo._mobilenet import CLASSES, images, int8_graph_of, make_divisible, set_bn_statistics, torch_graph
 
 SEED = 62
 WIDTH = 0.35
@@ -79,18 +79,8 @@ def inputs(n: int):
 
 
 def float_graph():
-    import torch
-
-    from edgekit.frontends.torch_importer import load_torch
-
-    g = load_torch(torch_module(), (torch.from_numpy(inputs(1)),))
-    g.name = "mobilenet_v2"
-    return g
+    return torch_graph(torch_module(), inputs(1), "mobilenet_v2")
 
 
 def int8_graph():
-    from edgekit.quantize import quantize
-
-    g = quantize(float_graph(), inputs(32)).graph
-    g.name = "mobilenet_v2"
-    return g
+    return int8_graph_of(float_graph(), inputs(32), "mobilenet_v2")

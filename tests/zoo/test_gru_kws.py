@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from tests.zoo import gru_kws as zoo
-from tests.zoo.recurrent_checks import check_c_cortex_m7, check_float_matches_torch, check_int8
+from tests.zoo.checks import check_c_cortex_m7, check_recurrent_float_matches_torch, check_recurrent_int8
 
 pytest.importorskip("torch")
 
 
 def test_gru_kws_float_matches_torch():
-    check_float_matches_torch(zoo)
+    check_recurrent_float_matches_torch(zoo)
 
 
 def test_gru_kws_int8_bit_exact_with_tflm_and_compiles_for_cortex_m7(tmp_path):
-    q, xi, ours = check_int8(zoo)
+    q, xi, ours = check_recurrent_int8(zoo)
     check_c_cortex_m7(q, xi, ours, tmp_path)

@@ -10,11 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgekit.backends.tflite.writer import tflite_bytes  # noqa: E402
 from edgekit.ir import OpType  # noqa: E402
-from edgekit.quantize import quantize  # noqa: E402
 from edgekit.reference.interpreter import Interpreter  # noqa: E402
 from tests.support import tflite_oracle as orc  # noqa: E402
+from tests.zoo import checks  # noqa: E402
 from tests.zoo import split_heads as sh  # noqa: E402
 
 MOVEMENT = {OpType.SPLIT, OpType.STRIDED_SLICE, OpType.SLICE, OpType.PACK, OpType.GATHER}
@@ -30,11 +29,6 @@ def int8_graph():
     return sh.int8_graph()
 
 
-def _int8_inputs(g, x):
-    q = g.metadata["io_quant"][g.inputs[0]]
-    return np.clip(np.round(x / q["scale"]) + q["zero_point"], -128, 127).astype(np.int8)
-
-
 def test_float_graph_matches_torch(float_graph):
     x = sh.inputs(8)
     ours = Interpreter(float_graph).run([x], layout="source")[float_graph.outputs[0]]
@@ -46,9 +40,8 @@ def test_float_graph_matches_torch(float_graph):
 
 def test_int8_is_close_to_float(float_graph):
     x = sh.inputs(64 + 32)
-    fq = quantize(float_graph, x[:64], io="float").graph
-    ref = Interpreter(float_graph).run([x[64:]])[float_graph.outputs[0]]
-    ours = Interpreter(fq).run([x[64:]])[float_graph.outputs[0]]
+    ref, ours = checks.float_and_fake_quantized(float_graph, x[:64], x[64:])
+    ref, ours = ref[float_graph.outputs[0]], ours[float_graph.outputs[0]]
     assert np.abs(ours - ref).max() < 0.05
     assert (ours.argmax(1) == ref.argmax(1)).mean() >= 0.9
 
@@ -56,24 +49,18 @@ def test_int8_is_close_to_float(float_graph):
 @pytest.mark.skipif(not orc.HAVE_TFLM, reason="tflite_micro is not installed")
 def test_int8_is_bit_exact_with_tflm(int8_graph):
     assert MOVEMENT <= {op.type for op in int8_graph.ops}
-    xi = _int8_inputs(int8_graph, sh.inputs(8))
-    ref = Interpreter(int8_graph).run([xi])[int8_graph.outputs[0]]
-    model = tflite_bytes(int8_graph)
-    for i in range(len(xi)):
-        got = orc.run_tflm(model, [xi[i:i + 1]])[0]
-        np.testing.assert_array_equal(got, ref[i:i + 1], err_msg=f"input {i}")
+    checks.check_bit_exact_with_tflm(int8_graph, checks.int8_inputs(int8_graph, sh.inputs(8)))
 
 
 def test_compiles_for_cortex_m7_and_runs_bit_exact_on_the_host(int8_graph, tmp_path):
     from edgekit.backends.c import compile_model
     from tests.backends.c.support import host_exe, host_run
 
-    result = compile_model(int8_graph, "cortex-m7", tmp_path / "split_heads_m7", measure=False)
-    assert {"split", "slice", "gather", "concatenation"} <= {k["kernel"] for k in result.kernels}
-    assert result.fit.fits, result.fit.over
+    _, kernels = checks.compile_for_cortex_m7(int8_graph, tmp_path / "split_heads_m7")
+    assert {"split", "slice", "gather", "concatenation"} <= kernels
     out = tmp_path / "split_heads"  # the host runs the portable kernels
     compile_model(int8_graph, "cortex-m7", out, variant="portable", measure=False)
-    x = _int8_inputs(int8_graph, sh.inputs(16))
+    x = checks.int8_inputs(int8_graph, sh.inputs(16))
     t = int8_graph.output_tensors()[0]
     ours = host_run(host_exe(out), x, t.dtype.np, t.shape)
     ref = Interpreter(int8_graph).run([x])[int8_graph.outputs[0]]

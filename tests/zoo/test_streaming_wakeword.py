@@ -12,10 +12,10 @@ import pytest
 if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf_keras") is None:
     pytest.skip("TensorFlow is not installed: pip install 'edgekit[tensorflow]'", allow_module_level=True)
 
-from edgekit.backends.tflite.writer import tflite_bytes  # noqa: E402
 from edgekit.quantize import quantize  # noqa: E402
 from edgekit.reference.interpreter import Interpreter  # noqa: E402
 from tests.support import tflite_oracle as orc  # noqa: E402
+from tests.zoo import checks  # noqa: E402
 from tests.zoo import streaming_wakeword as ww  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -31,11 +31,6 @@ def int8_graph(float_graph):
     return quantize(float_graph, ww.inputs(64)).graph
 
 
-def _int8_inputs(g, x):
-    q = g.metadata["io_quant"][g.inputs[0]]
-    return np.clip(np.round(x / q["scale"]) + q["zero_point"], -128, 127).astype(np.int8)
-
-
 def test_float_graph_matches_keras(float_graph):
     import tf_keras
 
@@ -49,25 +44,15 @@ def test_float_graph_matches_keras(float_graph):
 
 def test_int8_is_close_to_float(float_graph):
     x = ww.inputs(64 + 32)
-    fq = quantize(float_graph, x[:64], io="float").graph
-    ref = Interpreter(float_graph).run([x[64:]])[float_graph.outputs[0]]
-    ours = Interpreter(fq).run([x[64:]])[float_graph.outputs[0]]
-    assert np.abs(ours - ref).max() < 0.08
+    ref, ours = checks.float_and_fake_quantized(float_graph, x[:64], x[64:])
+    assert np.abs(ours[float_graph.outputs[0]] - ref[float_graph.outputs[0]]).max() < 0.08
 
 
 @pytest.mark.skipif(not orc.HAVE_TFLM, reason="tflite_micro is not installed")
 def test_int8_is_bit_exact_with_tflm(int8_graph):
-    xi = _int8_inputs(int8_graph, ww.inputs(8))
-    ref = Interpreter(int8_graph).run([xi])[int8_graph.outputs[0]]
-    model = tflite_bytes(int8_graph)
-    for i in range(len(xi)):
-        np.testing.assert_array_equal(orc.run_tflm(model, [xi[i:i + 1]])[0], ref[i:i + 1], err_msg=f"input {i}")
+    checks.check_bit_exact_with_tflm(int8_graph, checks.int8_inputs(int8_graph, ww.inputs(8)))
 
 
 def test_compiles_for_cortex_m7(int8_graph, tmp_path):
-    from edgekit.backends.c import compile_model
-
-    result = compile_model(int8_graph, "cortex-m7", tmp_path / "streaming_wakeword", measure=False)
-    kernels = {k["kernel"] for k in result.kernels}
+    _, kernels = checks.compile_for_cortex_m7(int8_graph, tmp_path / "streaming_wakeword")
     assert {"depthwise_conv2d", "softmax"} <= kernels and any(k.startswith("conv2d") for k in kernels)
-    assert result.fit.fits, result.fit.over
