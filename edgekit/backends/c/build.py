@@ -14,7 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.errors import EdgekitError
+from edgekit.backends.c.fit import FitError
+from edgekit.errors import BadInputError, EdgekitError
 from edgekit.resources import firmware_dir
 from edgekit.targets import Target
 
@@ -200,7 +201,14 @@ def build_firmware(model_dir: Path, target: Target, vectors_c: Path, elf: Path, 
                    cflags=()) -> Path:
     """A semihosting ELF for the target's QEMU board: the generated model, the test
     vectors (``vectors_c``, see ``write_vectors``) and firmware/common's runner, startup,
-    semihosting and linker script."""
+    semihosting and linker script.
+
+    The runner links code and constants into one flash range and data, bss and stack
+    into one RAM range (``Target.image_memory``). Raises ``FirmwareFitError`` (a
+    ``FitError``) before calling the linker when the compile's fit check (the folder's
+    manifest.json) placed a part elsewhere, e.g. weights in cortex-m55's QSPI or an
+    arena in PSRAM."""
+    check_firmware_placement(model_dir, target)
     cc = tool(target.toolchain.cc)
     em = target.emulator
     timer = [f"-DEK_TIMER_BASE={em.timer_base:#x}u"] if em is not None and em.timer_base else []
@@ -213,6 +221,49 @@ def build_firmware(model_dir: Path, target: Target, vectors_c: Path, elf: Path, 
          *target.toolchain.ldflags, "-o", elf],
         timeout=600)
     return elf
+
+
+class FirmwareFitError(FitError):
+    """The compiled model fits the target, but not the one flash range and one RAM range
+    the model-runner firmware links into (exit code 2)."""
+
+    def __init__(self, message: str, report=None, misplaced=()):
+        self.report = report
+        self.misplaced = list(misplaced)  # [(region, kind, bytes, [part names])]
+        BadInputError.__init__(self, message)
+
+
+def check_firmware_placement(model_dir: Path, target: Target) -> None:
+    """Raise ``FirmwareFitError`` when the fit check recorded in ``model_dir``'s manifest
+    placed a part outside the ranges ``build_firmware`` links into: a flash part outside
+    the first flash region, a RAM part outside the first SRAM region and the SRAM regions
+    joined to it. A folder without a fit record passes (the linker has the last word)."""
+    mf = Path(model_dir) / "manifest.json"
+    if not mf.is_file():
+        return
+    manifest = json.loads(mf.read_text())
+    fit = manifest.get("fit")
+    if not fit:
+        return
+    code, ram = target.image_memory()
+    linked = {"flash": {code.name}, "sram": set(ram.name.split("+")), "psram": set()}
+    nbytes = {p["name"]: p["nbytes"] for p in fit.get("parts", [])}
+    labels = {p["name"]: p.get("label", p["name"]) for p in fit.get("parts", [])}
+    misplaced = [(r["name"], r["kind"], sum(nbytes.get(n, 0) for n in r["parts"]), list(r["parts"]))
+                 for r in fit.get("regions", [])
+                 if r.get("parts") and r["name"] not in linked.get(r["kind"], set())]
+    if not misplaced:
+        return
+    model = manifest.get("model", Path(model_dir).name)
+    what = "; ".join(f"{', '.join(labels.get(n, n) for n in parts)} ({b:,} bytes) in {kind} region "
+                     f"{name!r}" for name, kind, b, parts in misplaced)
+    raise FirmwareFitError(
+        f"model {model!r} fits target {target.name!r} only with {what}, but the model-runner "
+        f"firmware (firmware/common/mps2.ld) links code and constants into flash region "
+        f"{code.name!r} ({code.size:,} bytes at {code.base:#x}) and data, bss and stack into "
+        f"{ram.name!r} ({ram.size:,} bytes at {ram.base:#x}) only. Use a target whose first "
+        "flash and SRAM regions hold the model, or a smaller model.",
+        report=None, misplaced=misplaced)
 
 
 def write_vectors(inputs, expected, path: Path) -> Path:
