@@ -304,15 +304,37 @@ static int check_pool(vctx *v) {
   return 0;
 }
 
+/* ek_mul_params words (MUL, DIV). */
+static int mul_params_ok(const uint8_t *w) {
+  return offset_ok(word(w, 0)) && offset_ok(word(w, 1)) && in_range(word(w, 3), -31, 31) &&
+         offset_ok(word(w, 4)) && act_ok(word(w, 5), word(w, 6));
+}
+
+/* The broadcast binary layout after its params: output dims at word d, the two operands'
+ * strides (d + 4, d + 8), their element counts (d + 12, d + 13), their refs (d + 14,
+ * d + 15) and the output ref (d + 16); the messages name the binary or the elementwise ops. */
+static int broadcast_ok(vctx *v, uint32_t d, int elementwise) {
+  const uint8_t *w = v->w;
+  uint64_t no;
+  if (!dims_ok(v, d, &no) || !strides_ok(v, d, d + 4u, word(w, d + 12u)) ||
+      !strides_ok(v, d, d + 8u, word(w, d + 13u))) {
+    return fail(v, EK_PKG_E_OP_PARAMS, elementwise ? "elementwise op: dimensions or strides invalid"
+                                                   : "binary op: dimensions or strides invalid");
+  }
+  if (!in_ref(v, d + 14u, (uint64_t)word(w, d + 12u)) ||
+      !in_ref(v, d + 15u, (uint64_t)word(w, d + 13u)) || !out_ref(v, d + 16u, no)) {
+    return fail(v, EK_PKG_E_OP_PARAMS, elementwise ? "elementwise op: tensor reference out of bounds"
+                                                   : "binary op: tensor reference out of bounds");
+  }
+  return 0;
+}
+
 /* ADD/SUB (mul = 0) and MUL (mul = 1). */
 static int check_binary(vctx *v, int mul) {
   const uint8_t *w = v->w;
-  const uint32_t d = mul ? 7u : 12u; /* output dims */
-  uint64_t no;
   int ok;
   if (mul) {
-    ok = offset_ok(word(w, 0)) && offset_ok(word(w, 1)) && in_range(word(w, 3), -31, 31) &&
-         offset_ok(word(w, 4)) && act_ok(word(w, 5), word(w, 6));
+    ok = mul_params_ok(w);
   } else {
     ok = offset_ok(word(w, 0)) && offset_ok(word(w, 1)) && in_range(word(w, 2), 0, 30) &&
          in_range(word(w, 4), -31, 0) && in_range(word(w, 6), -31, 0) &&
@@ -321,15 +343,7 @@ static int check_binary(vctx *v, int mul) {
   if (!ok) {
     return fail(v, EK_PKG_E_OP_PARAMS, "binary op: parameters invalid");
   }
-  if (!dims_ok(v, d, &no) || !strides_ok(v, d, d + 4u, word(w, d + 12u)) ||
-      !strides_ok(v, d, d + 8u, word(w, d + 13u))) {
-    return fail(v, EK_PKG_E_OP_PARAMS, "binary op: dimensions or strides invalid");
-  }
-  if (!in_ref(v, d + 14u, (uint64_t)word(w, d + 12u)) ||
-      !in_ref(v, d + 15u, (uint64_t)word(w, d + 13u)) || !out_ref(v, d + 16u, no)) {
-    return fail(v, EK_PKG_E_OP_PARAMS, "binary op: tensor reference out of bounds");
-  }
-  return 0;
+  return broadcast_ok(v, mul ? 7u : 12u, 0);
 }
 
 static int check_pad(vctx *v) {
@@ -617,7 +631,6 @@ static int check_transpose_conv(vctx *v) {
 static int check_elementwise(vctx *v, uint32_t kind) {
   const uint8_t *w = v->w;
   uint32_t d = 0; /* first output dims word */
-  uint64_t no;
   int ok = 1;
   if (kind == EK_OP_LUT) {
     if (!ref_ok(v, (uint32_t)word(w, 0), 256u, 1, 0) || !((uint32_t)word(w, 0) & EK_REF_CONST)) {
@@ -631,8 +644,7 @@ static int check_elementwise(vctx *v, uint32_t kind) {
          in_range(word(w, 4), -31, 31) && in_range(word(w, 6), -31, 31);
   } else if (kind == EK_OP_DIV) {
     d = 7u;
-    ok = offset_ok(word(w, 0)) && offset_ok(word(w, 1)) && in_range(word(w, 3), -31, 31) &&
-         offset_ok(word(w, 4)) && act_ok(word(w, 5), word(w, 6));
+    ok = mul_params_ok(w);
   } else if (kind == EK_OP_SQUARED_DIFFERENCE) {
     d = 12u;
     ok = offset_ok(word(w, 0)) && offset_ok(word(w, 1)) && in_range(word(w, 2), 0, 15) &&
@@ -642,15 +654,7 @@ static int check_elementwise(vctx *v, uint32_t kind) {
   if (!ok) {
     return fail(v, EK_PKG_E_OP_PARAMS, "elementwise op: parameters invalid");
   }
-  if (!dims_ok(v, d, &no) || !strides_ok(v, d, d + 4u, word(w, d + 12u)) ||
-      !strides_ok(v, d, d + 8u, word(w, d + 13u))) {
-    return fail(v, EK_PKG_E_OP_PARAMS, "elementwise op: dimensions or strides invalid");
-  }
-  if (!in_ref(v, d + 14u, (uint64_t)word(w, d + 12u)) ||
-      !in_ref(v, d + 15u, (uint64_t)word(w, d + 13u)) || !out_ref(v, d + 16u, no)) {
-    return fail(v, EK_PKG_E_OP_PARAMS, "elementwise op: tensor reference out of bounds");
-  }
-  return 0;
+  return broadcast_ok(v, d, 1);
 }
 
 /* UNIDIRECTIONAL_SEQUENCE_LSTM: ek_lstm_params (34 words), then input, input weights,
