@@ -231,6 +231,17 @@ def gru():
     return Recurrent().eval(), (torch.randn(1, 5, 4),)
 
 
+class RecurrentWithState(Recurrent):
+    def forward(self, x, h):
+        return self.gru(x, h)[0]
+
+
+def gru_with_state():
+    """A GRU whose initial state is a model input: TFLite's recurrent kernels start from zero."""
+    torch.manual_seed(7)
+    return RecurrentWithState().eval(), (torch.randn(1, 5, 4), torch.randn(1, 1, 8))
+
+
 class DataDependent(nn.Module):
     def forward(self, x):
         if x.sum() > 0:
