@@ -623,10 +623,16 @@ def test_random_graphs_cover_every_float_op():
     """The random graph generator reaches every op the writer lowers (a fixed sample)."""
     if _st is None:
         pytest.skip("hypothesis is not installed")
-    wanted = set(SUPPORTED_IR_OPS) - {"QUANTIZE", "DEQUANTIZE"}
+    # The recurrent ops need sequence-shaped inputs and weight sets of their own; their
+    # writer is tested against onnxruntime in tests/backends/test_onnx_writer_recurrent.py
+    # (test_float_lstm_equals_onnxruntime, test_svdf_equals_onnxruntime_float_and_close_in_int8).
+    dedicated = {"UNIDIRECTIONAL_SEQUENCE_LSTM", "SVDF"}
+    wanted = set(SUPPORTED_IR_OPS) - {"QUANTIZE", "DEQUANTIZE"} - dedicated
     covered: set[str] = set()
 
-    @settings(max_examples=300, deadline=None, database=None)
+    # derandomize: a fixed sample, so the check does not depend on the run's seed (some ops,
+    # e.g. ARG_MAX / ARG_MIN, come from a numpy coin inside one step kind and are rare).
+    @settings(max_examples=600, deadline=None, database=None, derandomize=True)
     @given(data=_st.data(), seed=_st.integers(0, 2**16))
     def collect(data, seed):
         b = _random_graph_case(data, seed)
