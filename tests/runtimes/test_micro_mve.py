@@ -40,6 +40,15 @@ PINNED = {
         dict(kh=3, kw=3, m=1, cin=18, padding="same", sh=2, sw=2, h=7, w=6, **_PLAIN),  # lane tail
         dict(kh=5, kw=3, m=3, cin=6, padding="same", **_PLAIN),  # depth multiplier: scalar
         dict(kh=3, kw=3, m=1, cin=9, dh=2, dw=2, padding="explicit", h=6, w=6, **_PLAIN),  # dilated
+        # the 3x3 path (C % 8 == 0, C <= 128): interior and padded windows, strides, batches
+        dict(kh=3, kw=3, m=1, dh=1, dw=1, cin=16, padding="same", n=2, h=4, w=3, **_PLAIN),
+        dict(kh=3, kw=3, m=1, dh=1, dw=1, cin=8, padding="valid", sh=2, sw=1, h=7, w=5, act="RELU6",
+             zp_out_kind="any", bias="small"),
+        dict(kh=3, kw=3, m=1, dh=1, dw=1, cin=128, padding="same", sh=2, sw=2, h=5, w=4, **_PLAIN),
+        dict(kh=3, kw=3, m=1, dh=1, dw=1, cin=24, padding="explicit", sh=1, sw=3, h=4, w=7, act="RELU",
+             zp_out_kind="any", bias="small"),
+        dict(kh=3, kw=3, m=1, dh=1, dw=1, cin=8, padding="same", h=1, w=1, **_PLAIN),  # one tap inside
+        dict(kh=3, kw=3, m=1, dh=1, dw=1, cin=136, padding="same", h=3, w=3, **_PLAIN),  # C > 128: general
     ],
     "fully_connected": [
         dict(per_channel=False, zp_w_kind="zero", k=640, cout=128, batches=1, **_PLAIN),  # AD layer
@@ -102,9 +111,11 @@ def test_mve_build_uses_helium_instructions(m55_elf):
         if current and len(parts) >= 3:
             found.setdefault(current, set()).add(parts[2].strip())
     # VMLADAVA disassembles as vmlava; the requantization's VQRDMULH and VRSHL
+    # (the depthwise file's general path is dw_general, its 3x3 path dw3x3: VMULLB / VMULLT)
     want = {"ek_conv2d_s8": ("vmlava.s8", "vqrdmulh.s32", "vrshl.s32"),
             "ek_fully_connected_s8": ("vmlava.s8", "vaddva.s8", "vqrdmulh.s32"),
-            "ek_depthwise_conv2d_s8": ("vmul.i32", "vqrdmulh.s32")}
+            "dw_general": ("vmul.i32", "vqrdmulh.s32"),
+            "dw3x3": ("vmullb.s16", "vmullt.s16", "vqrdmulh.s32", "vrshl.s32")}
     for fn, mnemonics in want.items():
         used = set().union(*(v for k, v in found.items() if k == fn or k.startswith("pixel_vector")))
         missing = [m for m in mnemonics if m not in used]

@@ -8,7 +8,11 @@
  * skips its outside taps as TFLM does and adds the offset to each input. Then the
  * four-lane requantization and the stores. Outputs are written in increasing order,
  * each after every read it needs, so the arena plan's in-place sharing holds. Other
- * depth multipliers, and more than EK_MVE_MAX_COUT channels, take the scalar loop. */
+ * depth multipliers, and more than EK_MVE_MAX_COUT channels, take the scalar loop.
+ *
+ * 3x3 filters with dilation 1, depth multiplier 1 and C a multiple of 8 up to 128 (KWS)
+ * take dw3x3 at the end of the file instead (VMULLB / VMULLT on int16 lanes, repacked
+ * weights, per-channel constants prepared once per call, padded windows copied). */
 #include "edgekit/kernels.h"
 
 #include "fixedpoint.h"
@@ -154,12 +158,12 @@ static int32_t end_inside(int32_t start, int32_t step, int32_t size, int32_t tap
   return k;
 }
 
-void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
-                            const int32_t *mult, const int32_t *shift,
-                            const ek_dims4 *in, const int8_t *input,
-                            const ek_dims4 *fd, const int8_t *filter,
-                            const int32_t *bias,
-                            const ek_dims4 *out, int8_t *output) {
+static __attribute__((noinline)) void dw_general(const ek_depthwise_params *p,
+                                                  const int32_t *mult, const int32_t *shift,
+                                                  const ek_dims4 *in, const int8_t *input,
+                                                  const ek_dims4 *fd, const int8_t *filter,
+                                                  const int32_t *bias,
+                                                  const ek_dims4 *out, int8_t *output) {
   const int32_t c = in->c;
   const int32_t vector = p->depth_multiplier == 1 && c <= EK_MVE_MAX_COUT;
   const int32_t taps = fd->h * fd->w;
@@ -203,5 +207,170 @@ void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
         }
       }
     }
+  }
+}
+
+/* ---- 3x3, depth multiplier 1, dilation 1, C a multiple of 8 (at most EK_DW3_MAX_C) ----
+ *
+ * Per call: the weights are repacked per block of eight channels (the nine taps of the
+ * block contiguous, so every load has a small immediate offset), and per block a table
+ * of the accumulator start (bias + input_offset x the sum of the nine weights), the
+ * multiplier, and the left / right shifts of ek_mve_requant, each in the lane order of
+ * the accumulators: channels 0, 2, 4, 6 (the bottom halves of VMULLB) then 1, 3, 5, 7
+ * (VMULLT). Per tap and block: two widening loads of eight int8 to int16, VMULLB and
+ * VMULLT (exact int32 products) and two adds, on raw inputs. A window cut by the
+ * padding is first copied into a 3x3xC stack window whose outside taps hold the input
+ * zero point (-input_offset): w * zp cancels that tap's share of the folded offset mod
+ * 2^32, so the sum equals TFLM's (outside taps skipped). The requantization is
+ * ek_mve_requant's sequence (the same shifts, precomputed). The narrowing VMOVNB /
+ * VMOVNT puts the lanes back in channel order for one eight-byte store. Pixels are
+ * written in increasing order, each after every read of its window, as in the general
+ * path. */
+#define EK_DW3_MAX_C 128
+
+/* One output pixel of dw3x3: src the window's top-left tap, ys the step between its rows
+ * (the taps of a row are c apart). */
+static inline __attribute__((always_inline)) void dw3_pixel(const int8_t *src, int32_t ys, const int32_t c,
+                                                            const int8_t *wp, const int32_t *tb, int8_t *op,
+                                                            int32_t out_offset, int32x4_t vmin, int32x4_t vmax) {
+  /* pointers at the middle column: the taps at -c, 0, +c */
+  const int8_t *r0 = src + c;
+  const int8_t *r1 = r0 + ys;
+  const int8_t *r2 = r1 + ys;
+  int32_t bk;
+  for (bk = 0; bk < c; bk += 8) {
+    int32x4_t ae = vldrwq_s32(tb);
+    int32x4_t ao = vldrwq_s32(tb + 4);
+    int16x8_t xv, wv, o16;
+#define EK_DW3_TAP(row, off, tap)                                \
+  xv = vldrbq_s16((row) + (off));                               \
+  wv = vldrbq_s16(wp + (tap) * 8);                              \
+  ae = vaddq_s32(ae, vmullbq_int_s16(xv, wv));                  \
+  ao = vaddq_s32(ao, vmulltq_int_s16(xv, wv));                  \
+  __asm__("" : "+w"(ae), "+w"(ao)) /* one sum per tap, in registers */
+    EK_DW3_TAP(r0, -c, 0);
+    EK_DW3_TAP(r0, 0, 1);
+    EK_DW3_TAP(r0, c, 2);
+    EK_DW3_TAP(r1, -c, 3);
+    EK_DW3_TAP(r1, 0, 4);
+    EK_DW3_TAP(r1, c, 5);
+    EK_DW3_TAP(r2, -c, 6);
+    EK_DW3_TAP(r2, 0, 7);
+    EK_DW3_TAP(r2, c, 8);
+#undef EK_DW3_TAP
+    /* ek_mve_requant with the shifts split beforehand, even lanes then odd lanes */
+    {
+      const int32x4_t re = vldrwq_s32(tb + 24);
+      ae = vqrdmulhq_s32(vshlq_s32(ae, vldrwq_s32(tb + 16)), vldrwq_s32(tb + 8));
+      ae = vqaddq_s32(ae, vshrq_n_s32(vandq_s32(ae, re), 31));
+      ae = vaddq_n_s32(vrshlq_s32(ae, re), out_offset);
+      ae = vminq_s32(vmaxq_s32(ae, vmin), vmax);
+      o16 = vmovnbq_s32(vreinterpretq_s16_s32(ae), ae);
+    }
+    __asm__("" : "+w"(o16), "+w"(ao));
+    {
+      const int32x4_t ro = vldrwq_s32(tb + 28);
+      ao = vqrdmulhq_s32(vshlq_s32(ao, vldrwq_s32(tb + 20)), vldrwq_s32(tb + 12));
+      ao = vqaddq_s32(ao, vshrq_n_s32(vandq_s32(ao, ro), 31));
+      ao = vaddq_n_s32(vrshlq_s32(ao, ro), out_offset);
+      ao = vminq_s32(vmaxq_s32(ao, vmin), vmax);
+      vstrbq_s16(op, vmovntq_s32(o16, ao));
+    }
+    r0 += 8;
+    r1 += 8;
+    r2 += 8;
+    wp += 72;
+    tb += 32;
+    op += 8;
+  }
+}
+
+/* no-schedule-insns: GCC's first scheduling pass would hoist all 18 loads of a block and
+ * spill them to the stack (eight Q registers). */
+static __attribute__((noinline, optimize("no-schedule-insns", "no-auto-inc-dec"))) void dw3x3(const ek_depthwise_params *p,
+                                             const int32_t *mult, const int32_t *shift,
+                                             const ek_dims4 *in, const int8_t *input,
+                                             const int8_t *filter, const int32_t *bias,
+                                             const ek_dims4 *out, int8_t *output) {
+  const int32_t c = in->c;
+  const int32_t blocks = c / 8;
+  const int32_t in_w = in->w, in_h = in->h;
+  const int32_t sh = p->stride_h, sw = p->stride_w;
+  const int32_t pad_top = p->pad_top, pad_left = p->pad_left;
+  const int32_t out_offset = p->output_offset;
+  const int8_t zp = (int8_t)(-p->input_offset);
+  const int32x4_t vmin = vdupq_n_s32(p->act_min);
+  const int32x4_t vmax = vdupq_n_s32(p->act_max);
+  int32_t tab[EK_DW3_MAX_C * 4] __attribute__((aligned(16)));
+  int8_t wpk[EK_DW3_MAX_C * 9] __attribute__((aligned(16)));
+  int8_t win[EK_DW3_MAX_C * 9] __attribute__((aligned(16)));
+  int32_t bk, j, t, b, y, x;
+  for (bk = 0; bk < blocks; bk++) {
+    int32_t *tb = tab + bk * 32;
+    for (j = 0; j < 8; j++) {
+      const int32_t ch = bk * 8 + j;
+      const int32_t lane = (j & 1) * 4 + (j >> 1);
+      int32_t wsum = 0;
+      for (t = 0; t < 9; t++) {
+        wpk[bk * 72 + t * 8 + j] = filter[t * c + ch];
+        wsum += filter[t * c + ch];
+      }
+      tb[lane] = ek_wrap_add(bias != 0 ? bias[ch] : 0, (int32_t)((uint32_t)wsum * (uint32_t)p->input_offset));
+      tb[8 + lane] = mult[ch];
+      tb[16 + lane] = shift[ch] > 0 ? shift[ch] : 0;
+      tb[24 + lane] = shift[ch] < 0 ? shift[ch] : 0;
+    }
+  }
+  for (b = 0; b < out->n; b++) {
+    const int8_t *image = input + b * in_h * in_w * c;
+    for (y = 0; y < out->h; y++) {
+      const int32_t in_y0 = y * sh - pad_top;
+      const int32_t row_inside = in_y0 >= 0 && in_y0 + 3 <= in_h;
+      for (x = 0; x < out->w; x++) {
+        const int32_t in_x0 = x * sw - pad_left;
+        int8_t *op = output + ((b * out->h + y) * out->w + x) * c;
+        const int8_t *src;
+        int32_t ys;
+        if (row_inside && in_x0 >= 0 && in_x0 + 3 <= in_w) {
+          src = image + (in_y0 * in_w + in_x0) * c;
+          ys = in_w * c;
+        } else {
+          int32_t ky, kx;
+          for (ky = 0; ky < 3; ky++) {
+            const int32_t iy = in_y0 + ky;
+            for (kx = 0; kx < 3; kx++) {
+              const int32_t ix = in_x0 + kx;
+              int8_t *dst = win + (ky * 3 + kx) * c;
+              if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                ek_mve_fill(dst, zp, c);
+              } else {
+                ek_mve_copy(dst, image + (iy * in_w + ix) * c, c);
+              }
+            }
+          }
+          src = win;
+          ys = 3 * c;
+        }
+        if (c == 64) { /* C a constant: the taps' offsets fit the loads' immediates */
+          dw3_pixel(src, ys, 64, wpk, tab, op, out_offset, vmin, vmax);
+        } else {
+          dw3_pixel(src, ys, c, wpk, tab, op, out_offset, vmin, vmax);
+        }
+      }
+    }
+  }
+}
+
+void ek_depthwise_conv2d_s8(const ek_depthwise_params *p,
+                            const int32_t *mult, const int32_t *shift,
+                            const ek_dims4 *in, const int8_t *input,
+                            const ek_dims4 *fd, const int8_t *filter,
+                            const int32_t *bias,
+                            const ek_dims4 *out, int8_t *output) {
+  if (p->depth_multiplier == 1 && fd->h == 3 && fd->w == 3 && p->dilation_h == 1 && p->dilation_w == 1 &&
+      in->c % 8 == 0 && in->c > 0 && in->c <= EK_DW3_MAX_C && p->input_offset >= -127 && p->input_offset <= 128) {
+    dw3x3(p, mult, shift, in, input, filter, bias, out, output);
+  } else {
+    dw_general(p, mult, shift, in, input, fd, filter, bias, out, output);
   }
 }
