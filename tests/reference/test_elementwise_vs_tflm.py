@@ -12,25 +12,19 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for the oracle tests")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from edgekit.errors import BadInputError  # noqa: E402
 from edgekit.ir.dtypes import QuantParams  # noqa: E402
 from edgekit.reference import elementwise_kernels as ew  # noqa: E402
 from tests.support import tflite_oracle as orc  # noqa: E402
+from tests.support.oracle_tests import needs_tflm, needs_litert, profile  # noqa: E402
 
-needs_tflm = pytest.mark.skipif(not orc.HAVE_TFLM, reason="tflite_micro is not installed")
-needs_litert = pytest.mark.skipif(not orc.HAVE_LITERT, reason="ai_edge_litert is not installed")
 
 S = orc.schema
 OPS = S.BuiltinOperator if S is not None else None
 OPTS = S.BuiltinOptions if S is not None else None
-
-
-def profile(n: int):
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
 
 
 def f32(v) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for the oracle tests")
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import assume, given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from edgekit.backends.tflite.writer import tflite_bytes  # noqa: E402
@@ -26,15 +26,11 @@ from edgekit.ir import DType, OpType, QuantParams  # noqa: E402
 from edgekit.reference.interpreter import Interpreter  # noqa: E402
 from tests.reference.movement_cases import one_op  # noqa: E402
 from tests.support import tflite_oracle as orc  # noqa: E402
+from tests.support.oracle_tests import profile  # noqa: E402
 
 needs_tflm = pytest.mark.skipif(not orc.HAVE_TFLM,
                                 reason="tflite_micro (the TFLite Micro Python interpreter) is not installed")
 S = orc.schema
-
-
-def profile(n: int):
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
 
 
 def _outputs(graph, xs):

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for the oracle tests")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from tests.support import tflite_oracle as orc  # noqa: E402
+from tests.support.oracle_tests import needs_tflm, needs_litert, profile  # noqa: E402
 from edgekit.backends.tflite import tflite_bytes  # noqa: E402
 from edgekit.backends.tflite.resample import tflite_pad_top_left  # noqa: E402
 from edgekit.errors import BadInputError  # noqa: E402
@@ -21,14 +22,7 @@ from edgekit.ir import DType, Graph, OpType, QuantParams  # noqa: E402
 from edgekit.reference import resample_kernels as rk  # noqa: E402
 from edgekit.reference.interpreter import Interpreter  # noqa: E402
 
-needs_tflm = pytest.mark.skipif(not orc.HAVE_TFLM, reason="tflite_micro is not installed")
-needs_litert = pytest.mark.skipif(not orc.HAVE_LITERT, reason="ai_edge_litert is not installed")
 ACTS = ["NONE", "RELU", "RELU6", "RELU_N1_TO_1"]
-
-
-def profile(n: int):
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
 
 
 def f32(v) -> float:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for the oracle tests")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from edgekit.backends.tflite.writer import tflite_bytes  # noqa: E402
@@ -20,14 +20,8 @@ from edgekit.reference.interpreter import Interpreter  # noqa: E402
 from tests.reference.recurrent_graphs import svdf_graph  # noqa: E402
 from tests.reference.recurrent_graphs import run_direct as _direct  # noqa: E402
 from tests.support import tflite_oracle as orc  # noqa: E402
+from tests.support.oracle_tests import needs_tflm, needs_litert, profile  # noqa: E402
 
-needs_tflm = pytest.mark.skipif(not orc.HAVE_TFLM, reason="tflite_micro is not installed")
-needs_litert = pytest.mark.skipif(not orc.HAVE_LITERT, reason="ai-edge-litert is not installed")
-
-
-def profile(n: int):
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
 
 
 def _draw_graph(d, int8: bool):
