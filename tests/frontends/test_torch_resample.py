@@ -11,19 +11,9 @@ torch = pytest.importorskip("torch")
 from edgekit.errors import UnsupportedOpError  # noqa: E402
 from edgekit.frontends.torch_importer import load_torch  # noqa: E402
 from edgekit.ir import OpType  # noqa: E402
-from edgekit.reference.interpreter import Interpreter  # noqa: E402
+from tests.frontends.torch_run import run_both  # noqa: E402
 
 F = torch.nn.functional
-
-
-def run_both(module, *inputs):
-    module = module.eval()
-    g = load_torch(module, tuple(inputs))
-    ours = Interpreter(g).run([x.numpy() for x in inputs], layout="source")
-    with torch.no_grad():
-        ref = module(*inputs)
-    ref = ref if isinstance(ref, tuple) else (ref,)
-    return g, [ours[n] for n in g.outputs], [r.numpy() for r in ref]
 
 
 def assert_close(ours, ref, atol=1e-5):
