@@ -6,9 +6,10 @@
  *   int ek_model_run(const void *in, uint32_t in_bytes, void *out, uint32_t out_bytes);
  *
  * ek_model_run runs one inference: `in` holds the input tensor (row-major, NHWC for
- * images, int8 or float32 as info->input_dtype says), `out` receives the output
- * tensor. It returns EK_OK, or EK_ERR_SIZE (nothing written) when a byte count is not
- * the model's. Calls from several threads are serialized: the model has one arena.
+ * images, int8 or float32 as info->input.dtype says), `out` receives the output
+ * tensor (int8, float32 or int32 as info->output.dtype says). It returns EK_OK, or
+ * EK_ERR_SIZE (nothing written) when a byte count is not the model's. Calls from
+ * several threads are serialized: the model has one arena.
  */
 #ifndef EDGEKIT_MODEL_ABI_H
 #define EDGEKIT_MODEL_ABI_H
@@ -24,12 +25,13 @@ extern "C" {
 
 #define EK_DTYPE_INT8 1u
 #define EK_DTYPE_FLOAT32 2u
+#define EK_DTYPE_INT32 3u   /* e.g. the indices ARG_MAX / ARG_MIN output */
 
 #define EK_OK 0
 #define EK_ERR_SIZE (-1)
 
 typedef struct {
-  uint32_t dtype;      /* EK_DTYPE_INT8 or EK_DTYPE_FLOAT32 */
+  uint32_t dtype;      /* EK_DTYPE_INT8, EK_DTYPE_FLOAT32 or EK_DTYPE_INT32 */
   uint32_t rank;
   int32_t shape[EK_MODEL_MAX_RANK];
   uint32_t bytes;

@@ -31,7 +31,7 @@ static int compare_doubles(const void *a, const void *b) {
 }
 
 static const char *dtype_name(uint32_t dtype) {
-  return dtype == EK_DTYPE_FLOAT32 ? "float32" : "int8";
+  return dtype == EK_DTYPE_FLOAT32 ? "float32" : (dtype == EK_DTYPE_INT32 ? "int32" : "int8");
 }
 
 static void print_tensor(const char *role, const ek_tensor_info *t) {

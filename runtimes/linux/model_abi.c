@@ -10,8 +10,10 @@
 
 #define EK_EXPORT __attribute__((visibility("default")))
 
-/* int8_t or float: their sizes tell them apart. */
-#define EK_DTYPE_OF(type) (sizeof(type) == 4u ? EK_DTYPE_FLOAT32 : EK_DTYPE_INT8)
+/* int8_t, int32_t or float: the size tells int8_t apart, and 0.5 converted to the type
+ * is nonzero only for float (a constant expression, evaluated by the compiler). */
+#define EK_DTYPE_OF(type) \
+  (sizeof(type) == 1u ? EK_DTYPE_INT8 : ((type)0.5f != (type)0 ? EK_DTYPE_FLOAT32 : EK_DTYPE_INT32))
 
 #ifdef EDGEKIT_MODEL_INPUT_SCALE
 #define EK_INPUT_QUANT 1u, EDGEKIT_MODEL_INPUT_SCALE, EDGEKIT_MODEL_INPUT_ZERO_POINT

@@ -6,7 +6,7 @@ the library and ``c_model.json`` its I/O description; ``edgekit.runtime.open`` r
 through ``CEngine``. The library itself, outside a bundle::
 
     model = CLibraryModel(folder / "libedgekit_model.so", description)
-    y = model.run(x)                 # numpy in, numpy out (int8 or float32)
+    y = model.run(x)                 # numpy in, numpy out (int8, float32; int32 out)
     model.close()
 
 ``description`` is the I/O description the C backend writes (``c_model.json``: ``inputs``
@@ -37,7 +37,7 @@ from edgekit.runtime.engines import Engine, check_io
 
 ABI_VERSION = 1
 MAX_RANK = 8
-DTYPES = {1: "int8", 2: "float32"}
+DTYPES = {1: "int8", 2: "float32", 3: "int32"}
 ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 # CPU flags (/proc/cpuinfo) an x86_64 build needs for each target feature it was compiled with.
 X86_CPU_FLAGS = {"avx": "avx", "avx2": "avx2", "fma": "fma", "sse4.2": "sse4_2", "avx512f": "avx512f"}
