@@ -207,8 +207,9 @@ def build_firmware(model_dir: Path, target: Target, vectors_c: Path, elf: Path, 
     into one RAM range (``Target.image_memory``). Raises ``FirmwareFitError`` (a
     ``FitError``) before calling the linker when the compile's fit check (the folder's
     manifest.json) placed a part elsewhere, e.g. weights in cortex-m55's QSPI or an
-    arena in PSRAM."""
-    check_firmware_placement(model_dir, target)
+    arena in PSRAM, or when the model's flash and the test vectors together exceed the
+    flash range."""
+    check_firmware_placement(model_dir, target, extra_flash=vector_bytes(vectors_c))
     cc = tool(target.toolchain.cc)
     em = target.emulator
     timer = [f"-DEK_TIMER_BASE={em.timer_base:#x}u"] if em is not None and em.timer_base else []
@@ -233,11 +234,22 @@ class FirmwareFitError(FitError):
         BadInputError.__init__(self, message)
 
 
-def check_firmware_placement(model_dir: Path, target: Target) -> None:
+def vector_bytes(vectors_c: Path) -> int:
+    """Bytes of the input and expected-output arrays of a ``write_vectors`` file (0 when
+    there is none)."""
+    path = Path(vectors_c)
+    if not path.is_file():
+        return 0
+    return sum(int(n) for n in re.findall(r"ek_vector_(?:inputs|expected)\[(\d+)\]", path.read_text()))
+
+
+def check_firmware_placement(model_dir: Path, target: Target, *, extra_flash: int = 0) -> None:
     """Raise ``FirmwareFitError`` when the fit check recorded in ``model_dir``'s manifest
     placed a part outside the ranges ``build_firmware`` links into: a flash part outside
     the first flash region, a RAM part outside the first SRAM region and the SRAM regions
-    joined to it. A folder without a fit record passes (the linker has the last word)."""
+    joined to it; or when the flash parts plus ``extra_flash`` (the test vectors) exceed
+    the flash range. A folder without a fit record passes (the linker has the last word,
+    e.g. on the runner's own few KB of code)."""
     mf = Path(model_dir) / "manifest.json"
     if not mf.is_file():
         return
@@ -252,9 +264,17 @@ def check_firmware_placement(model_dir: Path, target: Target) -> None:
     misplaced = [(r["name"], r["kind"], sum(nbytes.get(n, 0) for n in r["parts"]), list(r["parts"]))
                  for r in fit.get("regions", [])
                  if r.get("parts") and r["name"] not in linked.get(r["kind"], set())]
-    if not misplaced:
-        return
     model = manifest.get("model", Path(model_dir).name)
+    if not misplaced:
+        used = sum(r["used"] for r in fit.get("regions", []) if r["kind"] == "flash" and r["name"] == code.name)
+        if extra_flash and used + extra_flash > code.size:
+            raise FirmwareFitError(
+                f"model {model!r} ({used:,} bytes of flash) and the test vectors ({extra_flash:,} "
+                f"bytes) overflow flash region {code.name!r} of target {target.name!r} "
+                f"({code.size:,} bytes) by {used + extra_flash - code.size:,} bytes: the "
+                "model-runner firmware keeps both there. Use fewer vectors or a target with more flash.",
+                misplaced=[(code.name, "flash", used + extra_flash, ["model", "vectors"])])
+        return
     what = "; ".join(f"{', '.join(labels.get(n, n) for n in parts)} ({b:,} bytes) in {kind} region "
                      f"{name!r}" for name, kind, b, parts in misplaced)
     raise FirmwareFitError(

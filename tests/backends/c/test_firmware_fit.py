@@ -54,3 +54,18 @@ def test_a_model_in_the_first_regions_passes(tmp_path):
     r = compile_model(kws_graph(), tgt, tmp_path / "model", measure=False)
     assert set(r.manifest["placement"].values()) == {"ITCM (flash)", "DTCM (sram)"}
     build.check_firmware_placement(r.out_dir, tgt)  # no error
+
+
+def test_model_and_vectors_over_the_flash_region_are_refused(tmp_path):
+    """The fit check counts the model; the runner also keeps the test vectors in flash."""
+    import numpy as np
+
+    tgt = load_target("cortex-m55")
+    r = compile_model(kws_graph(), tgt, tmp_path / "model", measure=False)
+    x = np.zeros((1, 500 * 1024), np.int8)
+    vec = build.write_vectors(x, x[:, :10], tmp_path / "vectors.c")
+    assert build.vector_bytes(vec) == 500 * 1024 + 10
+    over = r.flash["total"] + 500 * 1024 + 10 - 512 * 1024
+    with pytest.raises(build.FirmwareFitError, match=f"overflow flash region 'ITCM' .* by {over:,} bytes"):
+        build.build_firmware(r.out_dir, tgt, vec, tmp_path / "model.elf")
+    assert not (tmp_path / "model.elf").exists()
