@@ -40,8 +40,22 @@ def _devices(config) -> list[str]:
     return devices + ports
 
 
+def explicit_devices(config) -> bool:
+    """True when the user named the boards (--device or --port), False for the default
+    QEMU boards."""
+    return bool(config.getoption("--device") or config.getoption("--port"))
+
+
 def pytest_generate_tests(metafunc):
-    if "device_spec" in metafunc.fixturenames:
+    # a module with ``device_cases(function_name, devices, explicit)`` chooses its own
+    # (device_spec, name) pairs instead of every test on every board
+    cases = getattr(metafunc.module, "device_cases", None)
+    if "device_spec" in metafunc.fixturenames and cases is not None:
+        pairs = cases(metafunc.function.__name__, _devices(metafunc.config),
+                      explicit_devices(metafunc.config))
+        metafunc.parametrize(("device_spec", "name"), pairs, ids=[f"{d}-{n}" for d, n in pairs],
+                             scope="session")
+    elif "device_spec" in metafunc.fixturenames:
         devs = _devices(metafunc.config)
         metafunc.parametrize("device_spec", devs, ids=devs, scope="session")
 
