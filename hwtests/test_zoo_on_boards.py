@@ -1,4 +1,4 @@
-"""Every model of the zoo (tests/zoo, ``ZOO``) on every board, two ways:
+"""The models of the zoo (tests/zoo, ``ZOO``) on the boards (see ``device_cases``), two ways:
 
 - flashed into a model slot over the serial protocol (the ``board`` fixture), run on
   the model's own inputs and compared with the reference interpreter bit for bit;
