@@ -21,7 +21,7 @@ from edgekit.errors import ModelFormatError
 
 MAGIC = b"EKMP"
 FORMAT_MAJOR = 2          # 2: the full SHA-256 of the body (1.x held its first 8 bytes)
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1          # 1: op kinds 22-43 (issue 13 operators)
 HEADER_BYTES = 160
 HASH_OFFSET = 56
 HASH_BYTES = 32           # the whole SHA-256 digest

@@ -9,6 +9,6 @@
 
 /* Model package format the executor reads (docs/model-package.md). */
 #define EK_PACKAGE_FORMAT_MAJOR 2 /* 2 (firmware 0.3.0 on): the full SHA-256 in the header */
-#define EK_PACKAGE_FORMAT_MINOR 0
+#define EK_PACKAGE_FORMAT_MINOR 1
 
 #endif /* EK_VERSION_H */

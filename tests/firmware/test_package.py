@@ -27,8 +27,8 @@ def test_header_fields_of_the_kws_package():
     assert data[:4] == b"EKMP" and h.format_major == FORMAT_MAJOR
     assert h.total_size == len(data) and h.header_size == HEADER_BYTES
     assert h.target == "cortex-m4" and h.name == "kws_ref_model_int8"
-    # format 2.0: a 160-byte header holding the body's whole SHA-256 at bytes 56..87
-    assert HEADER_BYTES == 160 and struct.unpack_from("<HHI", data, 4) == (2, 0, 160)
+    # format 2.1: a 160-byte header holding the body's whole SHA-256 at bytes 56..87
+    assert HEADER_BYTES == 160 and struct.unpack_from("<HHI", data, 4) == (2, 1, 160)
     assert h.model_hash == data[56:88] == hashlib.sha256(data[160:]).digest()
     assert h.model_id == h.model_hash[:8].hex()
     # CRC-32 of the header with its own field (bytes 128..131) zero, computed by hand
